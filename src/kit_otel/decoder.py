@@ -1,0 +1,213 @@
+"""NDJSON (contract v1) → `Event`, with errors that name the place: source, line, field, reason.
+
+A bad line never stops a stream: `iter_events` yields a `DecodeError` for it and goes on with
+the next line, so the good events around it are processed normally.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import IO, Iterable, Iterator
+
+import msgspec
+
+from .events import DATA_TYPES, FORMAT_VERSION, Event, EventData, UnknownData
+from .timestamps import format_ts, parse_ts
+
+DEFAULT_MAX_LINE_BYTES = 1 << 20
+
+
+class _Wire(msgspec.Struct, kw_only=True):
+    """The envelope as it is on the wire; `data` stays raw until `type` says what it is."""
+
+    v: int
+    ts: str
+    type: str
+    seq: int = 0
+    pid: int = 0
+    session_path: str = ""
+    data: msgspec.Raw = msgspec.Raw(b"{}")
+    session_id: str = ""
+    source: str = ""
+    agent: str = ""
+    kit_version: str = ""
+    dropped: int = 0
+    state: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class DecodeError:
+    """Why one line was rejected. `reason_code` is the low-cardinality label for self-metrics."""
+
+    source: str
+    lineno: int
+    field: str
+    reason: str
+    reason_code: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.lineno}"
+        return f"{where}: {self.field}: {self.reason}" if self.field else f"{where}: {self.reason}"
+
+
+class DecodeFailure(ValueError):
+    """Raised by `decode_line`; carries the `DecodeError`."""
+
+    def __init__(self, error: DecodeError):
+        super().__init__(str(error))
+        self.error = error
+
+
+_PATH_RE = re.compile(r" - at `\$\.?([^`]*)`$")
+_wire_decoder = msgspec.json.Decoder(_Wire)
+_data_decoders = {name: msgspec.json.Decoder(cls) for name, cls in DATA_TYPES.items()}
+_any_decoder = msgspec.json.Decoder()
+
+
+_MISSING_RE = re.compile(r"Object missing required field `([^`]*)`")
+
+
+def _split_msgspec_error(exc: Exception) -> tuple[str, str]:
+    text = str(exc)
+    match = _PATH_RE.search(text)
+    path, reason = (match.group(1), text[: match.start()]) if match else ("", text)
+    missing = _MISSING_RE.search(reason)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+        reason = "required field is missing"
+    return path, reason
+
+
+def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
+                max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Event:
+    """Decode one NDJSON line; raises DecodeFailure naming source, line, field and reason."""
+    if isinstance(line, str):
+        line = line.encode()
+
+    def fail(field: str, reason: str, code: str) -> DecodeFailure:
+        return DecodeFailure(DecodeError(source, lineno, field, reason, code))
+
+    if len(line) > max_bytes:
+        raise fail("", f"line of {len(line)} bytes exceeds the limit of {max_bytes}", "oversize")
+    try:
+        wire = _wire_decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        field, reason = _split_msgspec_error(exc)
+        raise fail(field, reason, "invalid_field") from None
+    except msgspec.DecodeError as exc:
+        raise fail("", f"malformed JSON: {exc}", "malformed_json") from None
+    if wire.v != FORMAT_VERSION:
+        raise fail("v", f"unsupported format version {wire.v} (expected {FORMAT_VERSION})",
+                   "unsupported_version")
+    try:
+        ts_ns = parse_ts(wire.ts)
+    except ValueError as exc:
+        raise fail("ts", str(exc), "invalid_field") from None
+    decoder = _data_decoders.get(wire.type)
+    data: EventData
+    try:
+        if decoder is not None:
+            data = decoder.decode(wire.data)
+        else:
+            fields = _any_decoder.decode(wire.data)
+            if not isinstance(fields, dict):
+                raise fail("data", f"expected an object, got {type(fields).__name__}",
+                           "invalid_field")
+            data = UnknownData(fields=fields)
+    except msgspec.ValidationError as exc:
+        field, reason = _split_msgspec_error(exc)
+        raise fail(f"data.{field}" if field else "data", reason, "invalid_field") from None
+    return Event(type=wire.type, data=data, ts_ns=ts_ns, v=wire.v, seq=wire.seq, pid=wire.pid,
+                 session_path=wire.session_path, session_id=wire.session_id, source=wire.source,
+                 agent=wire.agent, kit_version=wire.kit_version, dropped=wire.dropped,
+                 state=wire.state)
+
+
+def iter_events(lines: Iterable[tuple[int, bytes]], *, source: str,
+                max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Event | DecodeError]:
+    """(line number, line) pairs → Events, or a DecodeError for each bad line. Blank lines skip."""
+    for lineno, line in lines:
+        if not line.strip():
+            continue
+        try:
+            yield decode_line(line, source=source, lineno=lineno, max_bytes=max_bytes)
+        except DecodeFailure as failure:
+            yield failure.error
+
+
+class OversizeLine(bytes):
+    """Placeholder for a line that was longer than the limit; only its length is kept."""
+
+    def __new__(cls, length: int):
+        obj = super().__new__(cls, b"")
+        obj.length = length
+        return obj
+
+
+def read_lines(stream: IO[bytes], max_bytes: int = DEFAULT_MAX_LINE_BYTES,
+               first_lineno: int = 1) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines of a binary stream, never holding more than `max_bytes` of one line in
+    memory: a longer line is skipped to its end and yielded as an `OversizeLine`."""
+    lineno = first_lineno
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            length = len(line)
+            while True:
+                chunk = stream.readline(1 << 20)
+                length += len(chunk)
+                if not chunk or chunk.endswith(b"\n"):
+                    break
+            yield lineno, OversizeLine(length)
+        else:
+            yield lineno, line
+        lineno += 1
+
+
+def iter_stream(stream: IO[bytes], *, source: str,
+                max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Event | DecodeError]:
+    for lineno, line in read_lines(stream, max_bytes):
+        if isinstance(line, OversizeLine):
+            yield DecodeError(source, lineno, "",
+                              f"line of {line.length} bytes exceeds the limit of {max_bytes}",
+                              "oversize")
+            continue
+        if not line.strip():
+            continue
+        try:
+            yield decode_line(line, source=source, lineno=lineno, max_bytes=max_bytes)
+        except DecodeFailure as failure:
+            yield failure.error
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class _WireOut(msgspec.Struct, kw_only=True, omit_defaults=True):
+    v: int
+    seq: int
+    ts: str
+    pid: int
+    session_path: str
+    type: str
+    data: EventData
+    session_id: str = ""
+    source: str = ""
+    agent: str = ""
+    kit_version: str = ""
+    dropped: int = 0
+    state: dict[str, str] | None = None
+
+
+def encode_event(event: Event) -> bytes:
+    """One NDJSON line (with its newline) in the contract's key order."""
+    data = event.data
+    payload: object = data.fields if isinstance(data, UnknownData) else data
+    wire = _WireOut(v=event.v, seq=event.seq, ts=format_ts(event.ts_ns), pid=event.pid,
+                    session_path=event.session_path, type=event.type, data=payload,
+                    session_id=event.session_id, source=event.source, agent=event.agent,
+                    kit_version=event.kit_version, dropped=event.dropped, state=event.state)
+    return _encoder.encode(wire) + b"\n"

@@ -1,0 +1,51 @@
+"""RFC 3339 timestamps with nanoseconds, as Go's `time.RFC3339Nano` writes them.
+
+Python's datetime stops at microseconds, and a stream of events shares the same second prefix
+over and over, so the seconds part is parsed once and cached.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import lru_cache
+
+_NS = 1_000_000_000
+
+
+@lru_cache(maxsize=4096)
+def _prefix_seconds(prefix: str) -> int:
+    # prefix is "YYYY-MM-DDTHH:MM:SS" + an offset ("Z" or "+hh:mm")
+    return int(datetime.fromisoformat(prefix.replace("Z", "+00:00")).timestamp())
+
+
+def parse_ts(text: str) -> int:
+    """Nanoseconds since the epoch; ValueError with the reason on anything malformed."""
+    if len(text) < 20 or text[10] not in "Tt ":
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}")
+    head = text[:19]
+    rest = text[19:]
+    frac = 0
+    if rest.startswith("."):
+        end = 1
+        while end < len(rest) and rest[end].isdigit():
+            end += 1
+        digits = rest[1:end]
+        if not digits or len(digits) > 9:
+            raise ValueError(f"bad fractional seconds in {text[:40]!r}")
+        frac = int(digits.ljust(9, "0"))
+        rest = rest[end:]
+    if rest not in ("Z", "z") and not (len(rest) == 6 and rest[0] in "+-" and rest[3] == ":"):
+        raise ValueError(f"missing or bad UTC offset in {text[:40]!r}")
+    try:
+        return _prefix_seconds(head + rest.upper()) * _NS + frac
+    except ValueError:
+        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}") from None
+
+
+def format_ts(ts_ns: int) -> str:
+    """Go's RFC3339Nano in UTC: trailing zeros of the fraction trimmed, 'Z' suffix."""
+    seconds, frac = divmod(ts_ns, _NS)
+    base = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    if frac:
+        return f"{base}.{frac:09d}".rstrip("0") + "Z"
+    return base + "Z"
