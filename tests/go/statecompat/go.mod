@@ -1,0 +1,3 @@
+module statecompat
+
+go 1.19
