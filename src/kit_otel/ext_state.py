@@ -1,0 +1,68 @@
+"""Which extension-state keys become span attributes, and how (DESIGN.md §6).
+
+Keys are matched by glob against allow and deny lists; values of secret-looking keys are
+redacted, long values cut, and at most `max_keys` keys are exposed per span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+
+from .content import REDACTED
+from .names import KIT_EXT_STATE_PREFIX
+
+DEFAULT_SECRET_GLOBS = ("*token*", "*secret*", "*key*", "*password*", "*passwd*", "*credential*")
+
+
+@dataclass
+class StatePolicy:
+    allow: tuple[str, ...] = ("*",)
+    deny: tuple[str, ...] = ()
+    secret_globs: tuple[str, ...] = DEFAULT_SECRET_GLOBS
+    max_value_length: int = 256
+    max_keys: int = 64
+    gauge_keys: tuple[str, ...] = ()  # numeric keys exported as kit_ext_state_value gauges
+    _decisions: dict[str, bool] = field(default_factory=dict, repr=False)
+
+    def exposed(self, key: str) -> bool:
+        decided = self._decisions.get(key)
+        if decided is None:
+            decided = (any(fnmatchcase(key, g) for g in self.allow)
+                       and not any(fnmatchcase(key, g) for g in self.deny))
+            self._decisions[key] = decided
+        return decided
+
+    def value(self, key: str, value: str) -> str:
+        lowered = key.lower()
+        if any(fnmatchcase(lowered, g) for g in self.secret_globs):
+            return REDACTED
+        if len(value) > self.max_value_length:
+            return value[: self.max_value_length] + "…"
+        return value
+
+    def attributes(self, state: dict[str, str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for key in sorted(state):
+            if len(out) >= self.max_keys:
+                break
+            if self.exposed(key):
+                out[KIT_EXT_STATE_PREFIX + key] = self.value(key, state[key])
+        return out
+
+    def changes(self, old: dict[str, str], new: dict[str, str]) -> list[dict[str, object]]:
+        """Span-event attributes for each exposed key that changed (deleted keys included)."""
+        events = []
+        for key in sorted(old.keys() | new.keys()):
+            before, after = old.get(key), new.get(key)
+            if before == after or not self.exposed(key):
+                continue
+            attrs: dict[str, object] = {"kit.ext_state.key": key}
+            if before is not None:
+                attrs["kit.ext_state.old"] = self.value(key, before)
+            if after is None:
+                attrs["kit.ext_state.deleted"] = True
+            else:
+                attrs["kit.ext_state.new"] = self.value(key, after)
+            events.append(attrs)
+        return events

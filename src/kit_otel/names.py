@@ -1,0 +1,187 @@
+"""Every span name, attribute name and metric name kit-otel emits, in one place.
+
+GenAI names follow the OpenTelemetry semantic conventions (tests check them against the
+`opentelemetry-semantic-conventions` package); everything KIT-specific is under `kit.*`.
+Metric instruments are declared with the OTel name and unit that make the OTel→Prometheus
+translation produce exactly the exposition names of DESIGN.md §5 (the dashboards' contract):
+a unit in braces is an annotation that Prometheus drops, so `{USD}` keeps `_USD` out of names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ── span names ──────────────────────────────────────────────────────────────────────────────
+SPAN_TURN = "invoke_agent kit"
+SPAN_SUBAGENT = "invoke_agent subagent"
+SPAN_CHAT_PREFIX = "chat"  # "chat {model}"
+SPAN_TOOL_PREFIX = "execute_tool"  # "execute_tool {ToolName}"
+SPAN_OUT_OF_TURN_PREFIX = "kit."  # "kit.{type}" for events outside any turn
+
+# ── GenAI semantic-convention attributes ────────────────────────────────────────────────────
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
+GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
+GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
+GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
+GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
+GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
+GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
+GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
+SESSION_ID = "session.id"
+ERROR_TYPE = "error.type"
+
+OP_INVOKE_AGENT = "invoke_agent"
+OP_CHAT = "chat"
+OP_EXECUTE_TOOL = "execute_tool"
+AGENT_KIT = "kit"
+AGENT_SUBAGENT = "subagent"
+TOOL_TYPE_FUNCTION = "function"
+TOOL_TYPE_EXTENSION = "extension"
+
+# ── kit.* attributes ────────────────────────────────────────────────────────────────────────
+KIT_SESSION_PATH = "kit.session.path"
+KIT_SESSION_RELOAD = "kit.session.reload"
+KIT_PROJECT = "kit.project"
+KIT_PID = "kit.pid"
+KIT_SOURCE = "kit.source"
+KIT_STEP_NUMBER = "kit.step.number"
+KIT_COST_USD = "kit.cost.usd"
+KIT_LLM_TTFC_MS = "kit.llm.time_to_first_chunk_ms"
+KIT_LLM_USAGE_SOURCE = "kit.llm.usage_source"  # llm_usage | step_finish
+KIT_TOOL_KIND = "kit.tool.kind"
+KIT_TOOL_OUTPUT_BYTES = "kit.tool.output.bytes"
+KIT_TOOL_INPUT_BYTES = "kit.tool.input.bytes"
+KIT_TOOL_BLOCKED = "kit.tool.blocked"
+KIT_TOOL_SOURCE = "kit.tool.source"
+KIT_TURN_STOP_REASON = "kit.turn.stop_reason"
+KIT_TURN_TOOL_CALL_COUNT = "kit.turn.tool_call_count"
+KIT_TURN_TOOL_NAMES = "kit.turn.tool_names"
+KIT_TURN_LLM_CALL_COUNT = "kit.turn.llm_call_count"
+KIT_TURN_COST_USD = "kit.turn.cost_usd"
+KIT_TURN_DURATION_MS = "kit.turn.duration_ms"
+KIT_TURN_INCOMPLETE = "kit.turn.incomplete"
+KIT_TURN_AGGREGATE_SOURCE = "kit.turn.aggregate_source"  # agent_end | computed
+KIT_TURN_AGGREGATE_MISMATCH = "kit.turn.aggregate_mismatch"
+KIT_TURN_PROMPT_LENGTH = "kit.turn.prompt_length"
+KIT_TURN_RESPONSE_LENGTH = "kit.turn.response_length"
+KIT_TURN_PROMPT = "kit.turn.prompt"
+KIT_TURN_RESPONSE = "kit.turn.response"
+KIT_SUBAGENT_TASK_LENGTH = "kit.subagent.task_length"
+KIT_SUBAGENT_TASK = "kit.subagent.task"
+KIT_SUBAGENT_RESPONSE_LENGTH = "kit.subagent.response_length"
+KIT_EXT_STATE_PREFIX = "kit.ext_state."
+KIT_EXT_STATE_CHANGE = "kit.ext_state.change"
+# coalesced deltas: "<prefix>.count" and "<prefix>.bytes" on the span that owns them
+KIT_DELTAS_MESSAGE = "kit.message.chunks"
+KIT_DELTAS_TOOL_INPUT = "kit.tool_input.deltas"
+KIT_DELTAS_TOOL_OUTPUT = "kit.tool.output.chunks"
+KIT_DELTAS_SUBAGENT_TEXT = "kit.subagent.text_chunks"
+KIT_UNKNOWN_EVENT = "kit.event.unknown"
+
+# ── metrics ─────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    otel_name: str
+    unit: str
+    kind: str  # counter | histogram | gauge
+    description: str
+    prometheus_name: str  # what the exposition shows (for counters without the _total)
+    buckets: tuple[float, ...] | None = None
+
+
+_SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+_TOKENS = (16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+_USD = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25)
+_RATIO = (0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+
+TOKENS = MetricSpec("kit.tokens", "{token}", "counter",
+                    "Tokens used by KIT LLM calls, by type (input, output, cache_read, cache_write)",
+                    "kit_tokens_total")
+COST = MetricSpec("kit.cost.usd", "{USD}", "counter",
+                  "Cost of KIT LLM calls in US dollars as KIT priced them (0 when pricing is unknown)",
+                  "kit_cost_usd_total")
+LLM_CALLS = MetricSpec("kit.llm.calls", "{call}", "counter", "LLM calls (steps) made by KIT",
+                       "kit_llm_calls_total")
+TOKEN_USAGE = MetricSpec("gen_ai.client.token.usage", "{token}", "histogram",
+                         "Tokens used per GenAI operation (semantic conventions)",
+                         "gen_ai_client_token_usage", _TOKENS)
+OPERATION_DURATION = MetricSpec("gen_ai.client.operation.duration", "s", "histogram",
+                                "Duration of GenAI operations (semantic conventions)",
+                                "gen_ai_client_operation_duration_seconds", _SECONDS)
+TIME_TO_FIRST_CHUNK = MetricSpec("kit.llm.time_to_first_chunk", "s", "histogram",
+                                 "Time from the start of an LLM call to its first streamed chunk",
+                                 "kit_llm_time_to_first_chunk_seconds", _SECONDS)
+TURNS = MetricSpec("kit.turns", "{turn}", "counter", "Agent turns ended, by stop reason",
+                   "kit_turns_total")
+TURN_DURATION = MetricSpec("kit.turn.duration", "s", "histogram", "Duration of agent turns",
+                           "kit_turn_duration_seconds", _SECONDS)
+TURN_COST = MetricSpec("kit.turn.cost.usd", "{USD}", "histogram",
+                       "Cost of one agent turn in US dollars", "kit_turn_cost_usd", _USD)
+TOOL_CALLS = MetricSpec("kit.tool.calls", "{call}", "counter",
+                        "Tool calls by tool, kind and outcome (ok, error, blocked)",
+                        "kit_tool_calls_total")
+TOOL_DURATION = MetricSpec("kit.tool.duration", "s", "histogram", "Duration of tool calls",
+                           "kit_tool_duration_seconds", _SECONDS)
+ERRORS = MetricSpec("kit.errors", "{error}", "counter", "Errors reported by KIT",
+                    "kit_errors_total")
+RETRIES = MetricSpec("kit.retries", "{retry}", "counter", "LLM request retries reported by KIT",
+                     "kit_retries_total")
+COMPACTIONS = MetricSpec("kit.compactions", "{compaction}", "counter",
+                         "Context compactions, automatic or manual", "kit_compactions_total")
+CONTEXT_USAGE = MetricSpec("kit.context.usage.ratio", "1", "histogram",
+                           "Context window usage when a compaction starts (0..1)",
+                           "kit_context_usage_ratio", _RATIO)
+SUBAGENTS = MetricSpec("kit.subagents", "{subagent}", "counter", "Subagent runs by outcome",
+                       "kit_subagents_total")
+SESSIONS = MetricSpec("kit.sessions", "{session}", "counter",
+                      "KIT sessions started (extension hot reloads not counted)",
+                      "kit_sessions_total")
+BUDGET = MetricSpec("kit.budget.usd", "{USD}", "gauge",
+                    "Configured spend budget in US dollars, by window and scope", "kit_budget_usd")
+EXT_STATE_VALUE = MetricSpec("kit.ext_state.value", "1", "gauge",
+                             "Numeric KIT extension-state values named in configuration",
+                             "kit_ext_state_value")
+OTEL_EVENTS = MetricSpec("kit_otel.events", "{event}", "counter",
+                         "Events kit-otel accepted, by type", "kit_otel_events_total")
+OTEL_REJECTED = MetricSpec("kit_otel.events.rejected", "{event}", "counter",
+                           "Input lines kit-otel rejected, by reason",
+                           "kit_otel_events_rejected_total")
+OTEL_DROPPED = MetricSpec("kit_otel.dropped", "{event}", "counter",
+                          "Events a source reported it had to drop", "kit_otel_dropped_total")
+OTEL_LAG = MetricSpec("kit_otel.lag", "s", "gauge",
+                      "Age of the newest event processed, relative to now", "kit_otel_lag_seconds")
+
+ALL_METRICS = (TOKENS, COST, LLM_CALLS, TOKEN_USAGE, OPERATION_DURATION, TIME_TO_FIRST_CHUNK,
+               TURNS, TURN_DURATION, TURN_COST, TOOL_CALLS, TOOL_DURATION, ERRORS, RETRIES,
+               COMPACTIONS, CONTEXT_USAGE, SUBAGENTS, SESSIONS, BUDGET, EXT_STATE_VALUE,
+               OTEL_EVENTS, OTEL_REJECTED, OTEL_DROPPED, OTEL_LAG)
+
+# metric label keys (DESIGN.md §5)
+L_PROVIDER = "provider"
+L_MODEL = "model"
+L_TYPE = "type"
+L_AGENT = "agent"
+L_PROJECT = "project"
+L_FINISH_REASON = "finish_reason"
+L_STOP_REASON = "stop_reason"
+L_TOOL = "tool"
+L_KIND = "kind"
+L_OUTCOME = "outcome"
+L_AUTOMATIC = "automatic"
+L_REASON = "reason"
+L_SOURCE = "source"
+L_SESSION_ID = "session_id"
+OTHER = "other"  # what values beyond a cardinality limit fold into
