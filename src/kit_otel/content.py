@@ -22,9 +22,10 @@ _SECRET_PATTERNS = [
     r"AIza[0-9A-Za-z_\-]{35}",                          # Google API key
     r"eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWT
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----",
-    r"(?i)\bbearer\s+[A-Za-z0-9._\-~+/]{16,}=*",
-    r"(?i)(?<=[\"']?)(?:api[_-]?key|secret|password|passwd|token|access[_-]?key)"
-    r"([\"']?\s*[:=]\s*[\"']?)[^\s\"',;]{6,}",
+    r"(?i:\bbearer\s+)[A-Za-z0-9._\-~+/]{16,}=*",
+    # key=value / "key": "value" with a secret-looking key: keep the key, hide the value
+    r"(?P<keep>(?i:api[_-]?key|secret|password|passwd|token|access[_-]?key)[\"']?\s*[:=]\s*[\"']?)"
+    r"[^\s\"',;]{6,}",
 ]
 
 
@@ -58,8 +59,5 @@ class ContentPolicy:
 
 def _replace(match: re.Match) -> str:
     # keep "api_key=" readable and hide only the value after it
-    if match.lastindex and match.group(1):
-        head = match.group(0)
-        cut = head.find(match.group(1)) + len(match.group(1))
-        return head[:cut] + REDACTED
-    return REDACTED
+    keep = match.group("keep")
+    return keep + REDACTED if keep else REDACTED

@@ -1,0 +1,963 @@
+"""The lifecycle translator: an ordered stream of `Event`s → spans, span events and metrics.
+
+One state machine per session, keyed by (pid, session_path). Span and event times are the
+events' own timestamps, so replaying yesterday's stream yields yesterday's trace.
+
+KIT behaviours absorbed here (DESIGN.md §3):
+- `step_finish` and `llm_usage` arrive in either order: a chat span is finished, and its tokens
+  counted, once both are in (or, lacking `llm_usage`, at the next step or the end of the turn,
+  from `step_finish`) — so tokens are never counted twice.
+- the LLM call ends before the first `tool_call` of its step (or at `step_finish` when the step
+  called no tool): that is the chat span's end time.
+- parallel tools interleave: everything about a tool is keyed by `ToolCallID`.
+- subagent chunks carry no child tool-call id: chunk tool calls pair with chunk results by tool
+  name, first in first out. Events of a subagent's own child agent (`session_path` "", same pid)
+  nest under the subagent and count as `agent="subagent"` spend.
+- a turn left open is closed as incomplete when its session starts another one, after an idle
+  timeout (by the stream's own clock, or the wall clock in `sweep`), and at `close`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
+
+from . import __version__
+from . import events as ev
+from . import names as n
+from .aggregate import TurnAggregate, has_enriched_fields
+from .content import ContentPolicy
+from .decoder import DecodeError
+from .ext_state import StatePolicy
+from .instruments import KitInstruments
+from .sessions import DEFAULT_SESSIONS_ROOT, identify_session
+
+_NS_PER_S = 1e9
+_SWEEP_EVERY = 1024
+_EMPTY_CONTEXT = Context()
+
+# Fields whose values are prompt/response/tool content: only their length is recorded unless
+# content capture is on.
+CONTENT_FIELDS = frozenset({
+    "Prompt", "Text", "Response", "Content", "Chunk", "Delta", "Input", "UserText",
+    "InitialPrompt", "Task", "ToolArgs", "ToolResult", "Metadata", "Messages", "ParsedArgs",
+})
+
+_ERROR_KINDS = [
+    ("rate_limit", re.compile(r"rate.?limit|\b429\b|too many requests", re.I)),
+    ("overloaded", re.compile(r"overloaded|\b529\b|\b503\b|unavailable", re.I)),
+    ("timeout", re.compile(r"timeout|timed out|deadline exceeded", re.I)),
+    ("cancelled", re.compile(r"cancel", re.I)),
+    ("auth", re.compile(r"\b401\b|\b403\b|unauthori[sz]ed|forbidden|api key", re.I)),
+    ("context_length", re.compile(r"context (length|window)|too long|maximum context", re.I)),
+    ("network", re.compile(r"connection|network|dial tcp|eof\b|reset by peer", re.I)),
+]
+
+
+def error_kind(message: str) -> str:
+    """A low-cardinality class of an error message, for metric labels."""
+    for kind, pattern in _ERROR_KINDS:
+        if pattern.search(message):
+            return kind
+    return "other"
+
+
+def split_model(name: str) -> tuple[str, str]:
+    """KIT names models "provider/model"; either part may be missing."""
+    if "/" in name:
+        provider, _, model = name.partition("/")
+        return provider, model
+    return "", name
+
+
+_snake_cache: dict[str, str] = {}
+
+
+def _snake(go_name: str) -> str:
+    cached = _snake_cache.get(go_name)
+    if cached is None:
+        cached = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", go_name).lower()
+        _snake_cache[go_name] = cached
+    return cached
+
+
+@dataclass
+class TranslatorSettings:
+    content: ContentPolicy = field(default_factory=ContentPolicy)
+    state: StatePolicy = field(default_factory=StatePolicy)
+    record_all_deltas: bool = False
+    idle_timeout_s: float = 900.0
+    sessions_root: str | None = str(DEFAULT_SESSIONS_ROOT.expanduser())
+    session_id_label: bool = False
+    max_tools: int = 100
+    max_models: int = 100
+
+
+# ── per-span state ──────────────────────────────────────────────────────────────────────────
+
+class _Deltas:
+    """Coalesced high-frequency deltas: the first is a span event, the rest counts and bytes."""
+
+    __slots__ = ("count", "bytes")
+
+    def __init__(self):
+        self.count = 0
+        self.bytes = 0
+
+
+@dataclass(eq=False)
+class _Step:
+    span: trace.Span
+    number: int
+    start_ns: int
+    first_chunk_ns: int = 0
+    stream_end_ns: int = 0
+    usage: ev.LLMUsage | None = None
+    finish: ev.StepFinish | None = None
+    finish_ns: int = 0
+    message: _Deltas = field(default_factory=_Deltas)
+    tool_input: _Deltas = field(default_factory=_Deltas)
+
+
+@dataclass(eq=False)
+class _Tool:
+    span: trace.Span
+    name: str
+    kind: str
+    start_ns: int
+    executed: bool = False
+    output: _Deltas = field(default_factory=_Deltas)
+    result_ns: int = 0  # set when the result came but the span waits for its subagent
+
+
+@dataclass(eq=False)
+class _Subagent:
+    span: trace.Span
+    call_id: str
+    start_ns: int
+    session: "_Session"
+    turn: "_Turn"
+    chunk_tools: dict[str, deque] = field(default_factory=dict)  # tool name → open spans
+    text: _Deltas = field(default_factory=_Deltas)
+    child: "_Run | None" = None  # the child agent's own events, when its bridge reports them
+
+
+@dataclass(eq=False)
+class _Run:
+    """One agent loop: the main agent's turn, or a subagent's child agent."""
+
+    span: trace.Span
+    agent: str  # names.AGENT_KIT's metric label: "main" | "subagent"
+    aggregate: TurnAggregate = field(default_factory=TurnAggregate)
+    step: _Step | None = None
+    last_ns: int = 0
+
+
+@dataclass(eq=False)
+class _Turn(_Run):
+    start_ns: int = 0
+    agent_start_ns: int = 0
+    agent_started: bool = False
+    tools: dict[str, _Tool] = field(default_factory=dict)
+    subagents: dict[str, _Subagent] = field(default_factory=dict)
+    last_error: str = ""
+    state_at_start: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class _Session:
+    pid: int
+    path: str
+    session_id: str
+    project: str
+    base_attributes: dict[str, object]
+    provider: str = ""
+    model: str = ""
+    turn: _Turn | None = None
+    previous_turn: trace.SpanContext | None = None
+    started: bool = False
+    state: dict[str, str] = field(default_factory=dict)
+
+
+class Translator:
+    def __init__(self, tracer_provider: TracerProvider, meter_provider: MeterProvider,
+                 settings: TranslatorSettings | None = None):
+        self.settings = settings or TranslatorSettings()
+        self.tracer = tracer_provider.get_tracer("kit_otel", __version__)
+        self.metrics = KitInstruments(meter_provider.get_meter("kit_otel", __version__),
+                                      max_tools=self.settings.max_tools,
+                                      max_models=self.settings.max_models)
+        self.content = self.settings.content
+        self.sessions: dict[tuple[int, str], _Session] = {}
+        self.open_subagents: dict[int, list[_Subagent]] = {}  # pid → open subagents, oldest first
+        self.clock_ns = 0
+        self.events_seen = 0
+        self.rejected = 0
+        self.turns_closed = 0
+        self.on_turn_end: list[Callable[[dict], None]] = []  # summary hooks
+        self._idle_ns = int(self.settings.idle_timeout_s * _NS_PER_S)
+        self._handlers: dict[str, Callable[[_Session, ev.Event], None]] = {
+            "input": self._on_turn_opening, "before_agent_start": self._on_turn_opening,
+            "agent_start": self._on_turn_opening, "agent_end": self._on_agent_end,
+            "session_start": self._on_session_start, "session_shutdown": self._out_of_turn,
+            "before_fork": self._out_of_turn, "before_session_switch": self._out_of_turn,
+            "thinking_level_change": self._out_of_turn, "model_change": self._on_model_change,
+            "before_compact": self._on_before_compact, "terminal_resize": self._on_ambient,
+            "turn_state_change": self._on_ambient, "error": self._on_error,
+            "retry": self._on_retry,
+        }
+        self._run_handlers: dict[str, Callable[[_Session, _Run, ev.Event], None]] = {
+            "step_start": self._on_step_start, "step_finish": self._on_step_finish,
+            "llm_usage": self._on_llm_usage, "message_update": self._on_message_update,
+            "reasoning_start": self._on_stream_marker,
+            "tool_call_input_start": self._on_stream_marker,
+            "tool_call_input_delta": self._on_tool_input_delta,
+            "tool_call_input_end": self._on_stream_marker,
+            "warnings": self._on_stream_marker, "source": self._on_stream_marker,
+            "tool_call": self._on_tool_call, "tool_execution_start": self._on_tool_execution,
+            "tool_execution_end": self._on_tool_execution, "tool_output": self._on_tool_output,
+            "tool_result": self._on_tool_result, "subagent_start": self._on_subagent_start,
+            "subagent_chunk": self._on_subagent_chunk, "subagent_end": self._on_subagent_end,
+        }
+
+    # ── entry points ─────────────────────────────────────────────────────────────────────────
+
+    def process(self, event: ev.Event) -> None:
+        self.events_seen += 1
+        m = self.metrics
+        m.events.add(1, {n.L_TYPE: m.event_type_value(event.type)})
+        if event.dropped:
+            m.dropped.add(event.dropped, {n.L_SOURCE: event.source or "unknown"})
+        if event.ts_ns > self.clock_ns:
+            self.clock_ns = event.ts_ns
+        if event.type in ev.META_TYPES:
+            return
+        subagent = self._child_target(event)
+        if subagent is not None:
+            self._on_child_event(subagent, event)
+        else:
+            session = self._session(event)
+            if event.state is not None:
+                self._apply_state(session, event)
+            handler = self._handlers.get(event.type)
+            if handler is not None:
+                handler(session, event)
+            else:
+                run_handler = self._run_handlers.get(event.type)
+                if run_handler is not None:
+                    run_handler(session, self._turn(session, event), event)
+                else:
+                    self._on_generic(session, event)
+        if self.events_seen % _SWEEP_EVERY == 0:
+            self.sweep(self.clock_ns)
+
+    def reject(self, error: DecodeError) -> None:
+        self.rejected += 1
+        self.metrics.rejected.add(1, {n.L_REASON: error.reason_code})
+
+    def sweep(self, now_ns: int) -> int:
+        """Close turns idle for longer than the idle timeout as of `now_ns`; returns how many."""
+        closed = 0
+        for session in list(self.sessions.values()):
+            turn = session.turn
+            if turn is not None and now_ns - turn.last_ns > self._idle_ns:
+                self._close_incomplete(session, turn)
+                closed += 1
+        return closed
+
+    def close(self) -> None:
+        """End of a replay or shutdown: nothing stays open."""
+        for session in list(self.sessions.values()):
+            if session.turn is not None:
+                self._close_incomplete(session, session.turn)
+
+    def open_turn_count(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.turn is not None)
+
+    # ── sessions ─────────────────────────────────────────────────────────────────────────────
+
+    def _session(self, event: ev.Event) -> _Session:
+        key = (event.pid, event.session_path)
+        session = self.sessions.get(key)
+        if session is None:
+            session = self._new_session(event)
+            self.sessions[key] = session
+        elif event.session_id and event.session_id != session.session_id:
+            self._set_session_id(session, event.session_id)
+        return session
+
+    def _new_session(self, event: ev.Event) -> _Session:
+        if event.session_path:
+            ident = identify_session(event.session_path, self.settings.sessions_root)
+            session_id, project, cwd = ident.session_id, ident.project, ident.cwd
+        else:
+            session_id, project, cwd = f"no-session-{event.pid}", "unknown", ""
+        if event.session_id:
+            session_id = event.session_id
+        attrs: dict[str, object] = {n.KIT_SESSION_PATH: event.session_path, n.KIT_PROJECT: project,
+                                    n.KIT_PID: event.pid}
+        if cwd and self.content.capture:
+            attrs["kit.cwd"] = cwd
+        session = _Session(event.pid, event.session_path, session_id, project, attrs)
+        self._set_session_id(session, session_id)
+        return session
+
+    @staticmethod
+    def _set_session_id(session: _Session, session_id: str) -> None:
+        session.session_id = session_id
+        session.base_attributes[n.SESSION_ID] = session_id
+        session.base_attributes[n.GEN_AI_CONVERSATION_ID] = session_id
+
+    def _labels_project(self, session: _Session, labels: dict) -> dict:
+        labels[n.L_PROJECT] = session.project
+        if self.settings.session_id_label:
+            labels[n.L_SESSION_ID] = session.session_id
+        return labels
+
+    # ── turns ────────────────────────────────────────────────────────────────────────────────
+
+    def _open_turn(self, session: _Session, event: ev.Event) -> _Turn:
+        attrs = dict(session.base_attributes)
+        attrs[n.GEN_AI_OPERATION_NAME] = n.OP_INVOKE_AGENT
+        attrs[n.GEN_AI_AGENT_NAME] = n.AGENT_KIT
+        if session.provider:
+            attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
+        if session.model:
+            attrs[n.GEN_AI_REQUEST_MODEL] = session.model
+        if event.source:
+            attrs[n.KIT_SOURCE] = event.source
+        attrs.update(self.settings.state.attributes(session.state))
+        links = [Link(session.previous_turn)] if session.previous_turn else None
+        span = self.tracer.start_span(n.SPAN_TURN, context=_EMPTY_CONTEXT,
+                                      kind=SpanKind.INTERNAL, attributes=attrs,
+                                      start_time=event.ts_ns, links=links)
+        turn = _Turn(span=span, agent="main", start_ns=event.ts_ns, last_ns=event.ts_ns,
+                     state_at_start=dict(session.state))
+        session.turn = turn
+        return turn
+
+    def _turn(self, session: _Session, event: ev.Event) -> _Turn:
+        """The open turn, or one opened by an in-turn event (a stream that starts mid-turn)."""
+        turn = session.turn
+        if turn is None:
+            turn = self._open_turn(session, event)
+        turn.last_ns = max(turn.last_ns, event.ts_ns)
+        return turn
+
+    def _on_turn_opening(self, session: _Session, event: ev.Event) -> None:
+        turn = session.turn
+        begins_loop = event.type != "input"
+        if turn is not None and begins_loop and turn.agent_started:
+            # a new agent loop while one is open: the old one never ended
+            self._close_incomplete(session, turn)
+            turn = None
+        if turn is None:
+            turn = self._open_turn(session, event)
+        turn.last_ns = max(turn.last_ns, event.ts_ns)
+        if event.type == "agent_start":
+            turn.agent_started = True
+            turn.agent_start_ns = event.ts_ns
+        self._span_event(turn.span, event)
+        prompt = getattr(event.data, "Prompt", None) or getattr(event.data, "Text", None)
+        if prompt is not None and event.type != "before_agent_start":
+            turn.span.set_attribute(n.KIT_TURN_PROMPT_LENGTH, len(prompt))
+            captured = self.content.text(prompt)
+            if captured is not None:
+                turn.span.set_attribute(n.KIT_TURN_PROMPT, captured)
+
+    def _on_agent_end(self, session: _Session, event: ev.Event) -> None:
+        data: ev.AgentEnd = event.data
+        turn = session.turn
+        if turn is None:  # agent_end alone: rebuild the turn from its own duration
+            start = event.ts_ns - data.DurationMs * 1_000_000
+            turn = self._open_turn(session, ev.Event(type="agent_start", data=ev.AgentStart(),
+                                                     ts_ns=start, pid=event.pid,
+                                                     session_path=event.session_path))
+            turn.agent_started, turn.agent_start_ns = True, start
+        self._span_event(turn.span, event)
+        self._finish_turn(session, turn, event.ts_ns, data.StopReason or "completed", data)
+
+    def _close_incomplete(self, session: _Session, turn: _Turn) -> None:
+        turn.span.set_attribute(n.KIT_TURN_INCOMPLETE, True)
+        self._finish_turn(session, turn, turn.last_ns, "incomplete", None)
+
+    def _finish_turn(self, session: _Session, turn: _Turn, end_ns: int, stop_reason: str,
+                     agent_end: ev.AgentEnd | None) -> None:
+        self._end_step(session, turn, end_ns)
+        for subagent in list(turn.subagents.values()):
+            self._end_subagent(session, turn, subagent, end_ns, "turn ended first")
+        for call_id, tool in list(turn.tools.items()):
+            tool.span.set_attribute(n.KIT_TURN_INCOMPLETE, True)
+            self._end_tool_span(tool, tool.result_ns or end_ns, unfinished=not tool.result_ns)
+            del turn.tools[call_id]
+        computed = turn.aggregate
+        computed.duration_ms = (end_ns - (turn.agent_start_ns or turn.start_ns)) // 1_000_000
+        span = turn.span
+        if agent_end is not None and has_enriched_fields(agent_end):
+            reported = TurnAggregate.from_agent_end(agent_end)
+            span.set_attribute(n.KIT_TURN_AGGREGATE_SOURCE, "agent_end")
+            if not reported.agrees_with(computed):
+                span.set_attribute(n.KIT_TURN_AGGREGATE_MISMATCH, True)
+            final = reported
+        else:
+            span.set_attribute(n.KIT_TURN_AGGREGATE_SOURCE, "computed")
+            final = computed
+        if agent_end is not None:
+            span.set_attribute(n.KIT_TURN_RESPONSE_LENGTH, len(agent_end.Response))
+            captured = self.content.text(agent_end.Response)
+            if captured is not None:
+                span.set_attribute(n.KIT_TURN_RESPONSE, captured)
+        attrs = {
+            n.KIT_TURN_STOP_REASON: stop_reason,
+            n.KIT_TURN_TOOL_CALL_COUNT: final.tool_call_count,
+            n.KIT_TURN_TOOL_NAMES: list(final.tool_names),
+            n.KIT_TURN_LLM_CALL_COUNT: final.llm_call_count,
+            n.GEN_AI_USAGE_INPUT_TOKENS: final.input_tokens,
+            n.GEN_AI_USAGE_OUTPUT_TOKENS: final.output_tokens,
+            n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: final.cache_read_tokens,
+            n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: final.cache_write_tokens,
+            n.KIT_TURN_COST_USD: final.cost_usd,
+            n.KIT_TURN_DURATION_MS: final.duration_ms,
+        }
+        if session.provider:
+            attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
+        if session.model:
+            attrs[n.GEN_AI_REQUEST_MODEL] = session.model
+        attrs.update(self.settings.state.attributes(session.state))
+        span.set_attributes(attrs)
+        if stop_reason in ("error", "incomplete"):
+            span.set_status(Status(StatusCode.ERROR, turn.last_error or
+                                   ("turn never ended" if stop_reason == "incomplete" else "error")))
+            if turn.last_error or stop_reason == "error":
+                span.set_attribute(n.ERROR_TYPE, error_kind(turn.last_error)
+                                   if turn.last_error else "error")
+        span.end(end_time=max(end_ns, turn.start_ns))
+        m = self.metrics
+        m.turns.add(1, self._labels_project(session, {n.L_STOP_REASON: stop_reason}))
+        m.turn_duration.record(final.duration_ms / 1000.0, {n.L_STOP_REASON: stop_reason})
+        m.turn_cost.record(final.cost_usd, self._labels_project(session, {}))
+        session.previous_turn = span.get_span_context()
+        session.turn = None
+        self.turns_closed += 1
+        if self.on_turn_end:
+            record = {"session_id": session.session_id, "project": session.project,
+                      "stop_reason": stop_reason, "provider": session.provider,
+                      "model": session.model, "aggregate": final, "start_ns": turn.start_ns,
+                      "end_ns": end_ns, "span": span}
+            for hook in self.on_turn_end:
+                hook(record)
+
+    # ── out-of-turn events ───────────────────────────────────────────────────────────────────
+
+    def _out_of_turn(self, session: _Session, event: ev.Event, extra: dict | None = None) -> None:
+        attrs = dict(session.base_attributes)
+        attrs.update(self._event_attributes(event))
+        if extra:
+            attrs.update(extra)
+        span = self.tracer.start_span(n.SPAN_OUT_OF_TURN_PREFIX + event.type,
+                                      context=_EMPTY_CONTEXT, kind=SpanKind.INTERNAL,
+                                      attributes=attrs, start_time=event.ts_ns)
+        span.end(end_time=event.ts_ns)
+
+    def _on_session_start(self, session: _Session, event: ev.Event) -> None:
+        data: ev.SessionStart = event.data
+        if data.SessionID and data.SessionID != session.session_id:
+            self._set_session_id(session, data.SessionID)
+        reload = session.started  # hot reloads fire session_start again
+        session.started = True
+        if not reload:
+            self.metrics.sessions.add(1, self._labels_project(session, {}))
+        self._out_of_turn(session, event, {n.KIT_SESSION_RELOAD: reload})
+
+    def _on_model_change(self, session: _Session, event: ev.Event) -> None:
+        data: ev.ModelChange = event.data
+        provider, model = split_model(data.NewModel)
+        if model:
+            session.model = model
+        if provider:
+            session.provider = provider
+        self._in_turn_or_alone(session, event)
+
+    def _on_before_compact(self, session: _Session, event: ev.Event) -> None:
+        data: ev.BeforeCompact = event.data
+        self.metrics.compactions.add(1, {n.L_AUTOMATIC: "true" if data.IsAutomatic else "false"})
+        if data.UsagePercent:
+            self.metrics.context_usage.record(
+                data.UsagePercent, {n.L_MODEL: self.metrics.model_value(session.model or "unknown")})
+        self._in_turn_or_alone(session, event)
+
+    def _on_ambient(self, session: _Session, event: ev.Event) -> None:
+        self._in_turn_or_alone(session, event)
+
+    def _on_generic(self, session: _Session, event: ev.Event) -> None:
+        """Unknown types (a newer KIT) and in-turn events without a handler of their own."""
+        if event.type in ev.KIT_EVENT_TYPES and session.turn is None and event.type in (
+                "context_prepare", "prepare_step", "message_start", "message_end"):
+            self._turn(session, event)
+        self._in_turn_or_alone(session, event)
+
+    def _in_turn_or_alone(self, session: _Session, event: ev.Event) -> None:
+        turn = session.turn
+        if turn is None:
+            self._out_of_turn(session, event)
+            return
+        turn.last_ns = max(turn.last_ns, event.ts_ns)
+        target = turn.step.span if turn.step and not turn.step.stream_end_ns and \
+            event.type not in ("message_end", "model_change", "before_compact") else turn.span
+        self._span_event(target, event)
+
+    def _on_error(self, session: _Session, event: ev.Event) -> None:
+        message = event.data.Error
+        self.metrics.errors.add(1, {n.L_KIND: error_kind(message)})
+        if session.turn is not None:
+            session.turn.last_error = message
+        self._in_turn_or_alone(session, event)
+
+    def _on_retry(self, session: _Session, event: ev.Event) -> None:
+        self.metrics.retries.add(1, {n.L_KIND: error_kind(event.data.Error)})
+        self._in_turn_or_alone(session, event)
+
+    # ── extension state ──────────────────────────────────────────────────────────────────────
+
+    def _apply_state(self, session: _Session, event: ev.Event) -> None:
+        new = event.state or {}
+        if new == session.state:
+            return
+        turn = session.turn
+        if turn is not None:
+            for attrs in self.settings.state.changes(session.state, new):
+                turn.span.add_event(n.KIT_EXT_STATE_CHANGE, attrs, timestamp=event.ts_ns)
+        session.state = dict(new)
+        self.state_changed(session)
+
+    def state_changed(self, session: _Session) -> None:
+        """Hook for gauges of numeric state (set by the exporter pipeline)."""
+
+    def apply_external_state(self, pid: int, session_path: str, state: dict[str, str],
+                             ts_ns: int) -> None:
+        """State read from a sidecar file: merged into the same timeline as envelope state."""
+        key = (pid, session_path)
+        session = self.sessions.get(key)
+        if session is None:
+            return
+        self._apply_state(session, ev.Event(type="ext_state", data=ev.UnknownData(),
+                                            ts_ns=ts_ns, state=state))
+
+    # ── LLM steps ────────────────────────────────────────────────────────────────────────────
+
+    def _start_step(self, session: _Session, run: _Run, number: int, ts_ns: int) -> _Step:
+        model = session.model or "unknown"
+        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.KIT_STEP_NUMBER: number,
+                 n.GEN_AI_REQUEST_MODEL: model}
+        if session.provider:
+            attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
+        if run.agent != "main":
+            attrs[n.GEN_AI_AGENT_NAME] = n.AGENT_SUBAGENT
+        span = self.tracer.start_span(f"{n.SPAN_CHAT_PREFIX} {model}",
+                                      context=trace.set_span_in_context(run.span),
+                                      kind=SpanKind.CLIENT, attributes=attrs, start_time=ts_ns)
+        step = _Step(span=span, number=number, start_ns=ts_ns)
+        run.step = step
+        return step
+
+    def _on_step_start(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        self._end_step(session, run, event.ts_ns)
+        self._start_step(session, run, event.data.StepNumber, event.ts_ns)
+
+    def _step_for(self, session: _Session, run: _Run, event: ev.Event) -> _Step:
+        step = run.step
+        if step is None:  # usage/finish without step_start (stream began mid-step)
+            step = self._start_step(session, run, getattr(event.data, "StepNumber", 0),
+                                    event.ts_ns)
+        return step
+
+    def _on_step_finish(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        step = self._step_for(session, run, event)
+        step.finish = event.data
+        step.finish_ns = event.ts_ns
+        if not step.stream_end_ns:
+            step.stream_end_ns = event.ts_ns
+        if step.usage is not None:
+            self._end_step(session, run, event.ts_ns)
+
+    def _on_llm_usage(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        step = self._step_for(session, run, event)
+        step.usage = event.data
+        if not step.stream_end_ns:
+            step.stream_end_ns = event.ts_ns
+        if step.finish is not None:
+            self._end_step(session, run, event.ts_ns)
+
+    def _end_step(self, session: _Session, run: _Run, now_ns: int) -> None:
+        """Finish the open chat span: attributes, end time, and its metrics, exactly once."""
+        step = run.step
+        if step is None:
+            return
+        run.step = None
+        usage, finish = step.usage, step.finish
+        if usage is not None:
+            tokens = (usage.InputTokens, usage.OutputTokens, usage.CacheReadTokens,
+                      usage.CacheWriteTokens)
+            cost = usage.Cost
+            finish_reason = usage.FinishReason or (finish.FinishReason if finish else "")
+            provider_model = (usage.Provider, usage.Model)
+            usage_source = "llm_usage"
+        elif finish is not None:
+            tokens = (finish.InputTokens, finish.OutputTokens, finish.CacheReadTokens,
+                      finish.CacheWriteTokens)
+            cost, finish_reason, provider_model = 0.0, finish.FinishReason, ("", "")
+            usage_source = "step_finish"
+        else:
+            tokens, cost, finish_reason, provider_model, usage_source = None, 0.0, "", ("", ""), ""
+        provider = provider_model[0] or session.provider or "unknown"
+        model = provider_model[1] or session.model or "unknown"
+        if provider_model[0]:
+            session.provider = provider_model[0]
+        if provider_model[1]:
+            session.model = provider_model[1]
+        span = step.span
+        end_ns = step.stream_end_ns or now_ns
+        span.update_name(f"{n.SPAN_CHAT_PREFIX} {model}")
+        attrs: dict[str, object] = {n.GEN_AI_PROVIDER_NAME: provider,
+                                    n.GEN_AI_REQUEST_MODEL: model}
+        if step.first_chunk_ns:
+            attrs[n.KIT_LLM_TTFC_MS] = (step.first_chunk_ns - step.start_ns) / 1e6
+        self._delta_attributes(attrs, n.KIT_DELTAS_MESSAGE, step.message)
+        self._delta_attributes(attrs, n.KIT_DELTAS_TOOL_INPUT, step.tool_input)
+        if tokens is not None:
+            attrs.update({
+                n.GEN_AI_USAGE_INPUT_TOKENS: tokens[0], n.GEN_AI_USAGE_OUTPUT_TOKENS: tokens[1],
+                n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: tokens[2],
+                n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: tokens[3],
+                n.KIT_COST_USD: cost, n.KIT_LLM_USAGE_SOURCE: usage_source})
+            if finish_reason:
+                attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
+        span.set_attributes(attrs)
+        span.end(end_time=max(end_ns, step.start_ns))
+        if tokens is None:
+            return  # an LLM call that never reported back (abandoned turn): no usage to count
+        run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], cost)
+        m = self.metrics
+        bounded_model = m.model_value(model)
+        labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
+                                                n.L_AGENT: run.agent})
+        for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
+            m.tokens.add(value, {**labels, n.L_TYPE: token_type})
+        m.cost.add(cost, labels)
+        m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
+                            n.L_FINISH_REASON: finish_reason or "unknown"})
+        semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.GEN_AI_PROVIDER_NAME: provider,
+                   n.GEN_AI_REQUEST_MODEL: bounded_model}
+        m.token_usage.record(tokens[0], {**semconv, n.GEN_AI_TOKEN_TYPE: "input"})
+        m.token_usage.record(tokens[1], {**semconv, n.GEN_AI_TOKEN_TYPE: "output"})
+        m.operation_duration.record(max(end_ns - step.start_ns, 0) / _NS_PER_S, semconv)
+        if step.first_chunk_ns:
+            m.time_to_first_chunk.record((step.first_chunk_ns - step.start_ns) / _NS_PER_S,
+                                         {n.L_PROVIDER: provider, n.L_MODEL: bounded_model})
+
+    def _stream_target(self, run: _Run) -> tuple[trace.Span, _Step | None]:
+        step = run.step
+        if step is not None and not step.stream_end_ns:
+            return step.span, step
+        return run.span, None
+
+    def _mark_first_chunk(self, step: _Step | None, ts_ns: int) -> None:
+        if step is not None and not step.first_chunk_ns:
+            step.first_chunk_ns = ts_ns
+
+    def _on_stream_marker(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        span, step = self._stream_target(run)
+        if event.type in ("reasoning_start", "tool_call_input_start"):
+            self._mark_first_chunk(step, event.ts_ns)
+        self._span_event(span, event)
+
+    def _on_message_update(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        span, step = self._stream_target(run)
+        self._mark_first_chunk(step, event.ts_ns)
+        deltas = step.message if step is not None else _Deltas()
+        self._coalesce(span, deltas, event, event.data.Chunk)
+
+    def _on_tool_input_delta(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        span, step = self._stream_target(run)
+        deltas = step.tool_input if step is not None else _Deltas()
+        self._coalesce(span, deltas, event, event.data.Delta)
+
+    def _coalesce(self, span: trace.Span, deltas: _Deltas, event: ev.Event, text: str) -> None:
+        deltas.count += 1
+        deltas.bytes += len(text.encode()) if not text.isascii() else len(text)
+        if deltas.count == 1 or self.settings.record_all_deltas:
+            self._span_event(span, event)
+
+    @staticmethod
+    def _delta_attributes(attrs: dict, prefix: str, deltas: _Deltas) -> None:
+        if deltas.count:
+            attrs[prefix + ".count"] = deltas.count
+            attrs[prefix + ".bytes"] = deltas.bytes
+
+    # ── tools ────────────────────────────────────────────────────────────────────────────────
+
+    def _on_tool_call(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        data: ev.ToolCall = event.data
+        step = run.step
+        if step is not None and not step.stream_end_ns:
+            step.stream_end_ns = event.ts_ns  # the LLM call ended before its first tool call
+        if not isinstance(run, _Turn):
+            return  # a child agent's tools are spanned from the subagent's chunks
+        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_EXECUTE_TOOL, n.GEN_AI_TOOL_NAME: data.ToolName,
+                 n.GEN_AI_TOOL_CALL_ID: data.ToolCallID, n.GEN_AI_TOOL_TYPE: n.TOOL_TYPE_FUNCTION,
+                 n.KIT_TOOL_KIND: data.ToolKind, n.KIT_TOOL_INPUT_BYTES: len(data.Input)}
+        if data.Source:
+            attrs[n.KIT_TOOL_SOURCE] = data.Source
+        captured = self.content.text(data.Input)
+        if captured is not None:
+            attrs[n.GEN_AI_TOOL_CALL_ARGUMENTS] = captured
+        span = self.tracer.start_span(f"{n.SPAN_TOOL_PREFIX} {data.ToolName}",
+                                      context=trace.set_span_in_context(run.span),
+                                      kind=SpanKind.INTERNAL, attributes=attrs,
+                                      start_time=event.ts_ns)
+        run.tools[data.ToolCallID] = _Tool(span=span, name=data.ToolName, kind=data.ToolKind,
+                                           start_ns=event.ts_ns)
+
+    def _on_tool_execution(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        tool = run.tools.get(event.data.ToolCallID) if isinstance(run, _Turn) else None
+        if tool is None:
+            self._span_event(run.span, event)
+            return
+        if event.type == "tool_execution_start":
+            tool.executed = True
+        self._span_event(tool.span, event)
+
+    def _on_tool_output(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        tool = run.tools.get(event.data.ToolCallID) if isinstance(run, _Turn) else None
+        if tool is None:
+            return
+        self._coalesce(tool.span, tool.output, event, event.data.Chunk)
+
+    def _on_tool_result(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        data: ev.ToolResult = event.data
+        if not isinstance(run, _Turn):
+            return
+        run.aggregate.add_tool(data.ToolName)
+        tool = run.tools.get(data.ToolCallID)
+        if tool is None:  # result without its call (stream began mid-tool): a zero-length span
+            self._on_tool_call(session, run, ev.Event(
+                type="tool_call", ts_ns=event.ts_ns, data=ev.ToolCall(
+                    ToolName=data.ToolName, ToolCallID=data.ToolCallID, ToolKind=data.ToolKind,
+                    Input=data.Input)))
+            tool = run.tools[data.ToolCallID]
+            tool.executed = True
+        outcome = "error" if data.IsError else ("ok" if tool.executed else "blocked")
+        self._tool_outcome(tool.span, outcome, data.Content, data.IsError)
+        tool.span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(data.Content.encode()))
+        self._delta_attributes_on(tool.span, n.KIT_DELTAS_TOOL_OUTPUT, tool.output)
+        m = self.metrics
+        tool_label = m.tool_value(data.ToolName or tool.name)
+        kind = data.ToolKind or tool.kind or "unknown"
+        m.tool_calls.add(1, {n.L_TOOL: tool_label, n.L_KIND: kind, n.L_OUTCOME: outcome})
+        m.tool_duration.record(max(event.ts_ns - tool.start_ns, 0) / _NS_PER_S,
+                               {n.L_TOOL: tool_label, n.L_KIND: kind})
+        if data.ToolCallID in run.subagents:
+            tool.result_ns = event.ts_ns  # the subagent span ends first; this span waits
+            return
+        del run.tools[data.ToolCallID]
+        tool.span.end(end_time=event.ts_ns)
+
+    def _tool_outcome(self, span: trace.Span, outcome: str, content: str, is_error: bool) -> None:
+        if outcome == "blocked":
+            span.set_attribute(n.KIT_TOOL_BLOCKED, True)
+        if is_error:
+            span.set_attribute(n.ERROR_TYPE, "tool_error")
+            span.set_status(Status(StatusCode.ERROR, self.content.text(content) or "tool error"))
+        captured = self.content.text(content)
+        if captured is not None:
+            span.set_attribute(n.GEN_AI_TOOL_CALL_RESULT, captured)
+
+    def _delta_attributes_on(self, span: trace.Span, prefix: str, deltas: _Deltas) -> None:
+        attrs: dict = {}
+        self._delta_attributes(attrs, prefix, deltas)
+        if attrs:
+            span.set_attributes(attrs)
+
+    def _end_tool_span(self, tool: _Tool, end_ns: int, unfinished: bool = False) -> None:
+        if unfinished:
+            tool.span.set_status(Status(StatusCode.ERROR, "tool never finished"))
+        tool.span.end(end_time=max(end_ns, tool.start_ns))
+
+    # ── subagents ────────────────────────────────────────────────────────────────────────────
+
+    def _on_subagent_start(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        if not isinstance(run, _Turn):
+            return
+        data: ev.SubagentStart = event.data
+        tool = run.tools.get(data.ToolCallID)
+        parent = tool.span if tool is not None else run.span
+        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
+                 n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT, n.GEN_AI_TOOL_CALL_ID: data.ToolCallID,
+                 n.KIT_SUBAGENT_TASK_LENGTH: len(data.Task), **session.base_attributes}
+        captured = self.content.text(data.Task)
+        if captured is not None:
+            attrs[n.KIT_SUBAGENT_TASK] = captured
+        span = self.tracer.start_span(n.SPAN_SUBAGENT, context=trace.set_span_in_context(parent),
+                                      kind=SpanKind.INTERNAL, attributes=attrs,
+                                      start_time=event.ts_ns)
+        subagent = _Subagent(span=span, call_id=data.ToolCallID, start_ns=event.ts_ns,
+                             session=session, turn=run)
+        run.subagents[data.ToolCallID] = subagent
+        self.open_subagents.setdefault(session.pid, []).append(subagent)
+
+    def _on_subagent_chunk(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        data: ev.SubagentChunk = event.data
+        subagent = run.subagents.get(data.ToolCallID) if isinstance(run, _Turn) else None
+        if subagent is None:
+            self._span_event(run.span, event)
+            return
+        kind = data.ChunkType
+        if kind in ("text", "reasoning"):
+            self._coalesce(subagent.span, subagent.text, event, data.Content)
+        elif kind == "tool_call":
+            attrs = {n.GEN_AI_OPERATION_NAME: n.OP_EXECUTE_TOOL, n.GEN_AI_TOOL_NAME: data.ToolName,
+                     n.GEN_AI_TOOL_TYPE: n.TOOL_TYPE_FUNCTION, n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT,
+                     n.KIT_TOOL_INPUT_BYTES: len(data.ToolArgs)}
+            captured = self.content.text(data.ToolArgs)
+            if captured is not None:
+                attrs[n.GEN_AI_TOOL_CALL_ARGUMENTS] = captured
+            span = self.tracer.start_span(f"{n.SPAN_TOOL_PREFIX} {data.ToolName}",
+                                          context=trace.set_span_in_context(subagent.span),
+                                          kind=SpanKind.INTERNAL, attributes=attrs,
+                                          start_time=event.ts_ns)
+            subagent.chunk_tools.setdefault(data.ToolName, deque()).append(
+                _Tool(span=span, name=data.ToolName, kind="", start_ns=event.ts_ns))
+        elif kind in ("tool_execution_start", "tool_execution_end", "tool_result"):
+            queue = subagent.chunk_tools.get(data.ToolName)
+            tool = queue[0] if queue else None
+            if tool is None:
+                self._span_event(subagent.span, event)
+                return
+            if kind == "tool_execution_start":
+                tool.executed = True
+                self._span_event(tool.span, event)
+            elif kind == "tool_execution_end":
+                self._span_event(tool.span, event)
+            else:
+                queue.popleft()
+                outcome = "error" if data.IsError else ("ok" if tool.executed else "blocked")
+                self._tool_outcome(tool.span, outcome, data.ToolResult, data.IsError)
+                tool.span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(data.ToolResult.encode()))
+                self.metrics.tool_calls.add(1, {n.L_TOOL: self.metrics.tool_value(data.ToolName),
+                                                n.L_KIND: "subagent", n.L_OUTCOME: outcome})
+                self.metrics.tool_duration.record(
+                    max(event.ts_ns - tool.start_ns, 0) / _NS_PER_S,
+                    {n.L_TOOL: self.metrics.tool_value(data.ToolName), n.L_KIND: "subagent"})
+                tool.span.end(end_time=event.ts_ns)
+        else:  # turn_start, turn_end and kinds a newer KIT adds
+            self._span_event(subagent.span, event)
+
+    def _on_subagent_end(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        data: ev.SubagentEnd = event.data
+        subagent = run.subagents.get(data.ToolCallID) if isinstance(run, _Turn) else None
+        if subagent is None:
+            self._span_event(run.span, event)
+            return
+        subagent.span.set_attribute(n.KIT_SUBAGENT_RESPONSE_LENGTH, len(data.Response))
+        self._end_subagent(session, run, subagent, event.ts_ns, data.ErrorMsg)
+
+    def _end_subagent(self, session: _Session, turn: _Turn, subagent: _Subagent, end_ns: int,
+                      error: str) -> None:
+        turn.subagents.pop(subagent.call_id, None)
+        open_list = self.open_subagents.get(session.pid, [])
+        if subagent in open_list:
+            open_list.remove(subagent)
+        if subagent.child is not None:
+            self._end_step(session, subagent.child, end_ns)
+            child = subagent.child.aggregate
+            subagent.span.set_attributes({
+                n.KIT_TURN_LLM_CALL_COUNT: child.llm_call_count,
+                n.GEN_AI_USAGE_INPUT_TOKENS: child.input_tokens,
+                n.GEN_AI_USAGE_OUTPUT_TOKENS: child.output_tokens,
+                n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: child.cache_read_tokens,
+                n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: child.cache_write_tokens,
+                n.KIT_COST_USD: child.cost_usd})
+        for queue in subagent.chunk_tools.values():
+            for tool in queue:
+                self._end_tool_span(tool, end_ns, unfinished=True)
+        self._delta_attributes_on(subagent.span, n.KIT_DELTAS_SUBAGENT_TEXT, subagent.text)
+        if error:
+            subagent.span.set_status(Status(StatusCode.ERROR, error))
+            subagent.span.set_attribute(n.ERROR_TYPE, error_kind(error))
+        subagent.span.end(end_time=max(end_ns, subagent.start_ns))
+        self.metrics.subagents.add(1, {n.L_OUTCOME: "error" if error else "ok"})
+        tool = turn.tools.get(subagent.call_id)
+        if tool is not None and tool.result_ns:
+            del turn.tools[subagent.call_id]
+            tool.span.end(end_time=max(tool.result_ns, end_ns))
+
+    def _child_target(self, event: ev.Event) -> _Subagent | None:
+        """The open subagent a child agent's event belongs to, if it is one."""
+        if event.session_path or event.agent == "main":
+            return None
+        candidates = self.open_subagents.get(event.pid)
+        if not candidates:
+            return None
+        # Parallel subagents of one process cannot be told apart: the newest takes the event.
+        return candidates[-1]
+
+    def _on_child_event(self, subagent: _Subagent, event: ev.Event) -> None:
+        child = subagent.child
+        if child is None:
+            child = subagent.child = _Run(span=subagent.span, agent="subagent")
+        child.last_ns = event.ts_ns
+        subagent.turn.last_ns = max(subagent.turn.last_ns, event.ts_ns)
+        session = subagent.session
+        if event.type in ("step_start", "step_finish", "llm_usage", "message_update",
+                          "reasoning_start", "tool_call_input_start", "tool_call_input_delta",
+                          "tool_call_input_end", "tool_call"):
+            self._run_handlers[event.type](session, child, event)
+        elif event.type in ("tool_execution_start", "tool_execution_end", "tool_output",
+                            "tool_result", "message_start", "context_prepare", "prepare_step"):
+            return  # the chunks already describe these; counted in kit_otel_events_total
+        elif event.type == "error":
+            self.metrics.errors.add(1, {n.L_KIND: error_kind(event.data.Error)})
+            self._span_event(subagent.span, event)
+        elif event.type == "retry":
+            self.metrics.retries.add(1, {n.L_KIND: error_kind(event.data.Error)})
+            self._span_event(subagent.span, event)
+        else:
+            self._span_event(subagent.span, event)
+
+    # ── span events ──────────────────────────────────────────────────────────────────────────
+
+    def _event_attributes(self, event: ev.Event) -> dict[str, object]:
+        data = event.data
+        fields = data.fields if isinstance(data, ev.UnknownData) else {
+            name: getattr(data, name) for name in data.__struct_fields__}
+        attrs: dict[str, object] = {}
+        capture = self.content.capture
+        for name, value in fields.items():
+            key = "kit." + _snake(name)
+            if name in CONTENT_FIELDS:
+                if isinstance(value, str):
+                    attrs[key + "_length"] = len(value)
+                    if capture and value:
+                        attrs[key] = self.content.text(value)
+                elif isinstance(value, list):
+                    attrs[key + "_count"] = len(value)
+                continue
+            if isinstance(value, (str, bool, int, float)):
+                if name == "Error" and isinstance(value, str):
+                    value = self.content.redact_text(value)[:1024]
+                attrs[key] = value
+            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+                attrs[key] = list(value)
+        if isinstance(data, ev.UnknownData):
+            attrs[n.KIT_UNKNOWN_EVENT] = True
+        return attrs
+
+    def _span_event(self, span: trace.Span, event: ev.Event) -> None:
+        span.add_event(event.type, self._event_attributes(event), timestamp=event.ts_ns)
