@@ -1,0 +1,1 @@
+"""Operations artefacts: Collector configs, alert rules, Grafana dashboards (issue 6)."""

@@ -1,0 +1,81 @@
+"""Shared helpers for the ops tests: repository paths, YAML loading, the metric contract."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTOR_DIR = ROOT / "collector-config"
+ALERTS_DIR = ROOT / "alerts"
+DASHBOARDS_DIR = ROOT / "dashboards"
+DOCS_DIR = ROOT / "docs"
+
+# DESIGN.md §5: the Prometheus exposition names dashboards and alert rules may query.
+# Counters are listed with their _total suffix, histograms by base name (the _bucket, _sum and
+# _count series derive from it), gauges as they are.
+COUNTERS = frozenset({
+    "kit_tokens_total", "kit_cost_usd_total", "kit_llm_calls_total", "kit_turns_total",
+    "kit_tool_calls_total", "kit_errors_total", "kit_retries_total", "kit_compactions_total",
+    "kit_subagents_total", "kit_sessions_total", "kit_otel_events_total",
+    "kit_otel_events_rejected_total", "kit_otel_dropped_total",
+})
+HISTOGRAMS = frozenset({
+    "gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds",
+    "kit_llm_time_to_first_chunk_seconds", "kit_turn_duration_seconds", "kit_turn_cost_usd",
+    "kit_tool_duration_seconds", "kit_context_usage_ratio",
+})
+GAUGES = frozenset({"kit_budget_usd", "kit_otel_lag_seconds", "kit_ext_state_value"})
+# Series Prometheus itself provides.
+STANDARD = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
+
+CONTRACT_SERIES = (COUNTERS | GAUGES | STANDARD
+                   | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")})
+
+
+def load_yaml(path: Path):
+    yaml = pytest.importorskip("yaml", reason="PyYAML is needed (test extra: pyyaml)")
+    with path.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+# ── PromQL metric-name extraction ────────────────────────────────────────────────────────────
+_PROMQL_FUNCTIONS = frozenset("""
+abs absent absent_over_time ceil changes clamp clamp_max clamp_min day_of_month day_of_week
+day_of_year days_in_month delta deriv exp floor histogram_count histogram_fraction
+histogram_quantile histogram_stddev histogram_stdvar histogram_sum holt_winters hour idelta
+increase irate label_join label_replace ln log2 log10 minute month predict_linear rate resets
+round scalar sgn sort sort_desc sqrt time timestamp vector year avg_over_time min_over_time
+max_over_time sum_over_time count_over_time quantile_over_time stddev_over_time
+stdvar_over_time last_over_time present_over_time acos acosh asin asinh atan atanh cos cosh
+sin sinh tan tanh deg pi rad sort_by_label sort_by_label_desc double_exponential_smoothing
+""".split())
+_PROMQL_KEYWORDS = frozenset("""
+sum min max avg group stddev stdvar count count_values bottomk topk quantile limitk
+limit_ratio by without on ignoring group_left group_right and or unless bool offset inf nan
+start end
+""".split())
+_DURATION = re.compile(r"^\d+(ms|s|m|h|d|w|y)$")
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Names of the series an expression selects (best effort, but strict enough for tests).
+
+    Removes string literals, label matchers `{...}`, range/subquery brackets and grouping
+    clauses, then keeps identifiers that are neither functions nor keywords.
+    """
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'', '""', expr)
+    text = re.sub(r"\{[^{}]*\}", " ", text)
+    text = re.sub(r"\[[^\]]*\]", " ", text)
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", " ", text)
+    names = set()
+    for match in re.finditer(r"(?<![\w.:$])([A-Za-z_:][\w:]*)", text):
+        word = match.group(1)
+        if word.lower() in _PROMQL_KEYWORDS or word in _PROMQL_FUNCTIONS:
+            continue
+        if _DURATION.match(word) or re.fullmatch(r"[eE]\d*", word):
+            continue
+        names.add(word)
+    return names
