@@ -202,6 +202,7 @@ class Translator:
         self.rejected = 0
         self.turns_closed = 0
         self.on_turn_end: list[Callable[[dict], None]] = []  # summary hooks
+        self.on_llm_call: list[Callable[[dict], None]] = []
         self._idle_ns = int(self.settings.idle_timeout_s * _NS_PER_S)
         self._handlers: dict[str, Callable[[_Session, ev.Event], None]] = {
             "input": self._on_turn_opening, "before_agent_start": self._on_turn_opening,
@@ -644,6 +645,10 @@ class Translator:
         if tokens is None:
             return  # an LLM call that never reported back (abandoned turn): no usage to count
         run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], cost)
+        for hook in self.on_llm_call:
+            hook({"provider": provider, "model": model, "agent": run.agent, "tokens": tokens,
+                  "cost": cost, "duration_ns": max(end_ns - step.start_ns, 0),
+                  "project": session.project})
         m = self.metrics
         bounded_model = m.model_value(model)
         labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,

@@ -1,0 +1,185 @@
+"""Effective configuration: command line > environment > config file (TOML) > defaults.
+
+Standard OTEL_* variables mean what they mean everywhere else; kit-otel's own settings use the
+KIT_OTEL_ prefix and the same names (lower case) in the config file. Every value remembers
+where it came from, so `kit-otel config` can show it.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_CONFIG_FILE = Path("~/.config/kit-otel/config.toml")
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on", "span_only", "span_and_event", "event_only"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Budget:
+    window: str  # day | month | turn
+    scope: str  # global | project | model
+    usd: float
+    project: str = ""
+    model: str = ""
+
+
+@dataclass
+class Settings:
+    # (name, env vars in priority order, parser) come from `_SPECS` below
+    service_name: str = "kit-otel"
+    traces_exporter: tuple[str, ...] = ("otlp_json_file",)
+    metrics_exporter: tuple[str, ...] = ("prometheus", "otlp_json_file")
+    otlp_endpoint: str = ""
+    otlp_protocol: str = "grpc"
+    otlp_headers: str = ""
+    metric_export_interval_ms: int = 60000
+    metrics_temporality: str = "cumulative"
+    output_dir: str = "kit-otel-out"
+    prometheus_host: str = "127.0.0.1"
+    prometheus_port: int = 9464
+    capture_content: bool = False
+    content_max_length: int = 2048
+    redact_content: bool = True
+    record_all_deltas: bool = False
+    idle_timeout_s: float = 900.0
+    sessions_root: str = "~/.kit/sessions"
+    session_id_label: bool = False
+    max_tools: int = 100
+    max_models: int = 100
+    max_line_bytes: int = 1 << 20
+    state_allow: tuple[str, ...] = ("*",)
+    state_deny: tuple[str, ...] = ()
+    state_gauge_keys: tuple[str, ...] = ("usage-budget:warn-at-usd", "usage-budget:total-cost")
+    state_max_value_length: int = 256
+    budget_day_usd: float = 0.0
+    budget_month_usd: float = 0.0
+    budget_turn_usd: float = 0.0
+    budgets: tuple[Budget, ...] = ()
+    # serve
+    spool_dir: str = "~/.local/state/kit-otel/spool"
+    state_dir: str = "~/.local/state/kit-otel"
+    socket_path: str = ""
+    tcp_port: int = 0
+    spool_retention_s: float = 3600.0
+    sources: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def effective_otlp_endpoint(self) -> str:
+        if self.otlp_endpoint:
+            return self.otlp_endpoint
+        return "http://localhost:4317" if self.otlp_protocol == "grpc" else "http://localhost:4318"
+
+    def all_budgets(self) -> tuple[Budget, ...]:
+        extra = tuple(Budget(window, "global", usd) for window, usd in (
+            ("day", self.budget_day_usd), ("month", self.budget_month_usd),
+            ("turn", self.budget_turn_usd)) if usd > 0)
+        return extra + self.budgets
+
+
+def _env_names(name: str) -> tuple[str, ...]:
+    standard = {
+        "service_name": ("OTEL_SERVICE_NAME",),
+        "traces_exporter": ("OTEL_TRACES_EXPORTER",),
+        "metrics_exporter": ("OTEL_METRICS_EXPORTER",),
+        "otlp_endpoint": ("OTEL_EXPORTER_OTLP_ENDPOINT",),
+        "otlp_protocol": ("OTEL_EXPORTER_OTLP_PROTOCOL",),
+        "otlp_headers": ("OTEL_EXPORTER_OTLP_HEADERS",),
+        "metric_export_interval_ms": ("OTEL_METRIC_EXPORT_INTERVAL",),
+        "metrics_temporality": ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
+        "capture_content": ("KIT_OTEL_CAPTURE_CONTENT",
+                            "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
+    }
+    return standard.get(name, ("KIT_OTEL_" + name.upper(),))
+
+
+def _parse(name: str, default: Any, raw: Any) -> Any:
+    if isinstance(default, bool):
+        return raw if isinstance(raw, bool) else _bool(str(raw))
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, tuple):
+        return tuple(raw) if isinstance(raw, (list, tuple)) else _list(str(raw))
+    return str(raw)
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Raises ValueError naming the setting and where its bad value came from."""
+    env = os.environ if env is None else env
+    settings = Settings()
+    sources = {f.name: "default" for f in fields(Settings) if f.name != "sources"}
+    file_path = config_file or env.get("KIT_OTEL_CONFIG")
+    file_values: dict[str, Any] = {}
+    if file_path or DEFAULT_CONFIG_FILE.expanduser().exists():
+        path = Path(file_path or DEFAULT_CONFIG_FILE).expanduser()
+        try:
+            file_values = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"config file {path}: {exc}") from None
+        file_label = f"file:{path}"
+        unknown = set(file_values) - set(sources)
+        if unknown:
+            raise ValueError(f"config file {path}: unknown setting(s) {sorted(unknown)}")
+    for f in fields(Settings):
+        name = f.name
+        if name == "sources":
+            continue
+        default = getattr(settings, name)
+        candidates: list[tuple[str, Any]] = []
+        if overrides and overrides.get(name) is not None:
+            candidates.append(("command line", overrides[name]))
+        candidates += [(f"env:{var}", env[var]) for var in _env_names(name) if env.get(var)]
+        if name in file_values:
+            candidates.append((file_label, file_values[name]))
+        if not candidates:
+            continue
+        origin, raw = candidates[0]
+        try:
+            if name == "budgets":
+                value = tuple(Budget(**b) for b in raw)
+            elif name == "metric_export_interval_ms":
+                value = int(float(raw))
+            else:
+                value = _parse(name, default, raw)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"setting {name} from {origin}: {exc}") from None
+        setattr(settings, name, value)
+        sources[name] = origin
+    if settings.otlp_protocol not in ("grpc", "http/protobuf", "http"):
+        raise ValueError(f"setting otlp_protocol from {sources['otlp_protocol']}: "
+                         f"{settings.otlp_protocol!r} is not grpc or http/protobuf")
+    settings.sources = sources
+    return settings
+
+
+def describe(settings: Settings) -> list[tuple[str, str, str]]:
+    """(name, value, source) rows for `kit-otel config`."""
+    rows = []
+    for f in fields(Settings):
+        if f.name == "sources":
+            continue
+        value = getattr(settings, f.name)
+        if f.name == "otlp_headers" and value:
+            value = "<set, hidden>"
+        if f.name == "otlp_endpoint" and not value:
+            value = f"{settings.effective_otlp_endpoint()} (OTel default)"
+        if isinstance(value, tuple):
+            value = ",".join(str(v) for v in value)
+        rows.append((f.name, str(value), settings.sources.get(f.name, "default")))
+    return rows

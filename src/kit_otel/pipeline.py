@@ -1,0 +1,234 @@
+"""Settings → OTel providers with their exporters → a Translator fed with events.
+
+Exporter names (OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER, comma-separated):
+`otlp` (gRPC or HTTP by OTEL_EXPORTER_OTLP_PROTOCOL), `prometheus` (metrics only: /metrics on
+127.0.0.1 by default), `otlp_json_file` (OTLP-JSON lines under the output directory),
+`console`, `none`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from opentelemetry.sdk.metrics import (Counter, Histogram, MeterProvider, ObservableCounter,
+                                       ObservableGauge, ObservableUpDownCounter, UpDownCounter)
+from opentelemetry.sdk.metrics.export import (AggregationTemporality, ConsoleMetricExporter,
+                                              MetricReader, PeriodicExportingMetricReader)
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+from . import __version__
+from . import names as n
+from .config import Settings
+from .content import ContentPolicy
+from .decoder import DecodeError
+from .events import Event
+from .ext_state import StatePolicy
+from .translator import Translator, TranslatorSettings
+
+log = logging.getLogger("kit_otel")
+
+# Spans buffered between flushes: the SDK's batch processor drops spans beyond its queue size,
+# so a fast replay flushes before it could get there.
+_SPAN_QUEUE = 1 << 16
+_FLUSH_EVERY_SPANS = 1 << 14
+
+
+def _headers(text: str) -> dict[str, str] | None:
+    if not text:
+        return None
+    pairs = (item.split("=", 1) for item in text.split(",") if "=" in item)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+def _temporality(settings: Settings) -> dict | None:
+    if settings.metrics_temporality.lower() != "delta":
+        return None
+    delta, cumulative = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
+    return {Counter: delta, Histogram: delta, ObservableCounter: delta,
+            UpDownCounter: cumulative, ObservableUpDownCounter: cumulative,
+            ObservableGauge: cumulative}
+
+
+def _otlp_span_exporter(settings: Settings):
+    endpoint, headers = settings.effective_otlp_endpoint(), _headers(settings.otlp_headers)
+    if settings.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        return OTLPSpanExporter(endpoint=endpoint, headers=headers,
+                                insecure=endpoint.startswith("http://"))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", headers=headers)
+
+
+def _otlp_metric_exporter(settings: Settings):
+    endpoint, headers = settings.effective_otlp_endpoint(), _headers(settings.otlp_headers)
+    temporality = _temporality(settings)
+    if settings.otlp_protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        return OTLPMetricExporter(endpoint=endpoint, headers=headers,
+                                  insecure=endpoint.startswith("http://"),
+                                  preferred_temporality=temporality)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    return OTLPMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers,
+                              preferred_temporality=temporality)
+
+
+class PrometheusEndpoint:
+    """The OTel Prometheus reader on a registry of its own (not the process-global one, so
+    several pipelines can live in one process and /metrics shows only kit-otel's metrics)."""
+
+    def __init__(self, host: str, port: int, serve: bool = True):
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from prometheus_client import CollectorRegistry
+        self.registry = CollectorRegistry()
+        self.reader = PrometheusMetricReader(registry=self.registry)
+        self.server = None
+        self.url = ""
+        if serve:
+            from prometheus_client import start_http_server
+            self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
+            self.url = f"http://{host}:{self.server.server_port}/metrics"
+
+    def exposition(self) -> bytes:
+        from prometheus_client import generate_latest
+        return generate_latest(self.registry)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, *, span_processors: Iterable[SpanProcessor] = (),
+                 metric_readers: Iterable[MetricReader] = (), serve_prometheus: bool = True):
+        self.settings = settings
+        resource = Resource.create({"service.name": settings.service_name,
+                                    "service.version": __version__})
+        self.tracer_provider = TracerProvider(resource=resource)
+        self.output_dir = Path(settings.output_dir).expanduser()
+        self.prometheus: PrometheusEndpoint | None = None
+        for name in settings.traces_exporter:
+            exporter = self._span_exporter(name)
+            if exporter is not None:
+                self.tracer_provider.add_span_processor(BatchSpanProcessor(
+                    exporter, max_queue_size=_SPAN_QUEUE, max_export_batch_size=2048,
+                    schedule_delay_millis=1000))
+        for processor in span_processors:
+            self.tracer_provider.add_span_processor(processor)
+        readers = list(metric_readers)
+        for name in settings.metrics_exporter:
+            reader = self._metric_reader(name, serve_prometheus)
+            if reader is not None:
+                readers.append(reader)
+        self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        self.translator = Translator(self.tracer_provider, self.meter_provider,
+                                     translator_settings(settings))
+        self._set_budgets()
+        self._gauge_keys = set(settings.state_gauge_keys)
+        self.translator.state_changed = self._export_state_gauges  # type: ignore[method-assign]
+        self._spans_at_flush = 0
+
+    # ── construction ─────────────────────────────────────────────────────────────────────────
+
+    def _span_exporter(self, name: str):
+        if name == "otlp":
+            return _otlp_span_exporter(self.settings)
+        if name == "console":
+            return ConsoleSpanExporter()
+        if name == "otlp_json_file":
+            from .otlp_json import OTLPJsonFileSpanExporter
+            return OTLPJsonFileSpanExporter(self.output_dir / "traces.jsonl")
+        if name in ("none", ""):
+            return None
+        raise ValueError(f"unknown traces exporter {name!r} (otlp, console, otlp_json_file, none)")
+
+    def _metric_reader(self, name: str, serve_prometheus: bool) -> MetricReader | None:
+        interval = self.settings.metric_export_interval_ms
+        if name == "prometheus":
+            self.prometheus = PrometheusEndpoint(self.settings.prometheus_host,
+                                                 self.settings.prometheus_port, serve_prometheus)
+            return self.prometheus.reader
+        if name == "otlp":
+            return PeriodicExportingMetricReader(_otlp_metric_exporter(self.settings),
+                                                 export_interval_millis=interval)
+        if name == "otlp_json_file":
+            from .otlp_json import OTLPJsonFileMetricExporter
+            return PeriodicExportingMetricReader(
+                OTLPJsonFileMetricExporter(self.output_dir / "metrics.jsonl",
+                                           preferred_temporality=_temporality(self.settings)),
+                export_interval_millis=interval)
+        if name == "console":
+            return PeriodicExportingMetricReader(ConsoleMetricExporter(),
+                                                 export_interval_millis=interval)
+        if name in ("none", ""):
+            return None
+        raise ValueError(f"unknown metrics exporter {name!r} (otlp, prometheus, otlp_json_file, "
+                         "console, none)")
+
+    def _set_budgets(self) -> None:
+        for budget in self.settings.all_budgets():
+            labels = {"window": budget.window, "scope": budget.scope}
+            if budget.project:
+                labels["project"] = budget.project
+            if budget.model:
+                labels["model"] = budget.model
+            self.translator.metrics.budget.set(budget.usd, labels)
+
+    def _export_state_gauges(self, session) -> None:
+        for key in self._gauge_keys.intersection(session.state):
+            try:
+                value = float(session.state[key])
+            except ValueError:
+                continue
+            self.translator.metrics.ext_state_value.set(
+                value, {"key": key, n.L_PROJECT: session.project})
+
+    # ── running ──────────────────────────────────────────────────────────────────────────────
+
+    def feed(self, item: Event | DecodeError) -> None:
+        if isinstance(item, DecodeError):
+            log.warning("rejected %s", item)
+            self.translator.reject(item)
+            return
+        self.translator.process(item)
+        if self.translator.events_seen % 4096 == 0:
+            self._maybe_flush_spans()
+
+    def _maybe_flush_spans(self) -> None:
+        # cheap proxy for spans queued: turns closed since the last flush, a few spans each
+        closed = self.translator.turns_closed
+        if (closed - self._spans_at_flush) * 16 >= _FLUSH_EVERY_SPANS:
+            self.tracer_provider.force_flush()
+            self._spans_at_flush = closed
+
+    def flush(self) -> None:
+        self.tracer_provider.force_flush()
+        self.meter_provider.force_flush()
+
+    def shutdown(self, close_turns: bool = True) -> None:
+        if close_turns:
+            self.translator.close()
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        if self.prometheus is not None:
+            self.prometheus.close()
+
+
+def translator_settings(settings: Settings) -> TranslatorSettings:
+    return TranslatorSettings(
+        content=ContentPolicy(capture=settings.capture_content,
+                              max_length=settings.content_max_length,
+                              redact=settings.redact_content),
+        state=StatePolicy(allow=settings.state_allow, deny=settings.state_deny,
+                          max_value_length=settings.state_max_value_length,
+                          gauge_keys=settings.state_gauge_keys),
+        record_all_deltas=settings.record_all_deltas,
+        idle_timeout_s=settings.idle_timeout_s,
+        sessions_root=str(Path(settings.sessions_root).expanduser()),
+        session_id_label=settings.session_id_label,
+        max_tools=settings.max_tools, max_models=settings.max_models)

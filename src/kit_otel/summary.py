@@ -1,0 +1,147 @@
+"""The terminal summary: per turn and per model tokens, cost, calls and duration, and the span
+tree of the richest turn — what a developer wants to see right after a session."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.trace import StatusCode
+
+from .names import SPAN_TURN
+from .translator import Translator
+
+
+class RichestTurnKeeper(SpanProcessor):
+    """Keeps the spans of the turn trace with the most spans, and nothing else for long."""
+
+    def __init__(self, max_open_traces: int = 256):
+        self._open: dict[int, list[ReadableSpan]] = {}
+        self._max_open = max_open_traces
+        self.best: list[ReadableSpan] = []
+
+    def on_end(self, span: ReadableSpan) -> None:
+        trace_id = span.context.trace_id
+        spans = self._open.setdefault(trace_id, [])
+        spans.append(span)
+        if span.parent is None:
+            self._open.pop(trace_id, None)
+            if span.name == SPAN_TURN and len(spans) > len(self.best):
+                self.best = spans
+        elif len(self._open) > self._max_open:  # traces whose root never ends here
+            self._open.pop(next(iter(self._open)))
+
+    def shutdown(self) -> None:
+        self._open.clear()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+@dataclass
+class _Totals:
+    calls: int = 0
+    tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    cost: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, tokens, cost: float, seconds: float) -> None:
+        self.calls += 1
+        for i, v in enumerate(tokens):
+            self.tokens[i] += v
+        self.cost += cost
+        self.seconds += seconds
+
+
+class Summary:
+    def __init__(self, translator: Translator, keeper: RichestTurnKeeper):
+        self.turns: list[dict] = []
+        self.models: dict[tuple[str, str, str], _Totals] = defaultdict(_Totals)
+        self.keeper = keeper
+        self.translator = translator
+        translator.on_turn_end.append(self.turns.append)
+        translator.on_llm_call.append(self._llm_call)
+
+    def _llm_call(self, call: dict) -> None:
+        self.models[(call["provider"], call["model"], call["agent"])].add(
+            call["tokens"], call["cost"], call["duration_ns"] / 1e9)
+
+    def render(self, max_turns: int = 40) -> str:
+        t = self.translator
+        sessions = {turn["session_id"] for turn in self.turns}
+        out = [f"kit-otel summary: {len(sessions)} session(s), {len(self.turns)} turn(s), "
+               f"{t.events_seen} event(s), {t.rejected} rejected line(s)", ""]
+        out.append("Per turn")
+        head = (f"  {'session':<10} {'project':<12} {'stop':<11} {'dur s':>7} {'LLM':>4} "
+                f"{'tools':>5} {'input':>8} {'output':>7} {'cache_r':>8} {'cache_w':>7} "
+                f"{'cost $':>9}")
+        out.append(head)
+        for turn in self.turns[:max_turns]:
+            a = turn["aggregate"]
+            out.append(f"  {turn['session_id'][:10]:<10} {turn['project'][:12]:<12} "
+                       f"{turn['stop_reason'][:11]:<11} {a.duration_ms / 1000:>7.2f} "
+                       f"{a.llm_call_count:>4} {a.tool_call_count:>5} {a.input_tokens:>8} "
+                       f"{a.output_tokens:>7} {a.cache_read_tokens:>8} "
+                       f"{a.cache_write_tokens:>7} {a.cost_usd:>9.4f}")
+        if len(self.turns) > max_turns:
+            out.append(f"  … {len(self.turns) - max_turns} more turn(s)")
+        out += ["", "Per model (LLM calls, subagents apart)"]
+        out.append(f"  {'provider/model':<42} {'agent':<8} {'calls':>5} {'input':>9} "
+                   f"{'output':>8} {'cache_r':>9} {'cache_w':>8} {'cost $':>9} {'LLM s':>7}")
+        total = _Totals()
+        for (provider, model, agent), m in sorted(self.models.items()):
+            out.append(f"  {(provider + '/' + model)[:42]:<42} {agent:<8} {m.calls:>5} "
+                       f"{m.tokens[0]:>9} {m.tokens[1]:>8} {m.tokens[2]:>9} {m.tokens[3]:>8} "
+                       f"{m.cost:>9.4f} {m.seconds:>7.1f}")
+            total.calls += m.calls
+            total.tokens = [a + b for a, b in zip(total.tokens, m.tokens)]
+            total.cost += m.cost
+            total.seconds += m.seconds
+        out.append(f"  {'total':<42} {'':<8} {total.calls:>5} {total.tokens[0]:>9} "
+                   f"{total.tokens[1]:>8} {total.tokens[2]:>9} {total.tokens[3]:>8} "
+                   f"{total.cost:>9.4f} {total.seconds:>7.1f}")
+        if self.keeper.best:
+            out += ["", "Span tree of the richest turn", *render_tree(self.keeper.best)]
+        return "\n".join(out)
+
+
+def render_tree(spans: list[ReadableSpan]) -> list[str]:
+    children: dict[int | None, list[ReadableSpan]] = defaultdict(list)
+    ids = {s.context.span_id for s in spans}
+    for s in spans:
+        parent = s.parent.span_id if s.parent is not None and s.parent.span_id in ids else None
+        children[parent].append(s)
+    for group in children.values():
+        group.sort(key=lambda s: s.start_time or 0)
+    lines: list[str] = []
+
+    def describe(s: ReadableSpan) -> str:
+        a = s.attributes or {}
+        ms = ((s.end_time or 0) - (s.start_time or 0)) / 1e6
+        bits = [f"{ms:.0f} ms"]
+        if "gen_ai.usage.input_tokens" in a:
+            bits.append(f"in={a['gen_ai.usage.input_tokens']} out={a['gen_ai.usage.output_tokens']}")
+        for key, label in (("kit.cost.usd", "$"), ("kit.turn.cost_usd", "$")):
+            if key in a:
+                bits.append(f"{label}{a[key]:.4f}")
+        if "kit.turn.stop_reason" in a:
+            bits.append(f"stop={a['kit.turn.stop_reason']}")
+        if a.get("kit.tool.blocked"):
+            bits.append("blocked")
+        if s.status.status_code is StatusCode.ERROR:
+            bits.append("ERROR" + (f": {s.status.description[:60]}" if s.status.description else ""))
+        if s.events:
+            bits.append(f"{len(s.events)} event(s)")
+        return f"{s.name}  [{', '.join(bits)}]"
+
+    def walk(s: ReadableSpan, prefix: str, last: bool, root: bool) -> None:
+        lines.append("  " + (prefix + ("└─ " if last else "├─ ") if not root else "") + describe(s))
+        kids = children.get(s.context.span_id, [])
+        for i, kid in enumerate(kids):
+            walk(kid, prefix + ("" if root else ("   " if last else "│  ")), i == len(kids) - 1,
+                 False)
+
+    for root in children.get(None, []):
+        walk(root, "", True, True)
+    return lines
