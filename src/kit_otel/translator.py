@@ -77,6 +77,11 @@ def split_model(name: str) -> tuple[str, str]:
     return "", name
 
 
+def chat_span_name(model: str) -> str:
+    """"chat {model}", or just "chat" before any event has named the model."""
+    return f"{n.SPAN_CHAT_PREFIX} {model}" if model else n.SPAN_CHAT_PREFIX
+
+
 _snake_cache: dict[str, str] = {}
 
 
@@ -119,6 +124,7 @@ class _Step:
     start_ns: int
     first_chunk_ns: int = 0
     stream_end_ns: int = 0
+    error: str = ""
     usage: ev.LLMUsage | None = None
     finish: ev.StepFinish | None = None
     finish_ns: int = 0
@@ -517,8 +523,11 @@ class Translator:
     def _on_error(self, session: _Session, event: ev.Event) -> None:
         message = event.data.Error
         self.metrics.errors.add(1, {n.L_KIND: error_kind(message)})
-        if session.turn is not None:
-            session.turn.last_error = message
+        turn = session.turn
+        if turn is not None:
+            turn.last_error = self.content.redact_text(message)[:1024]
+            if turn.step is not None and not turn.step.stream_end_ns:
+                turn.step.error = turn.last_error
         self._in_turn_or_alone(session, event)
 
     def _on_retry(self, session: _Session, event: ev.Event) -> None:
@@ -554,14 +563,15 @@ class Translator:
     # ── LLM steps ────────────────────────────────────────────────────────────────────────────
 
     def _start_step(self, session: _Session, run: _Run, number: int, ts_ns: int) -> _Step:
-        model = session.model or "unknown"
-        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.KIT_STEP_NUMBER: number,
-                 n.GEN_AI_REQUEST_MODEL: model}
+        model = session.model
+        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.KIT_STEP_NUMBER: number}
+        if model:
+            attrs[n.GEN_AI_REQUEST_MODEL] = model
         if session.provider:
             attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
         if run.agent != "main":
             attrs[n.GEN_AI_AGENT_NAME] = n.AGENT_SUBAGENT
-        span = self.tracer.start_span(f"{n.SPAN_CHAT_PREFIX} {model}",
+        span = self.tracer.start_span(chat_span_name(model),
                                       context=trace.set_span_in_context(run.span),
                                       kind=SpanKind.CLIENT, attributes=attrs, start_time=ts_ns)
         step = _Step(span=span, number=number, start_ns=ts_ns)
@@ -617,17 +627,23 @@ class Translator:
             usage_source = "step_finish"
         else:
             tokens, cost, finish_reason, provider_model, usage_source = None, 0.0, "", ("", ""), ""
-        provider = provider_model[0] or session.provider or "unknown"
-        model = provider_model[1] or session.model or "unknown"
         if provider_model[0]:
             session.provider = provider_model[0]
         if provider_model[1]:
             session.model = provider_model[1]
+        provider = session.provider or "unknown"
+        model = session.model or "unknown"
         span = step.span
         end_ns = step.stream_end_ns or now_ns
-        span.update_name(f"{n.SPAN_CHAT_PREFIX} {model}")
-        attrs: dict[str, object] = {n.GEN_AI_PROVIDER_NAME: provider,
-                                    n.GEN_AI_REQUEST_MODEL: model}
+        attrs: dict[str, object] = {}
+        if session.model:
+            span.update_name(chat_span_name(session.model))
+            attrs[n.GEN_AI_REQUEST_MODEL] = session.model
+        if session.provider:
+            attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
+        if step.error:
+            span.set_status(Status(StatusCode.ERROR, step.error))
+            attrs[n.ERROR_TYPE] = error_kind(step.error)
         if step.first_chunk_ns:
             attrs[n.KIT_LLM_TTFC_MS] = (step.first_chunk_ns - step.start_ns) / 1e6
         self._delta_attributes(attrs, n.KIT_DELTAS_MESSAGE, step.message)
@@ -758,7 +774,7 @@ class Translator:
                     Input=data.Input)))
             tool = run.tools[data.ToolCallID]
             tool.executed = True
-        outcome = "error" if data.IsError else ("ok" if tool.executed else "blocked")
+        outcome = ("error" if data.IsError else "ok") if tool.executed else "blocked"
         self._tool_outcome(tool.span, outcome, data.Content, data.IsError)
         tool.span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(data.Content.encode()))
         self._delta_attributes_on(tool.span, n.KIT_DELTAS_TOOL_OUTPUT, tool.output)
@@ -852,7 +868,7 @@ class Translator:
                 self._span_event(tool.span, event)
             else:
                 queue.popleft()
-                outcome = "error" if data.IsError else ("ok" if tool.executed else "blocked")
+                outcome = ("error" if data.IsError else "ok") if tool.executed else "blocked"
                 self._tool_outcome(tool.span, outcome, data.ToolResult, data.IsError)
                 tool.span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(data.ToolResult.encode()))
                 self.metrics.tool_calls.add(1, {n.L_TOOL: self.metrics.tool_value(data.ToolName),
