@@ -1,0 +1,1087 @@
+//go:build ignore
+
+// kit-otel bridge: a KIT extension that writes every lifecycle event of the
+// KIT process it runs in as one NDJSON line (kit-otel event contract v1) to a
+// spool file, and optionally streams the same lines to a Unix socket.
+//
+// Install with `kit-otel bridge install`, or load it once with
+// `kit -e "$(kit-otel bridge path)"`. Documentation: docs/bridge.md.
+//
+// Design rules (the reasons for the shape of this file):
+//   - A KIT handler never waits: it stamps the time, reads the session path
+//     and hands the event to a bounded channel. When the channel is full the
+//     event is dropped and counted; the count travels in the `dropped` key
+//     of the next line written.
+//   - All encoding happens on one writer goroutine per bridge instance: the
+//     envelope is written by hand, the event struct by encoding/json (which
+//     runs compiled, not interpreted), the extension state is read there too.
+//   - Hot path code is plain functions, not methods: Yaegi calls interpreted
+//     methods several times slower than functions.
+//   - Event kinds that an older KIT does not have (OnThinkingLevelChange,
+//     OnTerminalResize, OnTurnStateChange, and any later On* method) are
+//     never named in this file: they are found by reflection on the API value
+//     and their handlers are built with reflect.MakeFunc, so the file loads on
+//     every KIT version that has the On* methods named below.
+//   - Nothing is opened before the first event, so `kit extensions list` and
+//     friends, which load extensions without running a session, leave no
+//     files behind.
+
+package main
+
+import (
+	"encoding/json"
+	"expvar"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"kit/ext"
+)
+
+// BridgeVersion is written in the bridge_start header of every spool file.
+const BridgeVersion = "0.1.0"
+
+// Extension options (KIT_OPT_<NAME> environment variables, or options.<name>
+// in .kit.yml).
+const (
+	optEnabled  = "kit-otel-enabled"
+	optSpoolDir = "kit-otel-spool-dir"
+	optSocket   = "kit-otel-socket"
+	optQueue    = "kit-otel-queue-size"
+	optContent  = "kit-otel-capture-content"
+	optShutdown = "kit-otel-shutdown-timeout-ms"
+)
+
+const (
+	defaultQueueSize  = 4096
+	defaultShutdownMs = 2000
+	maxBatch          = 256
+	socketWriteWait   = 50 * time.Millisecond
+	socketDialWait    = 100 * time.Millisecond
+	minRetry          = time.Second
+	maxRetry          = 30 * time.Second
+	// sharedName is the process-wide registry entry (package expvar) through
+	// which every bridge instance of one process - the main agent, each
+	// in-process subagent, each hot reload - shares one seq counter and the
+	// count of live instances. Separate Yaegi interpreters share no Go
+	// variables, but they share the compiled standard library.
+	sharedName = "kit-otel.bridge.v1"
+)
+
+// record is one event on its way from a handler to the writer.
+type record struct {
+	typ  string
+	ts   time.Time
+	path string
+	ev   interface{}
+}
+
+// bridge is the state of one loaded instance (one Init).
+type bridge struct {
+	w          *writer // running writer; nil before the first event and after session_shutdown
+	off        bool    // disabled by option
+	registered int
+	reflected  []string
+}
+
+// writer owns the queue and everything behind it.
+type writer struct {
+	dropped int64 // events lost since the last line (atomic; first for alignment)
+	q       chan record
+	quit    chan struct{}
+	done    chan struct{}
+	final   record // the session_shutdown event, written after the queue is drained
+	stopped bool
+
+	shared      []int64 // [0] seq, [1] live instances, [2] instances started
+	sessionPath func() string
+	listState   func() []string
+	getState    func(string) (string, bool)
+
+	agent    string
+	content  bool
+	spoolDir string
+	sockPath string
+	options  map[string]string
+	started  time.Time
+	header   []byte
+	pidText  string
+	tail     string // `,"source":"bridge","agent":"..."`
+
+	file      *os.File
+	fileName  string
+	nextOpen  time.Time
+	openWait  time.Duration
+	conn      net.Conn
+	nextDial  time.Time
+	dialWait  time.Duration
+	buf       []byte
+	lines     int64
+	lastPath  string
+	pathJSON  []byte
+	lastState string
+}
+
+// headerData is the data of the bridge_start line that opens every spool file
+// and every socket connection.
+type headerData struct {
+	BridgeVersion string
+	StartedAt     string
+	Options       map[string]string
+}
+
+// Init is called by KIT when it loads the extension.
+func Init(api ext.API) {
+	b := &bridge{}
+	registerOptions(&api)
+	known := map[string]bool{}
+	on := func(method string) { known[method] = true; b.registered++ }
+
+	on("OnSessionStart")
+	api.OnSessionStart(func(e ext.SessionStartEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		if c.GetSessionPath != nil {
+			w.sessionPath = c.GetSessionPath
+		}
+		enqueue(w, "session_start", e)
+	})
+	on("OnSessionShutdown")
+	api.OnSessionShutdown(func(e ext.SessionShutdownEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			return
+		}
+		b.w = nil
+		stop(w, record{typ: "session_shutdown", ts: time.Now(), path: sessionPathOf(w), ev: e})
+	})
+	on("OnInput")
+	api.OnInput(func(e ext.InputEvent, c ext.Context) *ext.InputResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "input", e)
+		return nil
+	})
+	on("OnBeforeAgentStart")
+	api.OnBeforeAgentStart(func(e ext.BeforeAgentStartEvent, c ext.Context) *ext.BeforeAgentStartResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "before_agent_start", e)
+		return nil
+	})
+	on("OnAgentStart")
+	api.OnAgentStart(func(e ext.AgentStartEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "agent_start", e)
+	})
+	on("OnAgentEnd")
+	api.OnAgentEnd(func(e ext.AgentEndEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "agent_end", e)
+	})
+	on("OnMessageStart")
+	api.OnMessageStart(func(e ext.MessageStartEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "message_start", e)
+	})
+	on("OnMessageUpdate")
+	api.OnMessageUpdate(func(e ext.MessageUpdateEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "message_update", e)
+	})
+	on("OnMessageEnd")
+	api.OnMessageEnd(func(e ext.MessageEndEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "message_end", e)
+	})
+	on("OnToolCall")
+	api.OnToolCall(func(e ext.ToolCallEvent, c ext.Context) *ext.ToolCallResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "tool_call", e)
+		return nil
+	})
+	on("OnToolCallInputStart")
+	api.OnToolCallInputStart(func(e ext.ToolCallInputStartEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "tool_call_input_start", e)
+	})
+	on("OnToolCallInputDelta")
+	api.OnToolCallInputDelta(func(e ext.ToolCallInputDeltaEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "tool_call_input_delta", e)
+	})
+	on("OnToolCallInputEnd")
+	api.OnToolCallInputEnd(func(e ext.ToolCallInputEndEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "tool_call_input_end", e)
+	})
+	on("OnToolExecutionStart")
+	api.OnToolExecutionStart(func(e ext.ToolExecutionStartEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "tool_execution_start", e)
+	})
+	on("OnToolExecutionEnd")
+	api.OnToolExecutionEnd(func(e ext.ToolExecutionEndEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "tool_execution_end", e)
+	})
+	on("OnToolOutput")
+	api.OnToolOutput(func(e ext.ToolOutputEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "tool_output", e)
+	})
+	on("OnToolResult")
+	api.OnToolResult(func(e ext.ToolResultEvent, c ext.Context) *ext.ToolResultResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "tool_result", e)
+		return nil
+	})
+	on("OnModelChange")
+	api.OnModelChange(func(e ext.ModelChangeEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "model_change", e)
+	})
+	on("OnContextPrepare")
+	api.OnContextPrepare(func(e ext.ContextPrepareEvent, c ext.Context) *ext.ContextPrepareResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "context_prepare", e)
+		return nil
+	})
+	on("OnBeforeFork")
+	api.OnBeforeFork(func(e ext.BeforeForkEvent, c ext.Context) *ext.BeforeForkResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "before_fork", e)
+		return nil
+	})
+	on("OnBeforeSessionSwitch")
+	api.OnBeforeSessionSwitch(func(e ext.BeforeSessionSwitchEvent, c ext.Context) *ext.BeforeSessionSwitchResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "before_session_switch", e)
+		return nil
+	})
+	on("OnBeforeCompact")
+	api.OnBeforeCompact(func(e ext.BeforeCompactEvent, c ext.Context) *ext.BeforeCompactResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "before_compact", e)
+		return nil
+	})
+	on("OnSubagentStart")
+	api.OnSubagentStart(func(e ext.SubagentStartEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "subagent_start", e)
+	})
+	on("OnSubagentChunk")
+	api.OnSubagentChunk(func(e ext.SubagentChunkEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "subagent_chunk", e)
+	})
+	on("OnSubagentEnd")
+	api.OnSubagentEnd(func(e ext.SubagentEndEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "subagent_end", e)
+	})
+	on("OnStepStart")
+	api.OnStepStart(func(e ext.StepStartEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "step_start", e)
+	})
+	on("OnStepFinish")
+	api.OnStepFinish(func(e ext.StepFinishEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "step_finish", e)
+	})
+	on("OnReasoningStart")
+	api.OnReasoningStart(func(e ext.ReasoningStartEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "reasoning_start", e)
+	})
+	on("OnWarnings")
+	api.OnWarnings(func(e ext.WarningsEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "warnings", e)
+	})
+	on("OnSource")
+	api.OnSource(func(e ext.SourceEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "source", e)
+	})
+	on("OnError")
+	api.OnError(func(e ext.ErrorEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "error", e)
+	})
+	on("OnRetry")
+	api.OnRetry(func(e ext.RetryEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "retry", e)
+	})
+	on("OnPrepareStep")
+	api.OnPrepareStep(func(e ext.PrepareStepEvent, c ext.Context) *ext.PrepareStepResult {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return nil
+			}
+		}
+		enqueue(w, "prepare_step", e)
+		return nil
+	})
+	on("OnLLMUsage")
+	api.OnLLMUsage(func(e ext.LLMUsageEvent, c ext.Context) {
+		w := b.w
+		if w == nil {
+			if w = begin(b, c); w == nil {
+				return
+			}
+		}
+		enqueue(w, "llm_usage", e)
+	})
+
+	// Everything else KIT offers as On<Name>(func(<Name>Event, Context)),
+	// found by reflection: thinking_level_change, terminal_resize and
+	// turn_state_change on KIT versions that have them, and event kinds added
+	// after this file was written.
+	registerReflected(&api, b, known)
+}
+
+// enqueue hands one event to the writer, or counts it as dropped when the
+// queue is full. It never blocks.
+func enqueue(w *writer, typ string, ev interface{}) {
+	p := ""
+	if w.sessionPath != nil {
+		p = w.sessionPath()
+	}
+	select {
+	case w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev}:
+	default:
+		atomic.AddInt64(&w.dropped, 1)
+	}
+}
+
+// reflectedTypes names the event kinds that the bridge captures by reflection
+// because the seed KIT lacks their On* method; other On* methods get a name
+// derived from their event struct.
+var reflectedTypes = map[string]string{
+	"OnThinkingLevelChange": "thinking_level_change",
+	"OnTerminalResize":      "terminal_resize",
+	"OnTurnStateChange":     "turn_state_change",
+}
+
+func registerReflected(api *ext.API, b *bridge, known map[string]bool) {
+	defer func() { _ = recover() }()
+	v := reflect.ValueOf(api)
+	t := v.Type()
+	ctxType := reflect.TypeOf(ext.Context{})
+	for i := 0; i < t.NumMethod(); i++ {
+		m := t.Method(i)
+		if !strings.HasPrefix(m.Name, "On") || known[m.Name] {
+			continue
+		}
+		// m.Type includes the receiver: func(*API, handler).
+		if m.Type.NumIn() != 2 {
+			continue
+		}
+		ht := m.Type.In(1)
+		if ht.Kind() != reflect.Func || ht.NumIn() != 2 || ht.In(1) != ctxType || ht.In(0).Kind() != reflect.Struct {
+			continue
+		}
+		typ := reflectedTypes[m.Name]
+		if typ == "" {
+			typ = snakeCase(strings.TrimSuffix(ht.In(0).Name(), "Event"))
+		}
+		if typ == "" {
+			continue
+		}
+		if registerOne(v.Method(i), ht, typ, b) {
+			b.registered++
+			b.reflected = append(b.reflected, typ)
+		}
+	}
+}
+
+func registerOne(method reflect.Value, ht reflect.Type, typ string, b *bridge) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	outs := make([]reflect.Value, ht.NumOut())
+	for i := range outs {
+		outs[i] = reflect.Zero(ht.Out(i))
+	}
+	handler := reflect.MakeFunc(ht, func(args []reflect.Value) []reflect.Value {
+		w := b.w
+		if w == nil {
+			c, _ := args[1].Interface().(ext.Context)
+			if w = begin(b, c); w == nil {
+				return outs
+			}
+		}
+		enqueue(w, typ, args[0].Interface())
+		return outs
+	})
+	method.Call([]reflect.Value{handler})
+	return true
+}
+
+// snakeCase turns an event struct name into KIT's event type spelling:
+// "TurnStateChange" -> "turn_state_change", "LLMUsage" -> "llm_usage".
+func snakeCase(s string) string {
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		upper := ch >= 'A' && ch <= 'Z'
+		if upper {
+			if i > 0 {
+				prevLower := s[i-1] >= 'a' && s[i-1] <= 'z' || s[i-1] >= '0' && s[i-1] <= '9'
+				nextLower := i+1 < len(s) && s[i+1] >= 'a' && s[i+1] <= 'z'
+				if prevLower || (nextLower && s[i-1] >= 'A' && s[i-1] <= 'Z') {
+					out = append(out, '_')
+				}
+			}
+			ch += 'a' - 'A'
+		}
+		out = append(out, ch)
+	}
+	return string(out)
+}
+
+func registerOptions(api *ext.API) {
+	api.RegisterOption(ext.OptionDef{Name: optEnabled, Default: "true",
+		Description: "kit-otel bridge: set to false to load the bridge without recording anything"})
+	api.RegisterOption(ext.OptionDef{Name: optSpoolDir, Default: "",
+		Description: "kit-otel bridge: spool directory (default $XDG_STATE_HOME/kit-otel/spool or ~/.local/state/kit-otel/spool)"})
+	api.RegisterOption(ext.OptionDef{Name: optSocket, Default: "auto",
+		Description: "kit-otel bridge: Unix socket to stream events to as well: a path, auto ($XDG_RUNTIME_DIR/kit-otel/bridge.sock, else next to the spool directory) or off"})
+	api.RegisterOption(ext.OptionDef{Name: optQueue, Default: strconv.Itoa(defaultQueueSize),
+		Description: "kit-otel bridge: events held in memory while the writer is busy; beyond that they are dropped and counted"})
+	api.RegisterOption(ext.OptionDef{Name: optContent, Default: "false",
+		Description: "kit-otel bridge: include message bodies in context_prepare and prepare_step (otherwise only MessageCount and MessageBytes)"})
+	api.RegisterOption(ext.OptionDef{Name: optShutdown, Default: strconv.Itoa(defaultShutdownMs),
+		Description: "kit-otel bridge: how long session_shutdown waits for queued events to reach the spool file (milliseconds)"})
+}
+
+// option reads a registered option the way KIT resolves it (runtime
+// override, KIT_OPT_<NAME>, .kit.yml, default); the environment fallback
+// covers a Context without GetOption.
+func option(c ext.Context, name, def string) string {
+	v := ""
+	if c.GetOption != nil {
+		v = c.GetOption(name)
+	}
+	if v == "" {
+		v = os.Getenv("KIT_OPT_" + strings.ToUpper(strings.Replace(name, "-", "_", -1)))
+	}
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func truthy(s string) bool {
+	switch strings.ToLower(s) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
+
+func stateHome() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return d
+	}
+	home := os.Getenv("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return filepath.Join(home, ".local", "state")
+}
+
+// sharedCounters returns the process-wide counters, creating them on first
+// use. The slice is published as an expvar.Func built from a method value of
+// a compiled type, so it keeps no interpreter alive after a reload.
+func sharedCounters() (s []int64) {
+	defer func() {
+		if recover() != nil || len(s) < 3 {
+			s = make([]int64, 4) // unreachable in practice: counters of this instance only
+		}
+	}()
+	for attempt := 0; attempt < 2; attempt++ {
+		if v := expvar.Get(sharedName); v != nil {
+			if f, ok := v.(expvar.Func); ok {
+				if got, ok := f().([]int64); ok {
+					return got
+				}
+			}
+			return nil
+		}
+		fresh := make([]int64, 4)
+		func() {
+			defer func() { _ = recover() }() // lost a race with another instance: read theirs
+			expvar.Publish(sharedName, expvar.Func(reflect.ValueOf(fresh).Interface))
+		}()
+	}
+	return nil
+}
+
+// begin starts a writer at the first event of an instance (or the first
+// event after a session_shutdown). It runs in a handler, so it only reads
+// options and starts a goroutine: files and sockets are opened by the writer.
+func begin(b *bridge, c ext.Context) *writer {
+	if b.off {
+		return nil
+	}
+	if !truthy(option(c, optEnabled, "true")) {
+		b.off = true
+		return nil
+	}
+	queue, err := strconv.Atoi(option(c, optQueue, ""))
+	if err != nil || queue <= 0 {
+		queue = defaultQueueSize
+	}
+	shutdownMs, err := strconv.Atoi(option(c, optShutdown, ""))
+	if err != nil || shutdownMs < 0 {
+		shutdownMs = defaultShutdownMs
+	}
+	spool := option(c, optSpoolDir, "")
+	if spool == "" {
+		spool = filepath.Join(stateHome(), "kit-otel", "spool")
+	}
+	sock := option(c, optSocket, "auto")
+	switch strings.ToLower(sock) {
+	case "auto":
+		if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+			sock = filepath.Join(rt, "kit-otel", "bridge.sock")
+		} else {
+			sock = filepath.Join(filepath.Dir(spool), "bridge.sock")
+		}
+	case "off", "none", "false", "0", "no":
+		sock = ""
+	}
+	content := truthy(option(c, optContent, "false"))
+
+	w := &writer{
+		q:           make(chan record, queue),
+		quit:        make(chan struct{}),
+		done:        make(chan struct{}),
+		shared:      sharedCounters(),
+		sessionPath: c.GetSessionPath,
+		listState:   c.ListState,
+		getState:    c.GetState,
+		content:     content,
+		spoolDir:    spool,
+		sockPath:    sock,
+		started:     time.Now(),
+		pidText:     strconv.Itoa(os.Getpid()),
+		openWait:    minRetry,
+		dialWait:    minRetry,
+	}
+	if c.GetState == nil {
+		w.listState = nil
+	}
+	// Another live bridge instance in this process means this one runs
+	// inside a child agent (KIT runs subagents in-process and loads the
+	// global extensions into each of them).
+	w.agent = "main"
+	if atomic.AddInt64(&w.shared[1], 1) > 1 {
+		w.agent = "subagent"
+	}
+	w.tail = `,"source":"bridge","agent":"` + w.agent + `"`
+	w.options = map[string]string{
+		optSpoolDir: spool,
+		optSocket:   sock,
+		optQueue:    strconv.Itoa(queue),
+		optContent:  strconv.FormatBool(content),
+		optShutdown: strconv.Itoa(shutdownMs),
+		"events":    strconv.Itoa(b.registered),
+		"reflected": strings.Join(b.reflected, ","),
+	}
+	w.header = encodeHeader(w, sessionPathOf(w))
+	b.w = w
+	go run(w)
+	return w
+}
+
+func sessionPathOf(w *writer) string {
+	if w.sessionPath == nil {
+		return ""
+	}
+	return w.sessionPath()
+}
+
+// stop is the session_shutdown path: the shutdown event is written after
+// everything already queued, then the writer flushes, closes and exits. The
+// handler waits for that, at most the configured shutdown timeout.
+func stop(w *writer, final record) {
+	if w.stopped {
+		return
+	}
+	w.stopped = true
+	atomic.AddInt64(&w.shared[1], -1)
+	w.final = final
+	close(w.quit)
+	timeout := time.Duration(defaultShutdownMs) * time.Millisecond
+	if ms, err := strconv.Atoi(w.options[optShutdown]); err == nil {
+		timeout = time.Duration(ms) * time.Millisecond
+	}
+	select {
+	case <-w.done:
+	case <-time.After(timeout):
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Writer goroutine
+// ---------------------------------------------------------------------------
+
+func run(w *writer) {
+	defer close(w.done)
+	w.buf = make([]byte, 0, 64<<10)
+	openSpool(w)
+	for {
+		select {
+		case r := <-w.q:
+			w.buf = w.buf[:0]
+			w.lines = 0
+			encode(w, r)
+			for n := 1; n < maxBatch; n++ {
+				if !encodeNext(w) {
+					break
+				}
+			}
+			flush(w)
+		case <-w.quit:
+			w.buf = w.buf[:0]
+			w.lines = 0
+			for encodeNext(w) {
+			}
+			encode(w, w.final)
+			flush(w)
+			closeAll(w)
+			return
+		}
+	}
+}
+
+// encodeNext encodes one more queued record if there is one.
+func encodeNext(w *writer) bool {
+	select {
+	case r := <-w.q:
+		encode(w, r)
+		return true
+	default:
+		return false
+	}
+}
+
+func encodeHeader(w *writer, path string) []byte {
+	started := w.started.UTC().Format(time.RFC3339Nano)
+	data, err := json.Marshal(headerData{BridgeVersion: BridgeVersion, StartedAt: started, Options: w.options})
+	if err != nil {
+		data = []byte("{}")
+	}
+	b := make([]byte, 0, 512)
+	b = append(b, `{"v":1,"seq":`...)
+	b = strconv.AppendInt(b, atomic.AddInt64(&w.shared[0], 1), 10)
+	b = append(b, `,"ts":"`...)
+	b = append(b, started...)
+	b = append(b, `","pid":`...)
+	b = append(b, w.pidText...)
+	b = append(b, `,"session_path":`...)
+	b = appendJSONString(b, path)
+	b = append(b, `,"type":"bridge_start","data":`...)
+	b = append(b, data...)
+	b = append(b, w.tail...)
+	b = append(b, "}\n"...)
+	return b
+}
+
+// encode appends one envelope line to w.buf. Key order follows kit-otel's
+// own encoder: v, seq, ts, pid, session_path, type, data, source, agent,
+// dropped, state.
+func encode(w *writer, r record) {
+	b := w.buf
+	b = append(b, `{"v":1,"seq":`...)
+	b = strconv.AppendInt(b, atomic.AddInt64(&w.shared[0], 1), 10)
+	b = append(b, `,"ts":"`...)
+	b = r.ts.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","pid":`...)
+	b = append(b, w.pidText...)
+	b = append(b, `,"session_path":`...)
+	if w.pathJSON == nil || r.path != w.lastPath {
+		w.lastPath = r.path
+		w.pathJSON = appendJSONString(nil, r.path)
+	}
+	b = append(b, w.pathJSON...)
+	b = append(b, `,"type":"`...)
+	b = append(b, r.typ...)
+	b = append(b, `","data":`...)
+	b = appendData(w, b, r.ev)
+	b = append(b, w.tail...)
+	if d := atomic.SwapInt64(&w.dropped, 0); d > 0 {
+		b = append(b, `,"dropped":`...)
+		b = strconv.AppendInt(b, d, 10)
+	}
+	if w.listState != nil {
+		forced := r.typ == "session_start" || r.typ == "agent_start" || r.typ == "agent_end"
+		// Unforced, the state is read once the queue is empty: a read sees
+		// the changes made by every event handled so far, so it belongs to
+		// the latest of them.
+		if forced || len(w.q) == 0 {
+			b = appendState(w, b, forced)
+		}
+	}
+	b = append(b, "}\n"...)
+	w.buf = b
+	w.lines++
+}
+
+func appendData(w *writer, b []byte, ev interface{}) []byte {
+	switch e := ev.(type) {
+	case ext.ContextPrepareEvent:
+		b = append(b, '{')
+		return appendMessages(w, b, e.Messages)
+	case ext.PrepareStepEvent:
+		b = append(b, `{"StepNumber":`...)
+		b = strconv.AppendInt(b, int64(e.StepNumber), 10)
+		b = append(b, ',')
+		return appendMessages(w, b, e.Messages)
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return append(b, "{}"...)
+	}
+	return append(b, data...)
+}
+
+// appendMessages writes the sizes of a context window, and the messages
+// themselves only when content capture is on, then closes the object.
+func appendMessages(w *writer, b []byte, msgs []ext.ContextMessage) []byte {
+	if w.content {
+		data, err := json.Marshal(msgs)
+		if err == nil {
+			b = append(b, `"Messages":`...)
+			b = append(b, data...)
+			b = append(b, ',')
+		}
+	}
+	size := 0
+	for i := range msgs {
+		size += len(msgs[i].Content)
+	}
+	b = append(b, `"MessageCount":`...)
+	b = strconv.AppendInt(b, int64(len(msgs)), 10)
+	b = append(b, `,"MessageBytes":`...)
+	b = strconv.AppendInt(b, int64(size), 10)
+	return append(b, '}')
+}
+
+// appendState adds the full state map when forced or when it differs from
+// the last one sent. The digest is the sorted key/value text itself: exact,
+// and cheap next to the calls that read the state.
+func appendState(w *writer, b []byte, forced bool) []byte {
+	keys := w.listState()
+	sort.Strings(keys)
+	values := make([]string, len(keys))
+	var digest strings.Builder
+	for i, k := range keys {
+		v, _ := w.getState(k)
+		values[i] = v
+		digest.WriteString(k)
+		digest.WriteByte(0)
+		digest.WriteString(v)
+		digest.WriteByte(0)
+	}
+	d := digest.String()
+	if !forced && d == w.lastState {
+		return b
+	}
+	w.lastState = d
+	b = append(b, `,"state":{`...)
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, k)
+		b = append(b, ':')
+		b = appendJSONString(b, values[i])
+	}
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	data, err := json.Marshal(s)
+	if err != nil {
+		return append(b, `""`...)
+	}
+	return append(b, data...)
+}
+
+// flush writes the encoded batch to the spool file, then to the socket.
+func flush(w *writer) {
+	if len(w.buf) == 0 {
+		return
+	}
+	if w.file == nil {
+		openSpool(w)
+	}
+	if w.file != nil {
+		if _, err := w.file.Write(w.buf); err != nil {
+			atomic.AddInt64(&w.dropped, w.lines)
+		}
+	} else {
+		// Not on disk: counted, so the loss shows in the next line written.
+		atomic.AddInt64(&w.dropped, w.lines)
+	}
+	if w.sockPath != "" {
+		sendSocket(w, w.buf)
+	}
+}
+
+// openSpool creates the spool file of this instance and writes its header.
+// Failures are retried with a growing delay; lines meanwhile are counted.
+func openSpool(w *writer) {
+	if w.file != nil || time.Now().Before(w.nextOpen) {
+		return
+	}
+	if w.fileName == "" {
+		n := atomic.AddInt64(&w.shared[2], 1)
+		w.fileName = filepath.Join(w.spoolDir, "kit-"+w.pidText+"-"+
+			w.started.UTC().Format("20060102T150405.000000000Z")+"-"+strconv.FormatInt(n, 10)+".ndjson")
+	}
+	err := os.MkdirAll(w.spoolDir, 0o700)
+	var f *os.File
+	if err == nil {
+		f, err = os.OpenFile(w.fileName, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	}
+	if err == nil {
+		var st os.FileInfo
+		if st, err = f.Stat(); err == nil && st.Size() == 0 {
+			_, err = f.Write(w.header)
+		}
+		if err != nil {
+			_ = f.Close()
+		}
+	}
+	if err != nil {
+		w.nextOpen = time.Now().Add(w.openWait)
+		w.openWait = nextWait(w.openWait)
+		return
+	}
+	w.file = f
+	w.openWait = minRetry
+}
+
+// sendSocket streams a batch to the socket, connecting lazily. A slow or
+// absent reader costs at most socketWriteWait per attempt; the connection is
+// then dropped and retried later. The spool file is the durable path.
+func sendSocket(w *writer, data []byte) {
+	if w.conn == nil {
+		if time.Now().Before(w.nextDial) {
+			return
+		}
+		conn, err := net.DialTimeout("unix", w.sockPath, socketDialWait)
+		if err != nil {
+			w.nextDial = time.Now().Add(w.dialWait)
+			w.dialWait = nextWait(w.dialWait)
+			return
+		}
+		w.conn = conn
+		w.dialWait = minRetry
+		if !writeSocket(w, w.header) {
+			return
+		}
+	}
+	writeSocket(w, data)
+}
+
+func writeSocket(w *writer, data []byte) bool {
+	_ = w.conn.SetWriteDeadline(time.Now().Add(socketWriteWait))
+	if _, err := w.conn.Write(data); err != nil {
+		_ = w.conn.Close()
+		w.conn = nil
+		w.nextDial = time.Now().Add(w.dialWait)
+		w.dialWait = nextWait(w.dialWait)
+		return false
+	}
+	return true
+}
+
+func nextWait(d time.Duration) time.Duration {
+	d *= 2
+	if d > maxRetry {
+		d = maxRetry
+	}
+	return d
+}
+
+func closeAll(w *writer) {
+	if w.file != nil {
+		_ = w.file.Sync()
+		_ = w.file.Close()
+		w.file = nil
+	}
+	if w.conn != nil {
+		_ = w.conn.Close()
+		w.conn = nil
+	}
+}
