@@ -92,6 +92,9 @@ def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
         raise fail("", f"line of {len(line)} bytes exceeds the limit of {max_bytes}", "oversize")
     try:
         wire = _wire_decoder.decode(line)
+    except UnicodeDecodeError as exc:
+        raise fail("", f"invalid UTF-8: {exc.reason} at byte {exc.start}",
+                   "malformed_json") from None
     except msgspec.ValidationError as exc:
         field, reason = _split_msgspec_error(exc)
         raise fail(field, reason, "invalid_field") from None
@@ -118,6 +121,9 @@ def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
     except msgspec.ValidationError as exc:
         field, reason = _split_msgspec_error(exc)
         raise fail(f"data.{field}" if field else "data", reason, "invalid_field") from None
+    except UnicodeDecodeError as exc:
+        raise fail("data", f"invalid UTF-8: {exc.reason} at byte {exc.start}",
+                   "malformed_json") from None
     return Event(type=wire.type, data=data, ts_ns=ts_ns, v=wire.v, seq=wire.seq, pid=wire.pid,
                  session_path=wire.session_path, session_id=wire.session_id, source=wire.source,
                  agent=wire.agent, kit_version=wire.kit_version, dropped=wire.dropped,

@@ -20,7 +20,7 @@ def _prefix_seconds(prefix: str) -> int:
 
 def parse_ts(text: str) -> int:
     """Nanoseconds since the epoch; ValueError with the reason on anything malformed."""
-    if len(text) < 20 or text[10] not in "Tt ":
+    if len(text) < 19 or text[10] not in "Tt ":
         raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}")
     head = text[:19]
     rest = text[19:]
