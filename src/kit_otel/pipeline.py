@@ -35,6 +35,7 @@ log = logging.getLogger("kit_otel")
 # so a fast replay flushes before it could get there.
 _SPAN_QUEUE = 1 << 16
 _FLUSH_EVERY_SPANS = 1 << 14
+_LOGGED_REJECTIONS = 50
 
 
 def _headers(text: str) -> dict[str, str] | None:
@@ -192,7 +193,10 @@ class Pipeline:
 
     def feed(self, item: Event | DecodeError) -> None:
         if isinstance(item, DecodeError):
-            log.warning("rejected %s", item)
+            rejected = self.translator.rejected
+            # a file of garbage must not flood the log: the first ones, then every 1000th
+            if rejected < _LOGGED_REJECTIONS or rejected % 1000 == 0:
+                log.warning("rejected %s", item)
             self.translator.reject(item)
             return
         self.translator.process(item)
