@@ -255,7 +255,7 @@ class StateStore:
             # lock an orphaned inode while a newcomer locks a fresh file.
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             try:
-                pass  # released by the kernel if we die
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we die
                 yield
             finally:
                 os.close(fd)
