@@ -348,19 +348,24 @@ def test_processes_and_threads_never_lose_updates_or_tear_the_file(tmp_path):
         for i in range(n):
             s.set(key, str(i))
 
-    rt = threading.Thread(target=reader)
+    rt = threading.Thread(target=reader, daemon=True)
     rt.start()
     threads = [threading.Thread(target=thread_writer, args=(f"thread{i}",)) for i in range(n_threads)]
-    for p in procs:
-        p.stdin.close()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for p in procs:
-        assert p.wait(timeout=300) == 0
-    done.set()
-    rt.join()
+    try:
+        for p in procs:
+            p.stdin.close()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [p.wait(timeout=300) for p in procs] == [0] * n_procs
+    finally:
+        done.set()
+        rt.join()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
     assert problems == []
     assert reads, "the reader never read"
