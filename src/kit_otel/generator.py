@@ -90,7 +90,8 @@ class KitScript:
 
     def __init__(self, *, pid: int, session_path: str, start_ns: int, provider: str,
                  model: str, rng: random.Random | None = None, source: str = "bridge",
-                 state: dict[str, str] | None = None, budget_extension: bool = True):
+                 state: dict[str, str] | None = None, budget_extension: bool = True,
+                 words_per_step: int = 0):
         self.pid, self.session_path = pid, session_path
         self.now = start_ns
         self.provider, self.model = provider, model
@@ -100,6 +101,7 @@ class KitScript:
         self.seq = 0
         self.state = dict(state or {})
         self.budget_extension = budget_extension
+        self.words_per_step = words_per_step  # > 0: steps stream about this many text chunks
         self.total_cost = 0.0
         if budget_extension:
             self.state.setdefault("usage-budget:warn-at-usd", "5.00")
@@ -180,6 +182,9 @@ class KitScript:
                 self.emit("reasoning_start", ev.ReasoningStart(ID=f"rs_{self.rng.getrandbits(32):08x}"))
                 self.advance(200, 900)
             words = step.text.split(" ") if step.text else []
+            if words and self.words_per_step:  # a real answer streams many chunks
+                words += ["lorem"] * self.rng.randint(self.words_per_step // 2,
+                                                      self.words_per_step)
             for i, word in enumerate(words):
                 self.emit("message_update", ev.MessageUpdate(Chunk=word + (" " if i < len(words) - 1 else "")))
                 self.advance(5, 40)
@@ -372,12 +377,13 @@ def _tool(rng: random.Random, name: str, kind: str, **kw) -> Tool:
 
 
 def demo_session(rng: random.Random, *, pid: int, session_path: str, start_ns: int,
-                 provider: str, model: str, turns: int = 6, rich: bool = True) -> KitScript:
+                 provider: str, model: str, turns: int = 6, rich: bool = True,
+                 words_per_step: int = 0) -> KitScript:
     """A realistic multi-turn session. With `rich`, it includes every feature the demo shows:
     parallel tools, a subagent, a retry, an error turn, an automatic compaction, a model change
     and a hot reload."""
     s = KitScript(pid=pid, session_path=session_path, start_ns=start_ns, provider=provider,
-                  model=model, rng=rng)
+                  model=model, rng=rng, words_per_step=words_per_step)
     s.session_start()
     for t in range(turns):
         s.advance(2000, 20000)  # the user thinks
@@ -425,7 +431,8 @@ def demo_session(rng: random.Random, *, pid: int, session_path: str, start_ns: i
 
 
 def demo_stream(seed: int = 7, *, sessions: int = 3, turns: int = 6,
-                sessions_root: Path | None = None, start_ns: int | None = None) -> list[Event]:
+                sessions_root: Path | None = None, start_ns: int | None = None,
+                words_per_step: int = 0) -> list[Event]:
     """Several KIT processes (each its own session, project and model) interleaved by time, as
     a spool directory or a replay would deliver them. With `sessions_root`, session files with a
     header line are written there so session ids resolve the way they do on a KIT machine."""
@@ -443,7 +450,8 @@ def demo_stream(seed: int = 7, *, sessions: int = 3, turns: int = 6,
         if sessions_root is not None:
             write_session_header(path, cwd, uuid.UUID(int=rng.getrandbits(128)).hex, begin)
         script = demo_session(rng, pid=4000 + i, session_path=str(path), start_ns=begin,
-                              provider=provider, model=model, turns=turns)
+                              provider=provider, model=model, turns=turns,
+                              words_per_step=words_per_step)
         streams.append(script.events)
     merged = [e for stream in streams for e in stream]
     merged.sort(key=lambda e: (e.ts_ns, e.pid, e.seq))

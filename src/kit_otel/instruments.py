@@ -2,9 +2,58 @@
 
 from __future__ import annotations
 
-from opentelemetry.metrics import Meter
+import threading
+from typing import Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from . import names as n
+
+LabelKey = frozenset  # frozenset of (label, value) pairs
+
+
+class LedgerCounter:
+    """A monotonic counter kept as plain sums per label set and reported through an OTel
+    ObservableCounter at each collection.
+
+    Why: a synchronous SDK counter costs ~15 µs per `add` (attribute hashing, locks, views)
+    and kit-otel adds several per LLM call and one per event; a dict update costs a fraction of
+    that, and the exported numbers are the same cumulative sums. The ledger is also what a
+    checkpoint saves and restores, so totals survive a restart exactly."""
+
+    __slots__ = ("name", "_sums", "_lock")
+
+    def __init__(self, meter: Meter, spec: n.MetricSpec):
+        self.name = spec.otel_name
+        self._sums: dict[LabelKey, float] = {}
+        self._lock = threading.Lock()
+        meter.create_observable_counter(spec.otel_name, callbacks=[self._observe],
+                                        unit=spec.unit, description=spec.description)
+
+    def add(self, amount: float, attributes: dict | None = None) -> None:
+        key = frozenset(attributes.items()) if attributes else frozenset()
+        with self._lock:
+            self._sums[key] = self._sums.get(key, 0) + amount
+
+    def add_key(self, key: LabelKey, amount: float) -> None:
+        """`add` for a caller that keeps its label sets frozen (hot paths)."""
+        with self._lock:
+            self._sums[key] = self._sums.get(key, 0) + amount
+
+    def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            items = list(self._sums.items())
+        return [Observation(value, dict(key)) for key, value in items]
+
+    def totals(self) -> dict[LabelKey, float]:
+        with self._lock:
+            return dict(self._sums)
+
+    def restore(self, totals: dict[LabelKey, float]) -> None:
+        """Add saved totals (a restarted process continues where the last one stopped)."""
+        with self._lock:
+            for key, value in totals.items():
+                self._sums[key] = self._sums.get(key, 0) + value
 
 
 class BoundedValues:
@@ -35,8 +84,7 @@ class KitInstruments:
         made = {}
         for spec in n.ALL_METRICS:
             if spec.kind == "counter":
-                made[spec] = meter.create_counter(spec.otel_name, unit=spec.unit,
-                                                  description=spec.description)
+                made[spec] = LedgerCounter(meter, spec)
             elif spec.kind == "histogram":
                 made[spec] = meter.create_histogram(
                     spec.otel_name, unit=spec.unit, description=spec.description,
@@ -67,3 +115,15 @@ class KitInstruments:
         self.rejected = made[n.OTEL_REJECTED]
         self.dropped = made[n.OTEL_DROPPED]
         self.lag = made[n.OTEL_LAG]
+
+    def counters(self) -> list[LedgerCounter]:
+        return [v for v in vars(self).values() if isinstance(v, LedgerCounter)]
+
+    def counter_totals(self) -> dict[str, dict[LabelKey, float]]:
+        """Every counter's sums, by OTel instrument name (for checkpoints)."""
+        return {c.name: c.totals() for c in self.counters()}
+
+    def restore_counter_totals(self, saved: dict[str, dict[LabelKey, float]]) -> None:
+        for counter in self.counters():
+            if counter.name in saved:
+                counter.restore(saved[counter.name])

@@ -18,8 +18,29 @@ def _prefix_seconds(prefix: str) -> int:
     return int(datetime.fromisoformat(prefix.replace("Z", "+00:00")).timestamp())
 
 
+_prefix_cache: dict[str, int] = {}
+
+
 def parse_ts(text: str) -> int:
     """Nanoseconds since the epoch; ValueError with the reason on anything malformed."""
+    # fast path: what Go writes in UTC, "YYYY-MM-DDTHH:MM:SS.fffffffffZ", a second seen before
+    if text[-1:] == "Z" and text[19:20] == ".":
+        digits = text[20:-1]
+        seconds = _prefix_cache.get(text[:19])
+        if seconds is not None and 0 < len(digits) <= 9 and digits.isascii() and digits.isdigit():
+            return seconds + int(digits) * _SCALE[len(digits)]
+    ns = _parse_ts_slow(text)
+    if text[-1:] == "Z":
+        if len(_prefix_cache) > 65536:
+            _prefix_cache.clear()
+        _prefix_cache[text[:19]] = ns - ns % _NS
+    return ns
+
+
+_SCALE = [10 ** (9 - i) for i in range(10)]
+
+
+def _parse_ts_slow(text: str) -> int:
     if len(text) < 19 or text[10] not in "Tt ":
         raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}")
     head = text[:19]
@@ -27,7 +48,7 @@ def parse_ts(text: str) -> int:
     frac = 0
     if rest.startswith("."):
         end = 1
-        while end < len(rest) and rest[end].isdigit():
+        while end < len(rest) and "0" <= rest[end] <= "9":
             end += 1
         digits = rest[1:end]
         if not digits or len(digits) > 9:

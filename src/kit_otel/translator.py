@@ -83,13 +83,24 @@ def chat_span_name(model: str) -> str:
 
 
 _snake_cache: dict[str, str] = {}
+_field_plans: dict[type, list[tuple[str, str, bool]]] = {}
+
+
+def _field_plan(cls: type) -> list[tuple[str, str, bool]]:
+    """(Go field, attribute key, is content) for each field of a KIT event struct."""
+    plan = _field_plans.get(cls)
+    if plan is None:
+        plan = _field_plans[cls] = [(name, "kit." + _snake(name), name in CONTENT_FIELDS)
+                                    for name in cls.__struct_fields__]
+    return plan
 
 
 def _snake(go_name: str) -> str:
     cached = _snake_cache.get(go_name)
     if cached is None:
         cached = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", go_name).lower()
-        _snake_cache[go_name] = cached
+        if len(_snake_cache) < 4096:  # field names of unknown events come from the input
+            _snake_cache[go_name] = cached
     return cached
 
 
@@ -190,6 +201,7 @@ class _Session:
     previous_turn: trace.SpanContext | None = None
     started: bool = False
     state: dict[str, str] = field(default_factory=dict)
+    last_ns: int = 0
 
 
 class Translator:
@@ -210,6 +222,7 @@ class Translator:
         self.on_turn_end: list[Callable[[dict], None]] = []  # summary hooks
         self.on_llm_call: list[Callable[[dict], None]] = []
         self._idle_ns = int(self.settings.idle_timeout_s * _NS_PER_S)
+        self._event_type_keys: dict[str, frozenset] = {}
         self._handlers: dict[str, Callable[[_Session, ev.Event], None]] = {
             "input": self._on_turn_opening, "before_agent_start": self._on_turn_opening,
             "agent_start": self._on_turn_opening, "agent_end": self._on_agent_end,
@@ -239,7 +252,11 @@ class Translator:
     def process(self, event: ev.Event) -> None:
         self.events_seen += 1
         m = self.metrics
-        m.events.add(1, {n.L_TYPE: m.event_type_value(event.type)})
+        key = self._event_type_keys.get(event.type)
+        if key is None:
+            key = self._event_type_keys[event.type] = frozenset(
+                {n.L_TYPE: m.event_type_value(event.type)}.items())
+        m.events.add_key(key, 1)
         if event.dropped:
             m.dropped.add(event.dropped, {n.L_SOURCE: event.source or "unknown"})
         if event.ts_ns > self.clock_ns:
@@ -251,6 +268,7 @@ class Translator:
             self._on_child_event(subagent, event)
         else:
             session = self._session(event)
+            session.last_ns = event.ts_ns
             if event.state is not None:
                 self._apply_state(session, event)
             handler = self._handlers.get(event.type)
@@ -272,11 +290,17 @@ class Translator:
     def sweep(self, now_ns: int) -> int:
         """Close turns idle for longer than the idle timeout as of `now_ns`; returns how many."""
         closed = 0
-        for session in list(self.sessions.values()):
+        for key, session in list(self.sessions.items()):
             turn = session.turn
             if turn is not None and now_ns - turn.last_ns > self._idle_ns:
                 self._close_incomplete(session, turn)
                 closed += 1
+            elif turn is None and now_ns - session.last_ns > self._idle_ns:
+                # long quiet sessions are forgotten (memory stays flat over days of sessions);
+                # one that comes back starts afresh
+                del self.sessions[key]
+        for pid in [pid for pid, subs in self.open_subagents.items() if not subs]:
+            del self.open_subagents[pid]
         return closed
 
     def close(self) -> None:
@@ -956,21 +980,25 @@ class Translator:
 
     def _event_attributes(self, event: ev.Event) -> dict[str, object]:
         data = event.data
-        fields = data.fields if isinstance(data, ev.UnknownData) else {
-            name: getattr(data, name) for name in data.__struct_fields__}
+        if isinstance(data, ev.UnknownData):
+            fields = [(name, "kit." + _snake(name), name in CONTENT_FIELDS)
+                      for name in data.fields]
+            values = data.fields.get
+        else:
+            fields = _field_plan(type(data))
+            values = data.__getattribute__
         attrs: dict[str, object] = {}
         capture = self.content.capture
-        for name, value in fields.items():
-            key = "kit." + _snake(name)
-            if name in CONTENT_FIELDS:
+        for name, key, is_content in fields:
+            value = values(name)
+            if is_content:
                 if isinstance(value, str):
                     attrs[key + "_length"] = len(value)
                     if capture and value:
                         attrs[key] = self.content.text(value)
-                elif isinstance(value, list):
+                elif isinstance(value, (list, dict)):
                     attrs[key + "_count"] = len(value)
-                continue
-            if isinstance(value, (str, bool, int, float)):
+            elif isinstance(value, (str, bool, int, float)):
                 if name == "Error" and isinstance(value, str):
                     value = self.content.redact_text(value)[:1024]
                 attrs[key] = value
