@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from opentelemetry.sdk.metrics import (Counter, Histogram, MeterProvider, ObservableCounter,
                                        ObservableGauge, ObservableUpDownCounter, UpDownCounter)
@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics.export import (AggregationTemporality, ConsoleMet
                                               MetricReader, PeriodicExportingMetricReader)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from . import __version__
@@ -106,16 +107,24 @@ class PrometheusEndpoint:
 
 class Pipeline:
     def __init__(self, settings: Settings, *, span_processors: Iterable[SpanProcessor] = (),
-                 metric_readers: Iterable[MetricReader] = (), serve_prometheus: bool = True):
+                 metric_readers: Iterable[MetricReader] = (), serve_prometheus: bool = True,
+                 span_exporters_processor: Callable[[list], SpanProcessor] | None = None,
+                 id_generator: IdGenerator | None = None):
+        """`span_exporters_processor`, when given, receives the configured span exporters and
+        returns the one processor that feeds them all (instead of a BatchSpanProcessor each);
+        `kit-otel serve` uses it for exporting with retries and checkpoints."""
         self.settings = settings
         resource = Resource.create({"service.name": settings.service_name,
                                     "service.version": __version__})
-        self.tracer_provider = TracerProvider(resource=resource)
+        self.tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
         self.output_dir = Path(settings.output_dir).expanduser()
         self.prometheus: PrometheusEndpoint | None = None
-        for name in settings.traces_exporter:
-            exporter = self._span_exporter(name)
-            if exporter is not None:
+        span_exporters = [e for e in map(self._span_exporter, settings.traces_exporter)
+                          if e is not None]
+        if span_exporters_processor is not None:
+            self.tracer_provider.add_span_processor(span_exporters_processor(span_exporters))
+        else:
+            for exporter in span_exporters:
                 self.tracer_provider.add_span_processor(BatchSpanProcessor(
                     exporter, max_queue_size=_SPAN_QUEUE, max_export_batch_size=2048,
                     schedule_delay_millis=1000))

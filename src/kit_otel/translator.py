@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Container
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -201,6 +201,7 @@ class _Session:
     previous_turn: trace.SpanContext | None = None
     started: bool = False
     state: dict[str, str] = field(default_factory=dict)
+    state_ts_ns: int = 0  # time of the newest state an envelope carried
     last_ns: int = 0
 
 
@@ -222,6 +223,8 @@ class Translator:
         self.on_turn_end: list[Callable[[dict], None]] = []  # summary hooks
         self.on_llm_call: list[Callable[[dict], None]] = []
         self._idle_ns = int(self.settings.idle_timeout_s * _NS_PER_S)
+        self.auto_sweep = True  # sweep by the stream's clock every _SWEEP_EVERY events (serve
+        # turns this off: it sweeps by wall clock, one KIT process at a time)
         self._event_type_keys: dict[str, frozenset] = {}
         self._handlers: dict[str, Callable[[_Session, ev.Event], None]] = {
             "input": self._on_turn_opening, "before_agent_start": self._on_turn_opening,
@@ -280,17 +283,20 @@ class Translator:
                     run_handler(session, self._turn(session, event), event)
                 else:
                     self._on_generic(session, event)
-        if self.events_seen % _SWEEP_EVERY == 0:
+        if self.auto_sweep and self.events_seen % _SWEEP_EVERY == 0:
             self.sweep(self.clock_ns)
 
     def reject(self, error: DecodeError) -> None:
         self.rejected += 1
         self.metrics.rejected.add(1, {n.L_REASON: error.reason_code})
 
-    def sweep(self, now_ns: int) -> int:
-        """Close turns idle for longer than the idle timeout as of `now_ns`; returns how many."""
+    def sweep(self, now_ns: int, pids: Container[int] | None = None) -> int:
+        """Close turns idle for longer than the idle timeout as of `now_ns`; returns how many.
+        With `pids`, only the sessions of those KIT processes."""
         closed = 0
         for key, session in list(self.sessions.items()):
+            if pids is not None and key[0] not in pids:
+                continue
             turn = session.turn
             if turn is not None and now_ns - turn.last_ns > self._idle_ns:
                 self._close_incomplete(session, turn)
@@ -561,28 +567,37 @@ class Translator:
     # ── extension state ──────────────────────────────────────────────────────────────────────
 
     def _apply_state(self, session: _Session, event: ev.Event) -> None:
-        new = event.state or {}
+        session.state_ts_ns = max(session.state_ts_ns, event.ts_ns)
+        self._set_state(session, event.state or {}, event.ts_ns)
+
+    def _set_state(self, session: _Session, new: dict[str, str], ts_ns: int) -> None:
         if new == session.state:
             return
         turn = session.turn
         if turn is not None:
             for attrs in self.settings.state.changes(session.state, new):
-                turn.span.add_event(n.KIT_EXT_STATE_CHANGE, attrs, timestamp=event.ts_ns)
+                turn.span.add_event(n.KIT_EXT_STATE_CHANGE, attrs, timestamp=ts_ns)
         session.state = dict(new)
         self.state_changed(session)
 
     def state_changed(self, session: _Session) -> None:
         """Hook for gauges of numeric state (set by the exporter pipeline)."""
 
-    def apply_external_state(self, pid: int, session_path: str, state: dict[str, str],
-                             ts_ns: int) -> None:
-        """State read from a sidecar file: merged into the same timeline as envelope state."""
-        key = (pid, session_path)
-        session = self.sessions.get(key)
-        if session is None:
-            return
-        self._apply_state(session, ev.Event(type="ext_state", data=ev.UnknownData(),
-                                            ts_ns=ts_ns, state=state))
+    def session_paths(self) -> set[str]:
+        return {path for (_, path) in self.sessions if path}
+
+    def apply_external_state(self, session_path: str, state: dict[str, str],
+                             ts_ns: int) -> int:
+        """State read from a session's sidecar file, merged into the same timeline as the
+        envelopes' state. An envelope is exactly ordered with the events, so it wins: a sidecar
+        reading older than the newest envelope state of the session is ignored. Returns the
+        number of sessions it changed."""
+        changed = 0
+        for (_, path), session in list(self.sessions.items()):
+            if path == session_path and ts_ns > session.state_ts_ns and state != session.state:
+                self._set_state(session, state, ts_ns)
+                changed += 1
+        return changed
 
     # ── LLM steps ────────────────────────────────────────────────────────────────────────────
 
