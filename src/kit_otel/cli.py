@@ -104,11 +104,14 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
         done_before += tailer.offset
     bar.finish()
     if follow:
+        from .sidecar_follow import SidecarFollower
+        sidecars = SidecarFollower(pipeline.translator, pipeline.settings.sessions_root)
         stop = []
         signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
         try:
             while not stop:
                 got = False
+                sidecars.poll()
                 for tailer in tailers:
                     lines = tailer.read_available(max_lines=20000)
                     if lines:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from .content import REDACTED
-from .names import KIT_EXT_STATE_PREFIX
+from .names import KIT_EXT_STATE_PREFIX, KIT_EXT_STATE_START_PREFIX
 
 DEFAULT_SECRET_GLOBS = ("*token*", "*secret*", "*key*", "*password*", "*passwd*", "*credential*")
 
@@ -49,6 +49,16 @@ class StatePolicy:
             if self.exposed(key):
                 out[KIT_EXT_STATE_PREFIX + key] = self.value(key, state[key])
         return out
+
+    def turn_attributes(self, start: dict[str, str], end: dict[str, str]) -> dict[str, str]:
+        """A turn span's state: `kit.ext_state.<key>` as the turn left it, and
+        `kit.ext_state.start.<key>` for each key that was different (or present only) when it
+        began — span attributes cannot be removed, so a deleted key must not be set early."""
+        attrs = self.attributes(end)
+        before = self.attributes({k: v for k, v in start.items() if end.get(k) != v})
+        attrs.update({KIT_EXT_STATE_START_PREFIX + k[len(KIT_EXT_STATE_PREFIX):]: v
+                      for k, v in before.items()})
+        return attrs
 
     def changes(self, old: dict[str, str], new: dict[str, str]) -> list[dict[str, object]]:
         """Span-event attributes for each exposed key that changed (deleted keys included)."""

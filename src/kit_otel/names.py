@@ -81,6 +81,7 @@ KIT_SUBAGENT_TASK_LENGTH = "kit.subagent.task_length"
 KIT_SUBAGENT_TASK = "kit.subagent.task"
 KIT_SUBAGENT_RESPONSE_LENGTH = "kit.subagent.response_length"
 KIT_EXT_STATE_PREFIX = "kit.ext_state."
+KIT_EXT_STATE_START_PREFIX = "kit.ext_state.start."
 KIT_EXT_STATE_CHANGE = "kit.ext_state.change"
 # coalesced deltas: "<prefix>.count" and "<prefix>.bytes" on the span that owns them
 KIT_DELTAS_MESSAGE = "kit.message.chunks"

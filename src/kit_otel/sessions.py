@@ -26,7 +26,8 @@ class SessionIdentity:
     from_file: bool  # True when read from the session file's header line
 
 
-def _inside(path: Path, root: Path) -> bool:
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether `path` resolves to a place under `root` (no escaping through .. or links)."""
     try:
         path.resolve().relative_to(root.resolve())
         return True
@@ -59,7 +60,7 @@ def identify_session(session_path: str, sessions_root: str | None) -> SessionIde
     """Session id and project of a session path (cached: a session's header never changes)."""
     path = Path(session_path)
     header = None
-    if sessions_root is not None and _inside(path, Path(sessions_root).expanduser()):
+    if sessions_root is not None and is_inside(path, Path(sessions_root).expanduser()):
         header = read_session_header(path)
     if header and isinstance(header.get("id"), str) and header["id"]:
         cwd = header.get("cwd") if isinstance(header.get("cwd"), str) else ""

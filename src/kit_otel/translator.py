@@ -370,7 +370,6 @@ class Translator:
             attrs[n.GEN_AI_REQUEST_MODEL] = session.model
         if event.source:
             attrs[n.KIT_SOURCE] = event.source
-        attrs.update(self.settings.state.attributes(session.state))
         links = [Link(session.previous_turn)] if session.previous_turn else None
         span = self.tracer.start_span(n.SPAN_TURN, context=_EMPTY_CONTEXT,
                                       kind=SpanKind.INTERNAL, attributes=attrs,
@@ -467,7 +466,7 @@ class Translator:
             attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
         if session.model:
             attrs[n.GEN_AI_REQUEST_MODEL] = session.model
-        attrs.update(self.settings.state.attributes(session.state))
+        attrs.update(self.settings.state.turn_attributes(turn.state_at_start, session.state))
         span.set_attributes(attrs)
         if stop_reason in ("error", "incomplete"):
             span.set_status(Status(StatusCode.ERROR, turn.last_error or

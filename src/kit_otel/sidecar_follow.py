@@ -1,0 +1,54 @@
+"""Feeds the ext-state sidecars of the sessions the translator knows into its state timeline.
+
+Used by `replay --follow` and `serve`: every session with a file in the sessions root gets its
+`<session>.ext-state.json` watched; a change read from it reaches the translator as external
+state (the envelopes' own `state`, when a bridge sends it, takes precedence).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from .sessions import is_inside
+from .sidecar import SidecarWatcher
+from .translator import Translator
+
+log = logging.getLogger("kit_otel")
+
+
+class SidecarFollower:
+    def __init__(self, translator: Translator, sessions_root: str | None,
+                 watcher: SidecarWatcher | None = None):
+        self.translator = translator
+        self.root = Path(sessions_root).expanduser() if sessions_root else None
+        self.watcher = watcher or SidecarWatcher()
+        self._watched: set[str] = set()
+        self.errors = 0
+
+    def sync(self) -> None:
+        """Watch the sidecar of every session seen so far (inside the sessions root only:
+        session paths come from the input), forget the ones the translator forgot."""
+        live = {p for p in self.translator.session_paths()
+                if self.root is not None and is_inside(Path(p), self.root)}
+        for path in live - self._watched:
+            self.watcher.watch(path)
+        for path in self._watched - live:
+            self.watcher.unwatch(path)
+        self._watched = live
+
+    def poll(self, now_ns: int | None = None) -> int:
+        """Apply what changed on disk; returns how many sessions' state changed."""
+        self.sync()
+        now_ns = now_ns or time.time_ns()
+        changed = 0
+        for change in self.watcher.poll():
+            if change.error:
+                self.errors += 1
+                log.warning("ext-state sidecar of %s: %s (keeping the last good state)",
+                            change.session_path, change.error)
+                continue
+            changed += self.translator.apply_external_state(str(change.session_path),
+                                                            change.state, now_ns)
+        return changed
