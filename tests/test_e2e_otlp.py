@@ -76,3 +76,24 @@ def test_replay_to_a_real_receiver_matches_the_in_memory_run(stream, protocol):
         series = rx.metric_series("gen_ai.client.operation.duration")  # latest point per series
         wire_counts = sum(p.count for p in series.values())
         assert wire_counts == expected.count("gen_ai.client.operation.duration") > 0
+
+
+def test_a_replay_larger_than_the_span_queue_loses_no_span(monkeypatch, tmp_path):
+    """The SDK's batch processor drops spans beyond its queue: a fast replay drains it first."""
+    import kit_otel.pipeline as pipeline_module
+    from kit_otel.config import load_settings
+    monkeypatch.setattr(pipeline_module, "_SPAN_QUEUE", 64)
+    monkeypatch.setattr(pipeline_module, "_FLUSH_EVERY_SPANS", 32)
+    monkeypatch.setattr(pipeline_module, "_FLUSH_CHECK_EVERY", 16)
+    events = demo_stream(4, sessions=6, turns=12)
+    expected = make_harness().feed(events).close()
+    assert len(expected.spans) > 4 * 64
+    with OTLPReceiver() as rx:
+        settings = load_settings(env={}, overrides={
+            "traces_exporter": ("otlp",), "metrics_exporter": ("none",),
+            "otlp_endpoint": rx.grpc_endpoint, "output_dir": str(tmp_path)})
+        pipe = pipeline_module.Pipeline(settings)
+        for event in events:
+            pipe.feed(event)
+        pipe.shutdown()
+        assert len(rx.spans()) == len(expected.spans)

@@ -36,6 +36,7 @@ log = logging.getLogger("kit_otel")
 # so a fast replay flushes before it could get there.
 _SPAN_QUEUE = 1 << 16
 _FLUSH_EVERY_SPANS = 1 << 14
+_FLUSH_CHECK_EVERY = 4096  # events
 _LOGGED_REJECTIONS = 50
 
 
@@ -76,6 +77,16 @@ def _otlp_metric_exporter(settings: Settings):
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     return OTLPMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers,
                               preferred_temporality=temporality)
+
+
+class _EndedSpans(SpanProcessor):
+    """Counts ended spans, so a fast replay knows when the batch queue needs draining."""
+
+    def __init__(self):
+        self.ended = 0
+
+    def on_end(self, span) -> None:
+        self.ended += 1
 
 
 class PrometheusEndpoint:
@@ -126,10 +137,13 @@ class Pipeline:
         else:
             for exporter in span_exporters:
                 self.tracer_provider.add_span_processor(BatchSpanProcessor(
-                    exporter, max_queue_size=_SPAN_QUEUE, max_export_batch_size=2048,
+                    exporter, max_queue_size=_SPAN_QUEUE,
+                    max_export_batch_size=min(2048, _SPAN_QUEUE),
                     schedule_delay_millis=1000))
         for processor in span_processors:
             self.tracer_provider.add_span_processor(processor)
+        self._span_counter = _EndedSpans()
+        self.tracer_provider.add_span_processor(self._span_counter)
         readers = list(metric_readers)
         for name in settings.metrics_exporter:
             reader = self._metric_reader(name, serve_prometheus)
@@ -209,15 +223,14 @@ class Pipeline:
             self.translator.reject(item)
             return
         self.translator.process(item)
-        if self.translator.events_seen % 4096 == 0:
+        if self.translator.events_seen % _FLUSH_CHECK_EVERY == 0:
             self._maybe_flush_spans()
 
     def _maybe_flush_spans(self) -> None:
-        # cheap proxy for spans queued: turns closed since the last flush, a few spans each
-        closed = self.translator.turns_closed
-        if (closed - self._spans_at_flush) * 16 >= _FLUSH_EVERY_SPANS:
+        ended = self._span_counter.ended
+        if ended - self._spans_at_flush >= _FLUSH_EVERY_SPANS:
             self.tracer_provider.force_flush()
-            self._spans_at_flush = closed
+            self._spans_at_flush = ended
 
     def flush(self) -> None:
         self.tracer_provider.force_flush()

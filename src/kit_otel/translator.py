@@ -82,6 +82,9 @@ def chat_span_name(model: str) -> str:
     return f"{n.SPAN_CHAT_PREFIX} {model}" if model else n.SPAN_CHAT_PREFIX
 
 
+# Events that only happen inside a turn: one arriving with no turn open opens one.
+_IN_TURN_ONLY = frozenset({"context_prepare", "prepare_step", "message_start", "message_end"})
+
 _snake_cache: dict[str, str] = {}
 _field_plans: dict[type, list[tuple[str, str, bool]]] = {}
 
@@ -533,10 +536,9 @@ class Translator:
         self._in_turn_or_alone(session, event)
 
     def _on_generic(self, session: _Session, event: ev.Event) -> None:
-        """Unknown types (a newer KIT) and in-turn events without a handler of their own."""
-        if event.type in ev.KIT_EVENT_TYPES and session.turn is None and event.type in (
-                "context_prepare", "prepare_step", "message_start", "message_end"):
-            self._turn(session, event)
+        """In-turn events without a handler of their own, and unknown types (a newer KIT)."""
+        if event.type in _IN_TURN_ONLY:
+            self._turn(session, event)  # a stream that starts mid-turn still gets its turn
         self._in_turn_or_alone(session, event)
 
     def _in_turn_or_alone(self, session: _Session, event: ev.Event) -> None:
