@@ -1,0 +1,204 @@
+"""Budget alert rules and Alertmanager example (issue 6, part 2).
+
+promtool/amtool do the real validation (`promtool check rules`, `promtool test rules` for every
+unit-test file, `amtool check-config`, `amtool config routes test`); the Python checks on top
+make sure every alert is unit-tested both firing and silent, that rules only query DESIGN §5
+names (or recording rules defined here), and that no alert hard-codes money.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from ._common import ALERTS_DIR, CONTRACT_SERIES, load_yaml, promql_metric_names
+
+RULES = ALERTS_DIR / "kit-otel-rules.yaml"
+ALERTMANAGER = ALERTS_DIR / "alertmanager.yml"
+TEST_FILES = sorted((ALERTS_DIR / "tests").glob("*.test.yaml"))
+SEVERITIES = ("critical", "warning", "info")
+
+
+def _tool(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        pytest.skip(f"{name} is not installed (Debian package {package}; scripts/test.sh installs it)")
+    return path
+
+
+def _run(args, timeout=600):
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return load_yaml(RULES)
+
+
+def _all_rules(rules):
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            yield group, rule
+
+
+def _alerts(rules):
+    return [rule for _, rule in _all_rules(rules) if "alert" in rule]
+
+
+def _records(rules):
+    return {rule["record"] for _, rule in _all_rules(rules) if "record" in rule}
+
+
+# ── the tools ────────────────────────────────────────────────────────────────────────────────
+
+def test_promtool_check_rules():
+    promtool = _tool("promtool", "prometheus")
+    code, out, err = _run([promtool, "check", "rules", str(RULES)])
+    assert code == 0, out + err
+    assert "SUCCESS" in out
+
+
+@pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
+def test_promtool_unit_tests(test_file):
+    promtool = _tool("promtool", "prometheus")
+    proc = subprocess.run([promtool, "test", "rules", test_file.name], cwd=test_file.parent,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_amtool_check_config():
+    amtool = _tool("amtool", "prometheus-alertmanager")
+    code, out, err = _run([amtool, "check-config", str(ALERTMANAGER)])
+    assert code == 0, out + err
+    assert "SUCCESS" in out
+
+
+@pytest.mark.parametrize("labels,receivers", [
+    (["severity=critical", "project=alpha", "alertname=KitBudgetExceeded"], {"kit-pager", "kit-chat"}),
+    (["severity=warning", "project=alpha", "alertname=KitTurnCostOverLimit"], {"kit-chat"}),
+    (["severity=warning", "alertname=KitOtelLagging", "instance=a"], {"kit-chat"}),
+    (["severity=info", "alertname=KitOtelAbsent"], {"kit-ticket"}),
+])
+def test_alertmanager_routes_by_severity(labels, receivers):
+    amtool = _tool("amtool", "prometheus-alertmanager")
+    code, out, err = _run([amtool, "config", "routes", "test", f"--config.file={ALERTMANAGER}", *labels])
+    assert code == 0, out + err
+    got = {r.strip() for r in out.strip().splitlines()[-1].split(",")}
+    assert got == receivers, out
+
+
+# ── structure of the rules ───────────────────────────────────────────────────────────────────
+
+def test_every_alert_has_severity_and_annotations(rules):
+    alerts = _alerts(rules)
+    assert len(alerts) >= 10
+    names = [a["alert"] for a in alerts]
+    assert len(names) == len(set(names)), "duplicate alert names"
+    for alert in alerts:
+        assert alert["labels"]["severity"] in SEVERITIES, alert["alert"]
+        assert alert["annotations"].get("summary") and alert["annotations"].get("description"), alert["alert"]
+        assert re.fullmatch(r"Kit[A-Z]\w+", alert["alert"])
+
+
+def test_required_alerts_exist(rules):
+    names = {a["alert"] for a in _alerts(rules)}
+    required = {"KitBudgetExceeded", "KitBudgetProjectedOverrun", "KitTurnCostOverLimit",
+                "KitRunawayTokenRate", "KitErrorSpike", "KitRetrySpike", "KitOtelRejectingEvents",
+                "KitOtelDroppingEvents", "KitOtelLagging", "KitOtelDown", "KitOtelSilent",
+                "KitOtelAbsent"}
+    assert required <= names, required - names
+
+
+def test_every_alert_is_tested_firing_and_silent(rules):
+    firing, silent = set(), set()
+    for path in TEST_FILES:
+        suite = load_yaml(path)
+        assert suite["rule_files"] == ["../kit-otel-rules.yaml"], path.name
+        # promtool evaluates groups in random order unless told: alerts would read recordings
+        # from the previous evaluation in some runs and not in others
+        assert suite["group_eval_order"] == [g["name"] for g in rules["groups"]], path.name
+        for case in suite["tests"]:
+            for check in case.get("alert_rule_test") or []:
+                (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {a["alert"] for a in _alerts(rules)}
+    assert names - firing == set(), f"never tested firing: {names - firing}"
+    assert names - silent == set(), f"never tested silent: {names - silent}"
+
+
+def test_queries_use_only_contract_names_and_local_records(rules):
+    records = _records(rules)
+    for _, rule in _all_rules(rules):
+        used = promql_metric_names(rule["expr"])
+        unknown = used - CONTRACT_SERIES - records
+        assert not unknown, f"{rule.get('alert') or rule.get('record')}: unknown series {unknown}"
+
+
+def test_recording_rule_names_follow_convention(rules):
+    for name in _records(rules):
+        assert re.fullmatch(r"kit:[a-z0-9_]+:[a-z0-9_]+", name), name
+
+
+def test_budget_rules_read_kit_budget_usd(rules):
+    budget = [rule for _, rule in _all_rules(rules) if rule.get("record") == "kit:budget_usd:min"]
+    assert budget and "kit_budget_usd" in budget[0]["expr"]
+    by_name = {a["alert"]: a for a in _alerts(rules)}
+    for name in ("KitBudgetExceeded", "KitBudgetProjectedOverrun", "KitTurnCostOverLimit"):
+        assert "kit:budget_usd:min" in by_name[name]["expr"], name
+    assert 'window="turn"' in by_name["KitTurnCostOverLimit"]["expr"]
+    assert "kit_turn_cost_usd_bucket" in by_name["KitTurnCostOverLimit"]["expr"]
+
+
+def _numbers(expr: str) -> set[float]:
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', "", expr)
+    text = re.sub(r"\{[^{}]*\}", "", text)
+    text = re.sub(r"\[[^\]]*\]", "", text)
+    return {float(m) for m in re.findall(r"(?<![\w.:])(\d+(?:\.\d+)?)(?![\w.])", text)}
+
+
+def test_no_thresholds_hard_coded_in_alerts(rules):
+    """Money comes from kit_budget_usd; operational thresholds from kit:alert_param:*."""
+    for alert in _alerts(rules):
+        assert _numbers(alert["expr"]) <= {0.0, 1.0}, f"{alert['alert']}: literal threshold"
+    for group, rule in _all_rules(rules):
+        if "record" in rule and not rule["record"].startswith("kit:alert_param:"):
+            # only time constants (5 min, 1 h, 1 day in seconds) and 0/1
+            assert _numbers(rule["expr"]) <= {0.0, 1.0, 300.0, 3600.0, 86400.0}, rule["record"]
+
+
+def test_spend_rules_evaluate_every_minute(rules):
+    # the spend integral samples the recorded 5-minute rates on a 5-minute grid; evaluation must
+    # be at least that frequent (the lookback is 5 minutes)
+    for group in rules["groups"]:
+        interval = group.get("interval", "1m")
+        match = re.fullmatch(r"(\d+)([sm])", interval)
+        assert match, interval
+        seconds = int(match.group(1)) * (60 if match.group(2) == "m" else 1)
+        assert seconds <= 60, group["name"]
+
+
+def test_alertmanager_groups_by_project_and_routes_each_severity(rules):
+    config = load_yaml(ALERTMANAGER)
+    assert "project" in config["route"]["group_by"]
+    routed = set()
+    for route in config["route"]["routes"]:
+        for matcher in route.get("matchers", []):
+            match = re.fullmatch(r'severity(=~?)"([^"]+)"', matcher)
+            if match:
+                routed |= set(match.group(2).split("|"))
+    used = {a["labels"]["severity"] for a in _alerts(rules)}
+    assert used <= routed, used - routed
+    receivers = {r["name"] for r in config["receivers"]}
+
+    def walk(route):
+        yield route
+        for child in route.get("routes", []):
+            yield from walk(child)
+
+    for route in walk(config["route"]):
+        if "receiver" in route:
+            assert route["receiver"] in receivers
