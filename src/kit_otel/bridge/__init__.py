@@ -21,6 +21,7 @@ OPTIONS: dict[str, str] = {
     "kit-otel-queue-size": "4096",
     "kit-otel-capture-content": "false",
     "kit-otel-shutdown-timeout-ms": "2000",
+    "kit-otel-flush-ms": "50",
 }
 
 

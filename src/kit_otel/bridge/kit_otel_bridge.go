@@ -29,13 +29,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"expvar"
 	"net"
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -56,12 +56,15 @@ const (
 	optQueue    = "kit-otel-queue-size"
 	optContent  = "kit-otel-capture-content"
 	optShutdown = "kit-otel-shutdown-timeout-ms"
+	optFlush    = "kit-otel-flush-ms"
 )
 
 const (
 	defaultQueueSize  = 4096
 	defaultShutdownMs = 2000
-	maxBatch          = 256
+	defaultFlushMs    = 50
+	idleTicks         = 20 // empty flush intervals before the writer parks
+	maxBatch          = 4096
 	socketWriteWait   = 50 * time.Millisecond
 	socketDialWait    = 100 * time.Millisecond
 	minRetry          = time.Second
@@ -104,16 +107,22 @@ type writer struct {
 	listState   func() []string
 	getState    func(string) (string, bool)
 
-	agent    string
-	content  bool
-	spoolDir string
-	sockPath string
-	options  map[string]string
-	started  time.Time
-	header   []byte
-	pidText  string
-	tail     string // `,"source":"bridge","agent":"..."`
+	agent        string
+	content      bool
+	spoolDir     string
+	sockPath     string
+	flushWait    time.Duration
+	shutdownWait time.Duration
+	options      map[string]string
+	started      time.Time
+	pid          int
+	header       []byte
 
+	env       envelope // reused for every line
+	out       *bytes.Buffer
+	enc       *json.Encoder
+	lines     int64
+	lastState map[string]string
 	file      *os.File
 	fileName  string
 	nextOpen  time.Time
@@ -121,11 +130,6 @@ type writer struct {
 	conn      net.Conn
 	nextDial  time.Time
 	dialWait  time.Duration
-	buf       []byte
-	lines     int64
-	lastPath  string
-	pathJSON  []byte
-	lastState string
 }
 
 // headerData is the data of the bridge_start line that opens every spool file
@@ -503,15 +507,18 @@ func Init(api ext.API) {
 }
 
 // enqueue hands one event to the writer, or counts it as dropped when the
-// queue is full. It never blocks.
+// queue is full. It never blocks: KIT calls the handlers of one extension
+// one at a time, so this is the only sender and a queue with room stays
+// with room until the send. (A select with a default case would do the
+// same at about twice the cost under Yaegi.)
 func enqueue(w *writer, typ string, ev interface{}) {
 	p := ""
 	if w.sessionPath != nil {
 		p = w.sessionPath()
 	}
-	select {
-	case w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev}:
-	default:
+	if len(w.q) < cap(w.q) {
+		w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev}
+	} else {
 		atomic.AddInt64(&w.dropped, 1)
 	}
 }
@@ -617,6 +624,8 @@ func registerOptions(api *ext.API) {
 		Description: "kit-otel bridge: include message bodies in context_prepare and prepare_step (otherwise only MessageCount and MessageBytes)"})
 	api.RegisterOption(ext.OptionDef{Name: optShutdown, Default: strconv.Itoa(defaultShutdownMs),
 		Description: "kit-otel bridge: how long session_shutdown waits for queued events to reach the spool file (milliseconds)"})
+	api.RegisterOption(ext.OptionDef{Name: optFlush, Default: strconv.Itoa(defaultFlushMs),
+		Description: "kit-otel bridge: how often the writer collects queued events while events flow (milliseconds)"})
 }
 
 // option reads a registered option the way KIT resolves it (runtime
@@ -694,14 +703,9 @@ func begin(b *bridge, c ext.Context) *writer {
 		b.off = true
 		return nil
 	}
-	queue, err := strconv.Atoi(option(c, optQueue, ""))
-	if err != nil || queue <= 0 {
-		queue = defaultQueueSize
-	}
-	shutdownMs, err := strconv.Atoi(option(c, optShutdown, ""))
-	if err != nil || shutdownMs < 0 {
-		shutdownMs = defaultShutdownMs
-	}
+	queue := intOption(c, optQueue, defaultQueueSize, 1)
+	shutdownMs := intOption(c, optShutdown, defaultShutdownMs, 0)
+	flushMs := intOption(c, optFlush, defaultFlushMs, 1)
 	spool := option(c, optSpoolDir, "")
 	if spool == "" {
 		spool = filepath.Join(stateHome(), "kit-otel", "spool")
@@ -720,20 +724,22 @@ func begin(b *bridge, c ext.Context) *writer {
 	content := truthy(option(c, optContent, "false"))
 
 	w := &writer{
-		q:           make(chan record, queue),
-		quit:        make(chan struct{}),
-		done:        make(chan struct{}),
-		shared:      sharedCounters(),
-		sessionPath: c.GetSessionPath,
-		listState:   c.ListState,
-		getState:    c.GetState,
-		content:     content,
-		spoolDir:    spool,
-		sockPath:    sock,
-		started:     time.Now(),
-		pidText:     strconv.Itoa(os.Getpid()),
-		openWait:    minRetry,
-		dialWait:    minRetry,
+		q:            make(chan record, queue),
+		quit:         make(chan struct{}),
+		done:         make(chan struct{}),
+		shared:       sharedCounters(),
+		sessionPath:  c.GetSessionPath,
+		listState:    c.ListState,
+		getState:     c.GetState,
+		content:      content,
+		spoolDir:     spool,
+		sockPath:     sock,
+		flushWait:    time.Duration(flushMs) * time.Millisecond,
+		shutdownWait: time.Duration(shutdownMs) * time.Millisecond,
+		started:      time.Now(),
+		pid:          os.Getpid(),
+		openWait:     minRetry,
+		dialWait:     minRetry,
 	}
 	if c.GetState == nil {
 		w.listState = nil
@@ -745,20 +751,34 @@ func begin(b *bridge, c ext.Context) *writer {
 	if atomic.AddInt64(&w.shared[1], 1) > 1 {
 		w.agent = "subagent"
 	}
-	w.tail = `,"source":"bridge","agent":"` + w.agent + `"`
+	sockOpt := sock
+	if sockOpt == "" {
+		sockOpt = "off"
+	}
 	w.options = map[string]string{
+		optEnabled:  "true",
 		optSpoolDir: spool,
-		optSocket:   sock,
+		optSocket:   sockOpt,
 		optQueue:    strconv.Itoa(queue),
 		optContent:  strconv.FormatBool(content),
 		optShutdown: strconv.Itoa(shutdownMs),
+		optFlush:    strconv.Itoa(flushMs),
 		"events":    strconv.Itoa(b.registered),
 		"reflected": strings.Join(b.reflected, ","),
 	}
+	w.env = envelope{V: 1, Pid: w.pid, Source: "bridge", Agent: w.agent}
 	w.header = encodeHeader(w, sessionPathOf(w))
 	b.w = w
 	go run(w)
 	return w
+}
+
+func intOption(c ext.Context, name string, def, min int) int {
+	n, err := strconv.Atoi(option(c, name, ""))
+	if err != nil || n < min {
+		return def
+	}
+	return n
 }
 
 func sessionPathOf(w *writer) string {
@@ -779,13 +799,9 @@ func stop(w *writer, final record) {
 	atomic.AddInt64(&w.shared[1], -1)
 	w.final = final
 	close(w.quit)
-	timeout := time.Duration(defaultShutdownMs) * time.Millisecond
-	if ms, err := strconv.Atoi(w.options[optShutdown]); err == nil {
-		timeout = time.Duration(ms) * time.Millisecond
-	}
 	select {
 	case <-w.done:
-	case <-time.After(timeout):
+	case <-time.After(w.shutdownWait):
 	}
 }
 
@@ -793,208 +809,214 @@ func stop(w *writer, final record) {
 // Writer goroutine
 // ---------------------------------------------------------------------------
 
+// run is the writer. While events flow it wakes every flush interval and
+// takes what has queued up, so a handler's send never has to wake it (waking
+// a parked goroutine is the most expensive part of a send). After idleTicks
+// empty wake-ups it parks on the queue instead and costs nothing until the
+// next event.
 func run(w *writer) {
 	defer close(w.done)
-	w.buf = make([]byte, 0, 64<<10)
+	w.out = new(bytes.Buffer)
+	w.enc = json.NewEncoder(w.out)
 	openSpool(w)
+	idle := idleTicks
 	for {
-		select {
-		case r := <-w.q:
-			w.buf = w.buf[:0]
-			w.lines = 0
-			encode(w, r)
-			for n := 1; n < maxBatch; n++ {
-				if !encodeNext(w) {
-					break
-				}
+		if idle >= idleTicks {
+			select {
+			case r := <-w.q:
+				encode(w, r)
+				idle = 0
+			case <-w.quit:
+				shutdownWriter(w)
+				return
 			}
-			flush(w)
-		case <-w.quit:
-			w.buf = w.buf[:0]
-			w.lines = 0
-			for encodeNext(w) {
+		} else {
+			timer := time.NewTimer(w.flushWait)
+			select {
+			case <-timer.C:
+			case <-w.quit:
+				timer.Stop()
+				shutdownWriter(w)
+				return
 			}
-			encode(w, w.final)
+		}
+		n := 0
+		for n < maxBatch && encodeNext(w) {
+			n++
+		}
+		if w.out.Len() > 0 {
 			flush(w)
-			closeAll(w)
-			return
+		} else {
+			idle++
 		}
 	}
+}
+
+func shutdownWriter(w *writer) {
+	for encodeNext(w) {
+	}
+	encode(w, w.final)
+	flush(w)
+	closeAll(w)
 }
 
 // encodeNext encodes one more queued record if there is one.
 func encodeNext(w *writer) bool {
-	select {
-	case r := <-w.q:
-		encode(w, r)
-		return true
-	default:
+	if len(w.q) == 0 {
 		return false
 	}
+	encode(w, <-w.q)
+	return true
+}
+
+// envelope is one line of the contract, in the key order of kit-otel's own
+// encoder. It is encoded by encoding/json, compiled code, in one call.
+type envelope struct {
+	V           int             `json:"v"`
+	Seq         int64           `json:"seq"`
+	Ts          time.Time       `json:"ts"`
+	Pid         int             `json:"pid"`
+	SessionPath string          `json:"session_path"`
+	Type        string          `json:"type"`
+	Data        interface{}     `json:"data"`
+	Source      string          `json:"source"`
+	Agent       string          `json:"agent"`
+	Dropped     int64           `json:"dropped,omitempty"`
+	State       json.RawMessage `json:"state,omitempty"`
+}
+
+// contextSizes and stepSizes replace the data of context_prepare and
+// prepare_step: sizes always, the messages only with content capture.
+type contextSizes struct {
+	Messages     []ext.ContextMessage `json:",omitempty"`
+	MessageCount int
+	MessageBytes int
+}
+
+type stepSizes struct {
+	StepNumber   int
+	Messages     []ext.ContextMessage `json:",omitempty"`
+	MessageCount int
+	MessageBytes int
 }
 
 func encodeHeader(w *writer, path string) []byte {
-	started := w.started.UTC().Format(time.RFC3339Nano)
-	data, err := json.Marshal(headerData{BridgeVersion: BridgeVersion, StartedAt: started, Options: w.options})
+	env := envelope{V: 1, Seq: atomic.AddInt64(&w.shared[0], 1), Ts: w.started.UTC(), Pid: w.pid,
+		SessionPath: path, Type: "bridge_start", Source: "bridge", Agent: w.agent,
+		Data: headerData{BridgeVersion: BridgeVersion, StartedAt: w.started.UTC().Format(time.RFC3339Nano), Options: w.options}}
+	line, err := json.Marshal(&env)
 	if err != nil {
-		data = []byte("{}")
+		return nil
 	}
-	b := make([]byte, 0, 512)
-	b = append(b, `{"v":1,"seq":`...)
-	b = strconv.AppendInt(b, atomic.AddInt64(&w.shared[0], 1), 10)
-	b = append(b, `,"ts":"`...)
-	b = append(b, started...)
-	b = append(b, `","pid":`...)
-	b = append(b, w.pidText...)
-	b = append(b, `,"session_path":`...)
-	b = appendJSONString(b, path)
-	b = append(b, `,"type":"bridge_start","data":`...)
-	b = append(b, data...)
-	b = append(b, w.tail...)
-	b = append(b, "}\n"...)
-	return b
+	return append(line, '\n')
 }
 
-// encode appends one envelope line to w.buf. Key order follows kit-otel's
-// own encoder: v, seq, ts, pid, session_path, type, data, source, agent,
-// dropped, state.
+// encode appends one envelope line to w.out.
 func encode(w *writer, r record) {
-	b := w.buf
-	b = append(b, `{"v":1,"seq":`...)
-	b = strconv.AppendInt(b, atomic.AddInt64(&w.shared[0], 1), 10)
-	b = append(b, `,"ts":"`...)
-	b = r.ts.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","pid":`...)
-	b = append(b, w.pidText...)
-	b = append(b, `,"session_path":`...)
-	if w.pathJSON == nil || r.path != w.lastPath {
-		w.lastPath = r.path
-		w.pathJSON = appendJSONString(nil, r.path)
+	env := &w.env
+	env.Seq = atomic.AddInt64(&w.shared[0], 1)
+	env.Ts = r.ts.UTC()
+	env.SessionPath = r.path
+	env.Type = r.typ
+	env.Data = r.ev
+	switch e := r.ev.(type) {
+	case ext.ContextPrepareEvent:
+		cs := contextSizes{MessageCount: len(e.Messages), MessageBytes: contentBytes(e.Messages)}
+		if w.content {
+			cs.Messages = e.Messages
+		}
+		env.Data = cs
+	case ext.PrepareStepEvent:
+		ss := stepSizes{StepNumber: e.StepNumber, MessageCount: len(e.Messages), MessageBytes: contentBytes(e.Messages)}
+		if w.content {
+			ss.Messages = e.Messages
+		}
+		env.Data = ss
 	}
-	b = append(b, w.pathJSON...)
-	b = append(b, `,"type":"`...)
-	b = append(b, r.typ...)
-	b = append(b, `","data":`...)
-	b = appendData(w, b, r.ev)
-	b = append(b, w.tail...)
-	if d := atomic.SwapInt64(&w.dropped, 0); d > 0 {
-		b = append(b, `,"dropped":`...)
-		b = strconv.AppendInt(b, d, 10)
-	}
+	env.Dropped = atomic.SwapInt64(&w.dropped, 0)
+	env.State = nil
 	if w.listState != nil {
+		// Forced on the turn boundaries. Otherwise the state is read once
+		// the queue is empty: a read sees the changes made by every event
+		// handled so far, so it belongs to the latest of them.
 		forced := r.typ == "session_start" || r.typ == "agent_start" || r.typ == "agent_end"
-		// Unforced, the state is read once the queue is empty: a read sees
-		// the changes made by every event handled so far, so it belongs to
-		// the latest of them.
 		if forced || len(w.q) == 0 {
-			b = appendState(w, b, forced)
+			env.State = readState(w, forced)
 		}
 	}
-	b = append(b, "}\n"...)
-	w.buf = b
+	if err := w.enc.Encode(env); err != nil {
+		// A value encoding/json refuses (NaN cost): keep the event, not its data.
+		env.Data = struct{}{}
+		_ = w.enc.Encode(env)
+	}
 	w.lines++
 }
 
-func appendData(w *writer, b []byte, ev interface{}) []byte {
-	switch e := ev.(type) {
-	case ext.ContextPrepareEvent:
-		b = append(b, '{')
-		return appendMessages(w, b, e.Messages)
-	case ext.PrepareStepEvent:
-		b = append(b, `{"StepNumber":`...)
-		b = strconv.AppendInt(b, int64(e.StepNumber), 10)
-		b = append(b, ',')
-		return appendMessages(w, b, e.Messages)
-	}
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return append(b, "{}"...)
-	}
-	return append(b, data...)
-}
-
-// appendMessages writes the sizes of a context window, and the messages
-// themselves only when content capture is on, then closes the object.
-func appendMessages(w *writer, b []byte, msgs []ext.ContextMessage) []byte {
-	if w.content {
-		data, err := json.Marshal(msgs)
-		if err == nil {
-			b = append(b, `"Messages":`...)
-			b = append(b, data...)
-			b = append(b, ',')
-		}
-	}
-	size := 0
+func contentBytes(msgs []ext.ContextMessage) int {
+	n := 0
 	for i := range msgs {
-		size += len(msgs[i].Content)
+		n += len(msgs[i].Content)
 	}
-	b = append(b, `"MessageCount":`...)
-	b = strconv.AppendInt(b, int64(len(msgs)), 10)
-	b = append(b, `,"MessageBytes":`...)
-	b = strconv.AppendInt(b, int64(size), 10)
-	return append(b, '}')
+	return n
 }
 
-// appendState adds the full state map when forced or when it differs from
-// the last one sent. The digest is the sorted key/value text itself: exact,
-// and cheap next to the calls that read the state.
-func appendState(w *writer, b []byte, forced bool) []byte {
+// readState returns the state map as JSON when forced or when it differs
+// from the last map sent, nil otherwise.
+func readState(w *writer, forced bool) json.RawMessage {
 	keys := w.listState()
-	sort.Strings(keys)
-	values := make([]string, len(keys))
-	var digest strings.Builder
-	for i, k := range keys {
-		v, _ := w.getState(k)
-		values[i] = v
-		digest.WriteString(k)
-		digest.WriteByte(0)
-		digest.WriteString(v)
-		digest.WriteByte(0)
+	if !forced && len(keys) == 0 && len(w.lastState) == 0 {
+		return nil
 	}
-	d := digest.String()
-	if !forced && d == w.lastState {
-		return b
-	}
-	w.lastState = d
-	b = append(b, `,"state":{`...)
-	for i, k := range keys {
-		if i > 0 {
-			b = append(b, ',')
+	m := make(map[string]string, len(keys))
+	for _, k := range keys {
+		if v, ok := w.getState(k); ok {
+			m[k] = v
 		}
-		b = appendJSONString(b, k)
-		b = append(b, ':')
-		b = appendJSONString(b, values[i])
 	}
-	return append(b, '}')
+	if !forced && sameState(m, w.lastState) {
+		return nil
+	}
+	w.lastState = m
+	data, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return data
 }
 
-func appendJSONString(b []byte, s string) []byte {
-	data, err := json.Marshal(s)
-	if err != nil {
-		return append(b, `""`...)
+func sameState(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	return append(b, data...)
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
 }
 
 // flush writes the encoded batch to the spool file, then to the socket.
 func flush(w *writer) {
-	if len(w.buf) == 0 {
-		return
-	}
-	if w.file == nil {
-		openSpool(w)
-	}
-	if w.file != nil {
-		if _, err := w.file.Write(w.buf); err != nil {
+	data := w.out.Bytes()
+	if len(data) > 0 {
+		if w.file == nil {
+			openSpool(w)
+		}
+		if w.file != nil {
+			if _, err := w.file.Write(data); err != nil {
+				atomic.AddInt64(&w.dropped, w.lines)
+			}
+		} else {
+			// Not on disk: counted, so the loss shows in the next line written.
 			atomic.AddInt64(&w.dropped, w.lines)
 		}
-	} else {
-		// Not on disk: counted, so the loss shows in the next line written.
-		atomic.AddInt64(&w.dropped, w.lines)
+		if w.sockPath != "" {
+			sendSocket(w, data)
+		}
 	}
-	if w.sockPath != "" {
-		sendSocket(w, w.buf)
-	}
+	w.out.Reset()
+	w.lines = 0
 }
 
 // openSpool creates the spool file of this instance and writes its header.
@@ -1005,7 +1027,7 @@ func openSpool(w *writer) {
 	}
 	if w.fileName == "" {
 		n := atomic.AddInt64(&w.shared[2], 1)
-		w.fileName = filepath.Join(w.spoolDir, "kit-"+w.pidText+"-"+
+		w.fileName = filepath.Join(w.spoolDir, "kit-"+strconv.Itoa(w.pid)+"-"+
 			w.started.UTC().Format("20060102T150405.000000000Z")+"-"+strconv.FormatInt(n, 10)+".ndjson")
 	}
 	err := os.MkdirAll(w.spoolDir, 0o700)

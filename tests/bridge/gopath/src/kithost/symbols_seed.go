@@ -1,0 +1,6 @@
+//go:build yaegihost && kitseed
+// +build yaegihost,kitseed
+
+package main
+
+func variantTypes() []interface{} { return nil }
