@@ -76,6 +76,8 @@ class Settings:
     socket_path: str = ""
     tcp_port: int = 0
     spool_retention_s: float = 3600.0
+    export_queue_spans: int = 16384  # spans waiting for export before serve pauses its input
+    shutdown_timeout_s: float = 15.0  # how long serve's SIGTERM waits for queued spans
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
     def effective_otlp_endpoint(self) -> str:

@@ -1,0 +1,318 @@
+"""Checkpoints of `kit-otel serve`: where each KIT process's events were read up to, the
+translator state needed to continue from there, and the counter totals that went with them.
+
+A checkpoint of one KIT process (a *stream*, see spool.py) is taken at a quiescent point (no open
+turn in any of its sessions), so the state to carry over is small and session-level: session id
+and project, model and provider, the previous turn's span context (the next turn links to it),
+the `started` flag (a later session_start is a hot reload), and the extension-state map.
+
+Counter totals come from a per-stream ledger: every counter add made while translating a
+stream's events is also added to that stream's ledger (`AttributedCounters`). A checkpoint saves
+the ledger as it was at that quiescent point, so after a restart the fresh counters get exactly
+the totals of what the checkpoints cover, and re-reading the spool from the checkpointed offsets
+adds the rest: no loss, no double counting.
+
+The whole state lives in one JSON file in `state_dir`, replaced atomically (temp file, fsync,
+rename, fsync of the directory) each time exported spans let a checkpoint advance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from opentelemetry.trace import SpanContext, TraceFlags
+
+from .instruments import KitInstruments, LabelKey, LedgerCounter
+from .translator import Translator, _Session
+
+log = logging.getLogger("kit_otel.serve")
+
+STATE_VERSION = 1
+STATE_FILE = "serve-checkpoint.json"
+
+Totals = dict[str, dict[LabelKey, float]]  # counter name → label set → total
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+# ── ledgers ─────────────────────────────────────────────────────────────────────────────────
+
+def merge_totals(into: Totals, other: Totals) -> Totals:
+    for name, sums in other.items():
+        target = into.setdefault(name, {})
+        for key, value in sums.items():
+            target[key] = target.get(key, 0) + value
+    return into
+
+
+def copy_totals(totals: Totals) -> Totals:
+    # dict() and .copy() are single C calls: safe while another thread adds to the ledger
+    return {name: sums.copy() for name, sums in dict(totals).items()}
+
+
+def totals_to_json(totals: Totals) -> dict[str, list]:
+    return {name: [[dict(key), value] for key, value in sums.items()]
+            for name, sums in totals.items() if sums}
+
+
+def totals_from_json(data: dict[str, list]) -> Totals:
+    return {name: {frozenset(labels.items()): value for labels, value in rows}
+            for name, rows in data.items()}
+
+
+class _AttributedCounter:
+    """A LedgerCounter whose adds also go to the ledger of the stream being translated."""
+
+    __slots__ = ("inner", "name", "_owner")
+
+    def __init__(self, inner: LedgerCounter, owner: "AttributedCounters"):
+        self.inner = inner
+        self.name = inner.name
+        self._owner = owner
+
+    def add(self, amount: float, attributes: dict | None = None) -> None:
+        key = frozenset(attributes.items()) if attributes else frozenset()
+        self.inner.add_key(key, amount)
+        sums = self._owner.current.setdefault(self.name, {})
+        sums[key] = sums.get(key, 0) + amount
+
+    def add_key(self, key: LabelKey, amount: float) -> None:
+        self.inner.add_key(key, amount)
+        sums = self._owner.current.setdefault(self.name, {})
+        sums[key] = sums.get(key, 0) + amount
+
+    def totals(self) -> dict[LabelKey, float]:
+        return self.inner.totals()
+
+    def restore(self, totals: dict[LabelKey, float]) -> None:
+        self.inner.restore(totals)
+
+
+class AttributedCounters:
+    """Installs attribution on every counter of a KitInstruments. Adds go to `current`, the
+    ledger of the stream being translated (`attribute(ledger)`), else to `fallback`."""
+
+    def __init__(self, instruments: KitInstruments, fallback: Totals):
+        self.fallback = fallback
+        self.current: Totals = fallback
+        self._lock = threading.Lock()  # guards reads of `fallback` from other threads
+        self.counters: dict[str, LedgerCounter] = {}
+        for attr, value in list(vars(instruments).items()):
+            if isinstance(value, LedgerCounter):
+                self.counters[value.name] = value
+                setattr(instruments, attr, _AttributedCounter(value, self))
+
+    @contextmanager
+    def attribute(self, ledger: Totals) -> Iterator[None]:
+        previous = self.current
+        self.current = ledger
+        try:
+            yield
+        finally:
+            self.current = previous
+
+    def restore(self, totals: Totals) -> None:
+        """Add saved totals to the live counters (not to any ledger)."""
+        for name, sums in totals.items():
+            counter = self.counters.get(name)
+            if counter is not None:
+                counter.restore(sums)
+            else:
+                log.warning("checkpoint has totals of an unknown counter %s: ignored", name)
+
+
+# ── session state ───────────────────────────────────────────────────────────────────────────
+
+def _span_context_to_json(ctx: SpanContext | None) -> dict | None:
+    if ctx is None:
+        return None
+    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}",
+            "flags": int(ctx.trace_flags)}
+
+
+def _span_context_from_json(data: dict | None) -> SpanContext | None:
+    if not data:
+        return None
+    return SpanContext(int(data["trace_id"], 16), int(data["span_id"], 16), is_remote=False,
+                       trace_flags=TraceFlags(data.get("flags", 1)))
+
+
+_SKIPPED_FIELDS = {"turn"}  # a checkpoint is only taken with no open turn
+
+
+def session_state(session: _Session) -> dict[str, Any]:
+    """The session-level state of one translator session, as JSON-able values. Every field of
+    the session record is kept (new ones too), so the checkpoint follows the translator."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(session):
+        if f.name in _SKIPPED_FIELDS:
+            continue
+        value = getattr(session, f.name)
+        if f.name == "previous_turn":
+            value = _span_context_to_json(value)
+        out[f.name] = value
+    return out
+
+
+def snapshot_sessions(translator: Translator, pids: set[int]) -> list[dict[str, Any]]:
+    return [session_state(s) for key, s in translator.sessions.items() if key[0] in pids]
+
+
+def restore_sessions(translator: Translator, sessions: list[dict[str, Any]]) -> None:
+    names = {f.name for f in dataclasses.fields(_Session)}
+    for data in sessions:
+        kwargs = {k: v for k, v in data.items() if k in names and k not in _SKIPPED_FIELDS}
+        kwargs["previous_turn"] = _span_context_from_json(kwargs.get("previous_turn"))
+        session = _Session(**kwargs)
+        translator.sessions[(session.pid, session.path)] = session
+        translator.state_changed(session)  # numeric state gauges come back too
+
+
+def is_quiescent(translator: Translator, pids: set[int],
+                 keys: Iterable[tuple[int, str]] | None = None) -> bool:
+    """No open turn (hence no open span) in any session of these processes. `keys`, when
+    given, are all the session keys those processes can have (faster than a full scan)."""
+    for pid in pids:
+        if translator.open_subagents.get(pid):
+            return False
+    sessions = translator.sessions
+    if keys is not None:
+        for key in keys:
+            session = sessions.get(key)
+            if session is not None and session.turn is not None:
+                return False
+        return True
+    for key, session in sessions.items():
+        if session.turn is not None and key[0] in pids:
+            return False
+    return True
+
+
+def bounded_values(instruments: KitInstruments) -> dict[str, list[str]]:
+    """The label values each cardinality limiter has let through (so `other` folds the same
+    values after a restart)."""
+    return {name: sorted(getattr(instruments, name)._seen.copy())
+            for name in ("tool_value", "model_value", "event_type_value")}
+
+
+def restore_bounded_values(instruments: KitInstruments, saved: dict[str, list[str]]) -> None:
+    for name, values in saved.items():
+        limiter = getattr(instruments, name, None)
+        if limiter is not None:
+            limiter._seen.update(values[: max(limiter.limit - len(limiter._seen), 0)])
+
+
+# ── the state file ──────────────────────────────────────────────────────────────────────────
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` so that a crash at any moment leaves the old or the new content."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class CheckpointStore:
+    """The committed state: the latest exported checkpoint of every stream, the totals of
+    streams whose spool files were removed, and the totals of input that belongs to no stream.
+
+    `commit` is called by the export thread, `retire` and `save` by the daemon's thread."""
+
+    def __init__(self, state_dir: Path, daemon_totals: Totals | None = None):
+        self.path = Path(state_dir) / STATE_FILE
+        self.streams: dict[str, dict[str, Any]] = {}
+        self.retired: Totals = {}
+        self.daemon_totals: Totals = daemon_totals if daemon_totals is not None else {}
+        self.bounded: dict[str, list[str]] = {}
+        self.bounded_source = None  # callable → current bounded values, set by the daemon
+        self.commits = 0
+        self.writes = 0
+        self._lock = threading.Lock()
+
+    def load(self) -> bool:
+        """Read the state file; False when there is none (first start). Raises
+        CheckpointError when it cannot be used."""
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:  # the temp file of a process killed mid-write: never renamed, never used
+                stale.unlink()
+            except OSError:
+                pass
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return False
+        try:
+            data = json.loads(raw)
+            if data.get("version") != STATE_VERSION:
+                raise ValueError(f"unsupported version {data.get('version')!r}")
+            self.streams = dict(data["streams"])
+            for snap in self.streams.values():
+                snap["ledger"] = totals_from_json(snap.get("ledger", {}))
+            self.retired = totals_from_json(data.get("retired", {}))
+            self.daemon_totals.clear()
+            merge_totals(self.daemon_totals, totals_from_json(data.get("daemon", {})))
+            self.bounded = data.get("bounded", {})
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"checkpoint {self.path} is unusable ({exc}); move it away to "
+                                  "start over (spool files would then be exported again)") from None
+        return True
+
+    def _serialize(self) -> bytes:
+        streams = {}
+        for key, snap in self.streams.items():
+            snap = dict(snap)
+            snap["ledger"] = totals_to_json(snap["ledger"])
+            streams[key] = snap
+        bounded = self.bounded_source() if self.bounded_source else self.bounded
+        data = {"version": STATE_VERSION, "streams": streams,
+                "retired": totals_to_json(self.retired),
+                "daemon": totals_to_json(copy_totals(self.daemon_totals)), "bounded": bounded}
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    def _write(self) -> None:
+        write_atomically(self.path, self._serialize())
+        self.writes += 1
+
+    def commit(self, snapshots: list[dict[str, Any]]) -> None:
+        """Make these stream checkpoints durable (their spans were all exported)."""
+        with self._lock:
+            for snap in snapshots:
+                self.streams[snap["key"]] = snap
+            self.commits += len(snapshots)
+            self._write()
+
+    def retire(self, key: str) -> None:
+        """A stream's spool files are gone: keep its totals, forget the rest."""
+        with self._lock:
+            snap = self.streams.pop(key, None)
+            if snap is not None:
+                merge_totals(self.retired, snap["ledger"])
+            self._write()
+
+    def save(self) -> None:
+        with self._lock:
+            self._write()

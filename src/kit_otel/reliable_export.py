@@ -1,0 +1,252 @@
+"""Span export that loses nothing: spans are kept until every exporter accepted them.
+
+`ReliableSpanProcessor` replaces the SDK's BatchSpanProcessor in `kit-otel serve`:
+- it never drops a span: a failed export is retried with exponential backoff, forever, while the
+  collector is down;
+- spans travel in *units* (the spans of one KIT process between two checkpoints, plus the
+  checkpoint itself as the unit's payload); a unit's payload is handed to `on_commit` only when
+  every span of that unit, and of every unit before it, was accepted by every exporter;
+- memory is bounded by the caller: `full` says the queue reached its bound, and the daemon then
+  stops reading input (the spool files are the buffer) instead of dropping anything.
+
+Ended spans are not queued one by one: `collect_into(list)` makes `on_end` append to the list of
+the process whose event is being translated, and the daemon `submit`s that list as one unit at a
+quiescent point (no open turn), so a turn is exported together with the checkpoint that covers it.
+
+`DeterministicIdGenerator` derives trace and span ids from the identity of the event being
+translated (pid, seq, timestamp), so translating the same events again after a restart gives
+the same ids: a re-delivery is an exact copy that backends recognise, never a second span.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+log = logging.getLogger("kit_otel.serve")
+
+
+class DeterministicIdGenerator(IdGenerator):
+    """Ids from a seed set per event: the n-th id made while translating an event is a hash of
+    (seed, n). Without a seed (nothing being translated) ids are random."""
+
+    def __init__(self):
+        self._seed: bytes | None = None
+        self._n = 0
+
+    def begin(self, seed: bytes | None) -> None:
+        self._seed = seed
+        self._n = 0
+
+    def _next(self, size: int) -> int:
+        if self._seed is None:
+            return random.getrandbits(size * 8) or 1
+        self._n += 1
+        digest = hashlib.blake2b(self._seed + self._n.to_bytes(4, "big"),
+                                 digest_size=size).digest()
+        return int.from_bytes(digest, "big") or 1
+
+    def generate_span_id(self) -> int:
+        return self._next(8)
+
+    def generate_trace_id(self) -> int:
+        return self._next(16)
+
+
+def event_seed(pid: int, seq: int, ts_ns: int) -> bytes | None:
+    """The id seed of one event, or None when the event has no stable identity (no seq)."""
+    if not seq:
+        return None
+    return b"kit-otel/1:%d:%d:%d" % (pid, seq, ts_ns)
+
+
+@dataclass(eq=False)
+class _Unit:
+    spans: list[ReadableSpan]
+    payload: Any
+
+
+class ReliableSpanProcessor(SpanProcessor):
+    """See the module docstring. Thread model: `on_end`, `collect_into`, `submit` are called by
+    the one thread that translates events; a worker thread exports and calls `on_commit`."""
+
+    def __init__(self, exporters: Sequence[SpanExporter], *,
+                 on_commit: Callable[[list[Any]], None] | None = None,
+                 max_queue_spans: int = 16384, max_batch_spans: int = 2048,
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0):
+        self.exporters = list(exporters)
+        self.on_commit = on_commit
+        self.max_queue_spans = max_queue_spans
+        self.max_batch_spans = max_batch_spans
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self._units: deque[_Unit] = deque()
+        self._cond = threading.Condition()
+        self._queued = 0  # spans in queued and in-flight units
+        self.peak_queued = 0  # the most spans ever held (memory bound check)
+        self.exported_spans = 0
+        self.failed_attempts = 0
+        self.outage_since: float | None = None  # monotonic time of the first failed attempt
+        self._target: list[ReadableSpan] | None = None
+        self._stopping = False  # no more units will come; drain what is queued
+        self._abort = threading.Event()  # stop now, committing nothing more
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="kit-otel-span-export",
+                                        daemon=True)
+        self._thread.start()
+
+    # ── producer side (the translating thread) ───────────────────────────────────────────────
+
+    def on_start(self, span, parent_context=None) -> None:
+        pass
+
+    def on_end(self, span: ReadableSpan) -> None:
+        target = self._target
+        if target is not None:
+            target.append(span)
+        else:  # a span made outside any process's events: exported on its own
+            self.submit([span], None)
+
+    def collect_into(self, target: list[ReadableSpan] | None) -> None:
+        """Where ended spans go until the next call (None: each span is its own unit)."""
+        self._target = target
+
+    def submit(self, spans: list[ReadableSpan], payload: Any) -> None:
+        """Queue a unit; `payload` goes to `on_commit` once its spans (and all before) are in."""
+        with self._cond:
+            self._units.append(_Unit(spans, payload))
+            self._queued += len(spans)
+            if self._queued > self.peak_queued:
+                self.peak_queued = self._queued
+            self._idle.clear()
+            self._cond.notify()
+
+    @property
+    def queued_spans(self) -> int:
+        return self._queued
+
+    @property
+    def full(self) -> bool:
+        """The queue reached its bound: stop reading input until it drains."""
+        return self._queued >= self.max_queue_spans
+
+    # ── worker ───────────────────────────────────────────────────────────────────────────────
+
+    def _take_batch(self) -> list[_Unit] | None:
+        with self._cond:
+            while not self._units:
+                self._idle.set()
+                if self._stopping or self._abort.is_set():
+                    return None
+                self._cond.wait(0.5)
+            batch, count = [], 0
+            for unit in self._units:
+                if batch and count + len(unit.spans) > self.max_batch_spans:
+                    break
+                batch.append(unit)
+                count += len(unit.spans)
+            return batch
+
+    def _run(self) -> None:
+        while not self._abort.is_set():
+            batch = self._take_batch()
+            if batch is None:
+                return
+            spans = [s for unit in batch for s in unit.spans]
+            if spans and not self._deliver(spans):
+                return  # aborted while retrying: nothing of this batch is committed
+            payloads = [u.payload for u in batch if u.payload is not None]
+            if payloads and self.on_commit is not None:
+                try:
+                    self.on_commit(payloads)
+                except Exception:  # noqa: BLE001 - a failed commit is retried by the next one
+                    log.exception("checkpoint commit failed")
+            with self._cond:
+                for _ in batch:
+                    self._units.popleft()
+                self._queued -= len(spans)
+                self.exported_spans += len(spans)
+                self._cond.notify_all()
+
+    def _deliver(self, spans: list[ReadableSpan]) -> bool:
+        """Export to every exporter that has not accepted this batch yet, retrying with
+        backoff; False only when aborted."""
+        pending = list(range(len(self.exporters)))
+        delay = self.backoff_initial_s
+        last_report = 0.0
+        while pending:
+            failed = []
+            for index in pending:
+                exporter = self.exporters[index]
+                try:
+                    ok = exporter.export(spans) == SpanExportResult.SUCCESS
+                except Exception as exc:  # noqa: BLE001 - an exporter bug must not lose spans
+                    log.warning("span exporter %s raised %r", type(exporter).__name__, exc)
+                    ok = False
+                if not ok:
+                    failed.append(index)
+                if self._abort.is_set():
+                    return False
+            pending = failed
+            if not pending:
+                break
+            self.failed_attempts += 1
+            now = time.monotonic()
+            if self.outage_since is None:
+                self.outage_since = now
+                last_report = now
+                log.warning("span export to %s failed; keeping %d spans and retrying with "
+                            "backoff (input is paused while %d or more spans wait)",
+                            ", ".join(type(self.exporters[i]).__name__ for i in pending),
+                            self._queued, self.max_queue_spans)
+            elif now - last_report >= 30:
+                last_report = now
+                log.warning("span export still failing after %.0fs; %d spans kept",
+                            now - self.outage_since, self._queued)
+            if self._abort.wait(delay * random.uniform(0.8, 1.2)):
+                return False
+            delay = min(delay * 2, self.backoff_max_s)
+        if self.outage_since is not None:
+            log.info("span export recovered after %.1fs", time.monotonic() - self.outage_since)
+            self.outage_since = None
+        return True
+
+    # ── stopping ─────────────────────────────────────────────────────────────────────────────
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted unit was exported and committed."""
+        return self._idle.wait(timeout)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.wait_idle(timeout_millis / 1000)
+
+    def close(self, timeout: float) -> bool:
+        """Export what is queued (up to `timeout` seconds), then stop. Returns True when
+        everything was exported; what was not stays uncommitted (re-read after a restart)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        drained = self.wait_idle(timeout)
+        self._abort.set()
+        for exporter in self.exporters:  # interrupts an export blocked in its own retries
+            try:
+                exporter.shutdown()
+            except Exception:  # noqa: BLE001
+                log.debug("exporter shutdown failed", exc_info=True)
+        self._thread.join(timeout=10)
+        return drained
+
+    def shutdown(self) -> None:
+        if not self._abort.is_set():
+            self.close(timeout=0)

@@ -1,0 +1,308 @@
+"""Spool files and the streams they make up: the input side of `kit-otel serve`.
+
+The bridge appends NDJSON envelopes to spool files, one file per bridge *instance*: a KIT process
+runs one instance for the main agent, one per in-process subagent and one more after each
+extension hot reload, and all of them draw `seq` from one per-process counter. So the events of
+one KIT process - a **stream** - may be spread over several files (and duplicated on sockets),
+and `seq` is contiguous across them: 1, 2, 3, ...
+
+A `Stream` merges its sources by `seq`: the next event is always `next_seq`, from whichever file
+(or socket) has it. Lines already seen (`seq < next_seq`, e.g. the spool copy of a line that came
+first over the socket) are duplicates and skipped, so each event is translated exactly once and
+in the order KIT produced it. When `next_seq` is missing from every source for `gap_wait_s`
+(a line the bridge could not write), the stream skips to the lowest seq available, logs it and
+counts the hole.
+
+Lines without a seq, of another pid, or that do not decode are taken as they come (no order to
+keep). Each `SpoolFile` knows the offset just past the last line it handed out (`consumed_offset`),
+which is what a checkpoint saves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterable
+
+from .decoder import DecodeError, DecodeFailure, OversizeLine, decode_line
+from .events import Event
+from .tail import FileTailer
+
+log = logging.getLogger("kit_otel.serve")
+
+SPOOL_SUFFIX = ".ndjson"
+MAX_SOCKET_AHEAD = 8192  # socket events buffered per stream ahead of the next expected seq
+
+
+@dataclass(slots=True)
+class Item:
+    """One input line: an event or why it was rejected; where it ends in its file."""
+
+    event: Event | None
+    error: DecodeError | None
+    end_offset: int = 0  # file offset just past the line (0 for socket input)
+    lineno: int = 0
+    from_socket: bool = False
+
+
+def decode_item(data: bytes, source: str, lineno: int, max_bytes: int,
+                end_offset: int = 0, from_socket: bool = False) -> Item | None:
+    """An Item for one raw line; None for a blank line."""
+    if isinstance(data, OversizeLine):
+        error = DecodeError(source, lineno, "", f"line of {data.length} bytes exceeds the limit "
+                            f"of {max_bytes}", "oversize")
+        return Item(None, error, end_offset, lineno, from_socket)
+    if not data.strip():
+        return None
+    try:
+        return Item(decode_line(data, source=source, lineno=lineno, max_bytes=max_bytes), None,
+                    end_offset, lineno, from_socket)
+    except DecodeFailure as failure:
+        return Item(None, failure.error, end_offset, lineno, from_socket)
+
+
+def peek_first(path: str, max_bytes: int) -> Item | None:
+    """The first line of a spool file, decoded; None while it is not complete yet."""
+    try:
+        with open(path, "rb") as fh:
+            line = fh.readline(max_bytes + 1)
+    except OSError:
+        return None
+    if not line.endswith(b"\n"):
+        if len(line) > max_bytes:  # an oversize first line: the file is not a bridge's
+            return Item(None, DecodeError(path, 1, "", "first line exceeds the line limit",
+                                          "oversize"), 0, 1)
+        return None
+    return decode_item(line, path, 1, max_bytes) or Item(
+        None, DecodeError(path, 1, "", "blank first line", "malformed_json"), 0, 1)
+
+
+class SpoolFile:
+    """One spool file being tailed: decoded lines waiting to be merged, and how far it was
+    consumed."""
+
+    def __init__(self, path: str, *, offset: int = 0, lineno: int = 0,
+                 max_bytes: int = 1 << 20, buffer_lines: int = 1024):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.max_bytes = max_bytes
+        self.buffer_lines = buffer_lines
+        self.tailer = FileTailer(path, offset=offset, lineno=lineno, max_bytes=max_bytes)
+        self.buffer: deque[Item] = deque()
+        self.consumed_offset = offset
+        self.consumed_lineno = lineno
+        self.maybe_more = True  # reset by the daemon at every poll; False once a read found nothing
+        self.missing = False
+        self.lines_read = 0
+        try:
+            self.last_growth = os.stat(path).st_mtime  # wall clock of the last new line
+        except OSError:
+            self.last_growth = time.time()
+
+    def fill(self) -> int:
+        """Read more whole lines into the buffer; the number of lines read."""
+        lines = self.tailer.read_available(max_lines=self.buffer_lines)
+        if not lines:
+            self.maybe_more = False
+            if not self.missing and not os.path.exists(self.path):
+                self.missing = True
+            return 0
+        for line in lines:
+            item = decode_item(line.data, self.path, line.lineno, self.max_bytes, line.end_offset)
+            if item is None:  # a blank line: consumed at once if nothing is waiting before it
+                if not self.buffer:
+                    self.consumed_offset = line.end_offset
+                    self.consumed_lineno = line.lineno
+                continue
+            self.buffer.append(item)
+        self.lines_read += len(lines)
+        self.last_growth = time.time()
+        return len(lines)
+
+    def head(self) -> Item | None:
+        if not self.buffer and self.maybe_more:
+            self.fill()
+        return self.buffer[0] if self.buffer else None
+
+    def pop(self) -> Item:
+        item = self.buffer.popleft()
+        self.consumed_offset = item.end_offset
+        self.consumed_lineno = item.lineno
+        return item
+
+    def size(self) -> int:
+        return self.tailer.size()
+
+    def fully_consumed(self) -> bool:
+        return not self.buffer and not self.maybe_more and self.consumed_offset >= self.size()
+
+    def close(self) -> None:
+        self.tailer.close()
+
+
+class Stream:
+    """The events of one KIT process, merged from its spool files and sockets (see module)."""
+
+    def __init__(self, key: str, pid: int, *, next_seq: int | None = None,
+                 first_file: str = "", ordered: bool = True, created_ns: int | None = None):
+        self.key = key
+        self.pid = pid
+        self.pids: set[int] = {pid}  # pids of the events translated (the bridge's: just one)
+        self.session_keys: set[tuple[int, str]] = set()
+        self.next_seq = next_seq
+        self.first_file = first_file  # the file holding seq 1 (a second one means a new process)
+        self.first_started = ""  # StartedAt of the seq-1 bridge_start
+        self.ordered = ordered
+        self.created_ns = created_ns if created_ns is not None else time.time_ns()
+        self.files: dict[str, SpoolFile] = {}
+        self.socket_items: dict[int, Event] = {}
+        self.socket_unordered: deque[Event] = deque()
+        self.ledger: dict = {}  # counter totals attributed to this stream (checkpoint.Totals)
+        self.pending_spans: list = []  # ended spans not yet handed to the exporter
+        self.dirty = False  # something was consumed since the last checkpoint
+        self.released = 0  # checkpoints handed to the exporter
+        self.last_type = ""
+        self.socket_activity = 0.0  # wall clock of the last socket input
+        self.ended_since: float | None = None
+        self.gap_since: float | None = None
+        self.duplicates = 0
+        self.missing_seqs = 0
+        self._socket_overflow_logged = False
+
+    @property
+    def socket_only(self) -> bool:
+        return not self.files
+
+    def add_file(self, spool_file: SpoolFile) -> None:
+        self.files[spool_file.name] = spool_file
+
+    def last_activity(self) -> float:
+        """Wall clock of the newest input (file growth or socket line)."""
+        return max([self.socket_activity, *(f.last_growth for f in self.files.values())])
+
+    def _in_order(self, event: Event) -> bool:
+        return self.ordered and event.seq > 0 and event.pid == self.pid
+
+    # ── socket input ─────────────────────────────────────────────────────────────────────────
+
+    def offer(self, event: Event) -> None:
+        """An event that came over a socket (the spool may have it too)."""
+        self.socket_activity = time.time()
+        if not self._in_order(event):
+            self.socket_unordered.append(event)
+            return
+        if self.next_seq is not None and event.seq < self.next_seq:
+            self.duplicates += 1
+            return
+        if event.seq in self.socket_items:
+            self.duplicates += 1
+            return
+        if len(self.socket_items) >= MAX_SOCKET_AHEAD:
+            if not self._socket_overflow_logged:
+                self._socket_overflow_logged = True
+                log.warning("stream %s: socket input runs more than %d events ahead; the rest "
+                            "comes from the spool file", self.key, MAX_SOCKET_AHEAD)
+            return
+        self.socket_items[event.seq] = event
+
+    # ── merging ──────────────────────────────────────────────────────────────────────────────
+
+    def _available_seqs(self) -> list[int]:
+        seqs = [f.buffer[0].event.seq for f in self.files.values() if f.buffer]
+        if self.socket_items:
+            seqs.append(min(self.socket_items))
+        return seqs
+
+    def next_item(self, now: float, gap_wait_s: float) -> Item | None:
+        """The next input to translate, or None when nothing can be taken yet."""
+        while True:
+            retry = False
+            for spool_file in self.files.values():
+                head = spool_file.head()
+                if head is None:
+                    continue
+                event = head.event
+                if event is None or not self._in_order(event):
+                    return spool_file.pop()
+                if self.next_seq is not None and event.seq < self.next_seq:
+                    spool_file.pop()  # already translated (came over a socket, or seen before)
+                    self.duplicates += 1
+                    retry = True
+            if retry:
+                continue
+            if self.socket_unordered:
+                return Item(self.socket_unordered.popleft(), None, from_socket=True)
+            if self.next_seq is not None:
+                for seq in [s for s in self.socket_items if s < self.next_seq]:
+                    del self.socket_items[seq]
+                    self.duplicates += 1
+                for spool_file in self.files.values():
+                    if spool_file.buffer and spool_file.buffer[0].event.seq == self.next_seq:
+                        self.next_seq += 1
+                        self.gap_since = None
+                        return spool_file.pop()
+                event = self.socket_items.pop(self.next_seq, None)
+                if event is not None:
+                    self.next_seq += 1
+                    self.gap_since = None
+                    return Item(event, None, from_socket=True)
+            available = self._available_seqs()
+            if not available:
+                self.gap_since = None
+                return None
+            lowest = min(available)
+            if self.next_seq is None and lowest <= 1:
+                self.next_seq = lowest  # a process's first line
+                continue
+            # the expected seq is in no source: wait a little, it may still be written
+            if self.gap_since is None:
+                self.gap_since = now
+                return None
+            if now - self.gap_since < gap_wait_s:
+                return None
+            if self.next_seq is None:
+                log.info("stream %s: starts at seq %d (earlier lines are not in the spool)",
+                         self.key, lowest)
+            else:
+                missing = lowest - self.next_seq
+                self.missing_seqs += missing
+                log.warning("stream %s: seq %d..%d never arrived after %.0fs; continuing at %d",
+                            self.key, self.next_seq, lowest - 1, gap_wait_s, lowest)
+            self.next_seq = lowest
+            self.gap_since = None
+
+    def fully_consumed(self) -> bool:
+        return (not self.socket_items and not self.socket_unordered
+                and all(f.fully_consumed() or f.missing for f in self.files.values()))
+
+    def refresh(self) -> None:
+        """A new poll: files may have grown."""
+        for spool_file in self.files.values():
+            spool_file.maybe_more = True
+
+    def close(self) -> None:
+        for spool_file in self.files.values():
+            spool_file.close()
+
+
+def spool_names(spool_dir: str) -> Iterable[str]:
+    try:
+        names = os.listdir(spool_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if n.endswith(SPOOL_SUFFIX) and not n.startswith("."))
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
