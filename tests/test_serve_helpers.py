@@ -169,3 +169,80 @@ def serve_env(receiver, spool_dir: Path, state_dir: Path, sessions_root: Path,
     })
     env.update(extra)
     return env
+
+
+def reference_spans(processes: list[KitProcess], sessions_root: Path) -> list[tuple]:
+    """(span_key, attributes) of an in-memory translation of the processes' spool lines, in
+    seq order: what `serve` must export."""
+    from harness import make_harness
+
+    from kit_otel.decoder import decode_line
+    from kit_otel.translator import TranslatorSettings
+
+    h = make_harness(TranslatorSettings(sessions_root=str(sessions_root), idle_timeout_s=86400))
+    for process in processes:
+        events = sorted((decode_line(line) for _, line in process.lines), key=lambda e: e.seq)
+        h.feed(events)
+    out = []
+    for s in h.spans:
+        a = dict(s.attributes)
+        out.append(((s.name, s.start_time, s.end_time, a.get("gen_ai.tool.call.id", ""),
+                     a.get("kit.step.number", -1), a.get("kit.pid", 0)), _norm(a)))
+    return out
+
+
+def _norm(attributes: dict) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v)
+                        for k, v in attributes.items()))
+
+
+def received_spans(receiver) -> list[tuple]:
+    """(span_key, attributes) of every span the receiver got, re-deliveries collapsed by id."""
+    seen = {}
+    for s in receiver.spans():
+        seen.setdefault(s.id, s)
+    return [(span_key(s), _norm(s.attributes)) for s in seen.values()]
+
+
+class ServeProcess:
+    """`kit-otel serve` as a real subprocess; its stderr is collected in `log`."""
+
+    def __init__(self, env: dict[str, str], *args: str):
+        import subprocess
+        import sys
+        self.proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "serve", *args],
+                                     env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        self.log: list[str] = []
+        self.ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.log.append(line.rstrip("\n"))
+            if "serving " in line:
+                self.ready.set()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        if not self.ready.wait(timeout):
+            self.kill()
+            raise AssertionError("serve did not start:\n" + "\n".join(self.log))
+
+    def kill(self) -> None:
+        import signal
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self._reader.join(5)
+
+    def terminate(self, timeout: float = 60) -> int:
+        import signal
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def text(self) -> str:
+        return "\n".join(self.log)
