@@ -29,6 +29,9 @@ from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
 
+# uids of the data sources in dashboards/provisioning/datasources.yaml
+PROM_UID = "kit-prometheus"
+TEMPO_UID = "kit-tempo"
 PROM = {"type": "prometheus", "uid": "${datasource}"}
 TEMPO = {"type": "tempo", "uid": "${tempo}"}
 
@@ -238,15 +241,17 @@ def q(expr: str) -> str:
 
 # ── shared templating ───────────────────────────────────────────────────────────────────────
 
-def datasource_var(name: str, label: str, plugin: str) -> dict:
+def datasource_var(name: str, label: str, plugin: str, default_uid: str, default_name: str) -> dict:
+    """Default: the data source provisioned by dashboards/provisioning/datasources.yaml; where
+    that uid does not exist Grafana falls back to the first data source of the plugin type."""
     return {"name": name, "label": label, "type": "datasource", "query": plugin, "refresh": 1,
             "hide": 0, "includeAll": False, "multi": False, "regex": "", "options": [],
-            "current": {}}
+            "current": {"selected": True, "text": default_name, "value": default_uid}}
 
 
 def query_var(name: str, label: str, query: str) -> dict:
     return {"name": name, "label": label, "type": "query", "datasource": PROM,
-            "query": {"query": query, "refId": f"{name}-var"}, "definition": query,
+            "query": {"query": query, "refId": f"{name}-var"},
             "refresh": 2, "sort": 1, "hide": 0, "includeAll": True, "multi": True,
             "allValue": ".*", "regex": "", "options": [],
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]}}
@@ -509,8 +514,8 @@ def overview() -> dict:
                 [traceql(EXPENSIVE_TURNS)], "none", datasource=TEMPO), 12, 9)
 
     variables = [
-        datasource_var("datasource", "Prometheus", "prometheus"),
-        datasource_var("tempo", "Tempo", "tempo"),
+        datasource_var("datasource", "Prometheus", "prometheus", PROM_UID, "Prometheus"),
+        datasource_var("tempo", "Tempo", "tempo", TEMPO_UID, "Tempo"),
         query_var("project", "Project", "label_values(kit_cost_usd_total, project)"),
         query_var("model", "Model", "label_values(kit_tokens_total, model)"),
         query_var("provider", "Provider", "label_values(kit_tokens_total, provider)"),
@@ -680,8 +685,8 @@ def budget() -> dict:
                      "short", stack=True, bars=True), 12, 8)
 
     variables = [
-        datasource_var("datasource", "Prometheus", "prometheus"),
-        datasource_var("tempo", "Tempo", "tempo"),
+        datasource_var("datasource", "Prometheus", "prometheus", PROM_UID, "Prometheus"),
+        datasource_var("tempo", "Tempo", "tempo", TEMPO_UID, "Tempo"),
         query_var("project", "Project", "label_values(kit_cost_usd_total, project)"),
         custom_var("turn_limit", "Turn limit bucket (USD)", TURN_COST_BUCKETS, "1"),
     ]
