@@ -94,6 +94,7 @@ class ReliableSpanProcessor(SpanProcessor):
         self._cond = threading.Condition()
         self._queued = 0  # spans in queued and in-flight units
         self.peak_queued = 0  # the most spans ever held (memory bound check)
+        self.largest_unit = 0
         self.exported_spans = 0
         self.failed_attempts = 0
         self.outage_since: float | None = None  # monotonic time of the first failed attempt
@@ -127,6 +128,8 @@ class ReliableSpanProcessor(SpanProcessor):
         with self._cond:
             self._units.append(_Unit(spans, payload))
             self._queued += len(spans)
+            if len(spans) > self.largest_unit:
+                self.largest_unit = len(spans)
             if self._queued > self.peak_queued:
                 self.peak_queued = self._queued
             self._idle.clear()

@@ -1,0 +1,106 @@
+"""Collector outages: nothing is lost, memory stays bounded (input pauses at the queue bound,
+the spool files are the buffer), and everything arrives once the collector is back."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from otlp_receiver import OTLPReceiver
+from test_serve import InProcess, assert_exact_usage, settings_for
+from test_serve_helpers import kit_process, received_spans, reference_spans, write_all
+
+BOUND = 20
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    return spool, tmp_path / "state", tmp_path / "sessions"
+
+
+def test_unavailable_then_recovered(dirs, monkeypatch, caplog):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    caplog.set_level("INFO", logger="kit_otel")
+    spool, state, root = dirs
+    procs = [kit_process(51, 40201, root, turns=6, index=0),
+             kit_process(52, 40202, root, turns=6, index=1)]
+    expected = reference_spans(procs, root)
+    lines = sum(len(p.lines) for p in procs)
+    with OTLPReceiver() as rx:
+        rx.fail_with("UNAVAILABLE")
+        run = InProcess(settings_for(rx, spool, state, root), max_queue_spans=BOUND,
+                        backoff_initial_s=0.1, backoff_max_s=0.5)
+        for p in procs:
+            write_all(spool, p)
+        processor = run.server.processor
+        rx.wait_for(lambda: processor.full and processor.failed_attempts >= 2, timeout=30)
+        paused_at = run.server.processed
+        time.sleep(0.5)  # the queue cannot drain while the receiver refuses: input stays paused
+        assert run.server.processed == paused_at < lines
+        assert rx.spans() == [] and rx.refused > 0
+        assert processor.peak_queued <= BOUND - 1 + processor.largest_unit
+
+        rx.fail_with(None)
+        rx.wait_for(lambda: len(received_spans(rx)) >= len(expected), timeout=60)
+        assert run.server.processed == lines
+        assert run.stop() == 0
+        assert Counter(received_spans(rx)) == Counter(expected)
+        assert len(rx.spans()) == len(expected)
+        assert_exact_usage(rx, procs)
+        assert processor.peak_queued <= BOUND - 1 + processor.largest_unit
+    assert "span export to OTLPSpanExporter failed; keeping" in caplog.text
+    assert "span export recovered" in caplog.text
+
+
+def test_receiver_down_then_up(dirs, monkeypatch):
+    """A real outage (the port is closed) in the middle of a stream, then the same port again."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    spool, state, root = dirs
+    first = kit_process(61, 40301, root, turns=3, index=0)
+    later = kit_process(62, 40302, root, turns=3, index=2)
+    expected = reference_spans([first, later], root)
+    with OTLPReceiver() as rx:
+        run = InProcess(settings_for(rx, spool, state, root), max_queue_spans=BOUND,
+                        backoff_initial_s=0.1, backoff_max_s=0.5)
+        write_all(spool, first)
+        rx.wait_for(lambda: len(rx.spans()) >= len(reference_spans([first], root)), timeout=30)
+        rx.stop()
+        write_all(spool, later)
+        processor = run.server.processor
+        rx.wait_for(lambda: processor.full and processor.outage_since is not None, timeout=30)
+        assert run.server.processed < len(first.lines) + len(later.lines)
+        rx.start()
+        rx.wait_for(lambda: len(received_spans(rx)) >= len(expected), timeout=60)
+        assert run.stop() == 0
+        assert Counter(received_spans(rx)) == Counter(expected)
+        assert_exact_usage(rx, [first, later])
+        assert processor.peak_queued <= BOUND - 1 + processor.largest_unit
+
+
+def test_sigterm_during_outage_exports_later(dirs, monkeypatch):
+    """Stopping while the collector is down loses nothing: what was not exported is read from
+    the spool again by the next run."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    spool, state, root = dirs
+    proc = kit_process(71, 40401, root, turns=4)
+    expected = reference_spans([proc], root)
+    with OTLPReceiver() as rx:
+        rx.fail_with("UNAVAILABLE")
+        run = InProcess(settings_for(rx, spool, state, root), shutdown_timeout_s=0.5,
+                        backoff_initial_s=0.1, backoff_max_s=0.5)
+        write_all(spool, proc)
+        rx.wait_for(lambda: run.server.processed >= len(proc.lines)
+                    and run.server.processor.failed_attempts >= 1, timeout=30)
+        assert run.stop() == 0
+        assert rx.spans() == []
+        rx.fail_with(None)
+        run = InProcess(settings_for(rx, spool, state, root))
+        rx.wait_for(lambda: len(received_spans(rx)) >= len(expected), timeout=60)
+        assert run.stop() == 0
+        assert Counter(received_spans(rx)) == Counter(expected)
+        assert len(rx.spans()) == len(expected)
+        assert_exact_usage(rx, [proc])
