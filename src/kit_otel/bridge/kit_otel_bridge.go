@@ -79,10 +79,11 @@ const (
 
 // record is one event on its way from a handler to the writer.
 type record struct {
-	typ  string
-	ts   time.Time
-	path string
-	ev   interface{}
+	typ   string
+	ts    time.Time
+	path  string
+	ev    interface{}
+	state map[string]string // taken in the handler on turn boundaries, else nil
 }
 
 // bridge is the state of one loaded instance (one Init).
@@ -158,7 +159,7 @@ func Init(api ext.API) {
 		if c.GetSessionPath != nil {
 			w.sessionPath = c.GetSessionPath
 		}
-		enqueue(w, "session_start", e)
+		enqueueWithState(w, "session_start", e)
 	})
 	on("OnSessionShutdown")
 	api.OnSessionShutdown(func(e ext.SessionShutdownEvent, c ext.Context) {
@@ -199,7 +200,7 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "agent_start", e)
+		enqueueWithState(w, "agent_start", e)
 	})
 	on("OnAgentEnd")
 	api.OnAgentEnd(func(e ext.AgentEndEvent, c ext.Context) {
@@ -209,7 +210,7 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "agent_end", e)
+		enqueueWithState(w, "agent_end", e)
 	})
 	on("OnMessageStart")
 	api.OnMessageStart(func(e ext.MessageStartEvent, c ext.Context) {
@@ -521,6 +522,38 @@ func enqueue(w *writer, typ string, ev interface{}) {
 	} else {
 		atomic.AddInt64(&w.dropped, 1)
 	}
+}
+
+// enqueueWithState is enqueue plus a snapshot of the extension state, for
+// the events that always carry it (session_start, agent_start, agent_end:
+// once per turn, so the few calls it takes do not matter). Taken here, the
+// state is exactly the one at the event.
+func enqueueWithState(w *writer, typ string, ev interface{}) {
+	p := ""
+	if w.sessionPath != nil {
+		p = w.sessionPath()
+	}
+	var state map[string]string
+	if w.listState != nil {
+		state = currentState(w)
+	}
+	if len(w.q) < cap(w.q) {
+		w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev, state: state}
+	} else {
+		atomic.AddInt64(&w.dropped, 1)
+	}
+}
+
+// currentState reads the whole extension state map (never nil).
+func currentState(w *writer) map[string]string {
+	keys := w.listState()
+	m := make(map[string]string, len(keys))
+	for _, k := range keys {
+		if v, ok := w.getState(k); ok {
+			m[k] = v
+		}
+	}
+	return m
 }
 
 // reflectedTypes names the event kinds that the bridge captures by reflection
@@ -935,13 +968,24 @@ func encode(w *writer, r record) {
 	}
 	env.Dropped = atomic.SwapInt64(&w.dropped, 0)
 	env.State = nil
-	if w.listState != nil {
-		// Forced on the turn boundaries. Otherwise the state is read once
-		// the queue is empty: a read sees the changes made by every event
-		// handled so far, so it belongs to the latest of them.
-		forced := r.typ == "session_start" || r.typ == "agent_start" || r.typ == "agent_end"
-		if forced || len(w.q) == 0 {
-			env.State = readState(w, forced)
+	if r.state != nil {
+		// A turn boundary: always sent, as it was in the handler.
+		env.State = stateJSON(w, r.state)
+	} else if w.listState != nil && len(w.q) == 0 {
+		// Otherwise the state is read once the queue is empty: that read
+		// sees the changes made by every event handled so far, so a change
+		// belongs to the latest of them.
+		keys := w.listState()
+		if len(keys) > 0 || len(w.lastState) > 0 {
+			m := make(map[string]string, len(keys))
+			for _, k := range keys {
+				if v, ok := w.getState(k); ok {
+					m[k] = v
+				}
+			}
+			if !sameState(m, w.lastState) {
+				env.State = stateJSON(w, m)
+			}
 		}
 	}
 	if err := w.enc.Encode(env); err != nil {
@@ -960,26 +1004,12 @@ func contentBytes(msgs []ext.ContextMessage) int {
 	return n
 }
 
-// readState returns the state map as JSON when forced or when it differs
-// from the last map sent, nil otherwise.
-func readState(w *writer, forced bool) json.RawMessage {
-	keys := w.listState()
-	if !forced && len(keys) == 0 && len(w.lastState) == 0 {
-		return nil
-	}
-	m := make(map[string]string, len(keys))
-	for _, k := range keys {
-		if v, ok := w.getState(k); ok {
-			m[k] = v
-		}
-	}
-	if !forced && sameState(m, w.lastState) {
-		return nil
-	}
+// stateJSON encodes a state map and remembers it as the last one sent.
+func stateJSON(w *writer, m map[string]string) json.RawMessage {
 	w.lastState = m
 	data, err := json.Marshal(m)
 	if err != nil {
-		return nil
+		return json.RawMessage("{}")
 	}
 	return data
 }

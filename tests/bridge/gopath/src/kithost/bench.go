@@ -156,11 +156,8 @@ func bench(d *driver) {
 	// Writer throughput: stall the writer on its first state read, queue
 	// m events, release it and time until session_shutdown has flushed.
 	m := envInt("KITHOST_WRITER_EVENTS", 20000)
-	d.kit.stall = make(chan struct{})
-	d.kit.stallHit = make(chan struct{})
-	stall, hit := d.kit.stall, d.kit.stallHit
 	bridge.Fire("session_start", ext.SessionStartEvent{}, ctx)
-	<-hit
+	stall := stallWriter(d, bridge)
 	for i := 0; i < m; i++ {
 		e := events[i%len(events)]
 		bridge.Fire(e.typ, e.ev, ctx)

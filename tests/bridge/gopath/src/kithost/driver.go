@@ -348,18 +348,10 @@ func drops(d *driver) {
 	pad := strings.Repeat("x", envInt("KITHOST_CHUNK", 0))
 	stalled := os.Getenv("KITHOST_NO_STALL") == ""
 	d.kit.setState("budget:cap", "10")
-	var stall, hit chan struct{}
-	if stalled {
-		stall, hit = make(chan struct{}), make(chan struct{})
-		d.kit.stall, d.kit.stallHit = stall, hit
-	}
 	d.fire(r, "session_start", ext.SessionStartEvent{}, "")
+	var stall chan struct{}
 	if stalled {
-		select {
-		case <-hit:
-		case <-time.After(10 * time.Second):
-			fail("writer never read the state")
-		}
+		stall = stallWriter(d, r)
 	}
 	var worst time.Duration
 	start := time.Now()
@@ -374,11 +366,30 @@ func drops(d *driver) {
 	d.result["worst_handler_us"] = worst.Microseconds()
 	if stalled {
 		close(stall)
+		time.Sleep(300 * time.Millisecond) // let the writer catch up
 	}
-	// After the stall: one more event, so a line carries the count.
+	// After the stall: one more event.
 	d.fire(r, "agent_end", ext.AgentEndEvent{StopReason: "completed"}, "")
 	d.result["shutdown_ms"] = shutdown(d, r).Milliseconds()
 	d.result["fired_updates"] = n
+}
+
+// stallWriter makes the bridge's writer block in its next state read and
+// returns the channel that releases it. The writer reads the state after an
+// event when its queue is empty; the handlers never do, except on turn
+// boundaries.
+func stallWriter(d *driver, r *ext.Registry) chan struct{} {
+	stall, hit := make(chan struct{}), make(chan struct{})
+	d.kit.mu.Lock()
+	d.kit.stall, d.kit.stallHit = stall, hit
+	d.kit.mu.Unlock()
+	d.fire(r, "message_start", ext.MessageStartEvent{}, "stall")
+	select {
+	case <-hit:
+	case <-time.After(10 * time.Second):
+		fail("the writer never read the state")
+	}
+	return stall
 }
 
 // reload: session_shutdown, then a fresh Init (a new interpreter under the
@@ -428,10 +439,11 @@ func subagent(d *driver) {
 }
 
 // stateScenario changes extension state between events; the writer is
-// given time to catch up after each step so attribution is deterministic.
+// given time to catch up after each step so attribution is deterministic
+// (run it with a short kit-otel-flush-ms).
 func stateScenario(d *driver) {
 	r := d.load("bridge")
-	pause := func() { time.Sleep(60 * time.Millisecond) }
+	pause := func() { time.Sleep(time.Duration(envInt("KITHOST_PAUSE_MS", 100)) * time.Millisecond) }
 	d.kit.setState("usage-budget:warn-at-usd", "5.00")
 	d.fire(r, "session_start", ext.SessionStartEvent{}, "forced")
 	pause()
