@@ -610,10 +610,10 @@ class AcpInstrumentation:
             if s.cost_baseline is None:  # a loaded/resumed/forked session: its history's cost
                 s.cost_baseline = float(amount)
             elif t is not None:  # increases between turns count in the next turn
-                delta = float(amount) - s.cost_baseline
+                delta = round(float(amount) - s.cost_baseline, 12)  # no 0.0026999999999999993
                 s.cost_baseline = float(amount)
                 if delta > 0 and currency.upper() in ("USD", ""):
-                    t.cost += delta
+                    t.cost = round(t.cost + delta, 12)
                     t.cost_reported = True
         if t is not None:
             self._feed(s, "acp_usage_update", ev.UnknownData(fields={

@@ -89,7 +89,8 @@ def ext_state_baggage(session_path: str | os.PathLike,
 
 
 class BaggageStateSpanProcessor(SpanProcessor):
-    """Copies baggage entries named `kit.ext_state.*` onto each span when it starts.
+    """Copies baggage entries named `kit.ext_state.*` onto each span when it starts (not onto
+    kit-otel's own spans, whose turn span carries the state through the translator's policy).
 
     The same thing as `opentelemetry-processor-baggage`'s
     `BaggageSpanProcessor(lambda key: key.startswith("kit.ext_state."))`, without the extra
@@ -103,6 +104,9 @@ class BaggageStateSpanProcessor(SpanProcessor):
         entries = baggage.get_all(parent_context)
         if not entries:
             return
+        scope = getattr(span, "instrumentation_scope", None)
+        if scope is not None and scope.name == "kit_otel":
+            return  # the translator's own spans: the turn span has the state already
         prefix = self.prefix
         attrs = {k: v for k, v in entries.items() if k.startswith(prefix) and isinstance(v, str)}
         if attrs:

@@ -664,11 +664,7 @@ class _LLMCall(_Invocation):
         provider, model = split_model(_text(self.value("model")))
         provider = _text(self.value("provider")) or provider
         if exc is not None:
-            finish = "error"
-            if self.span is not None:
-                from opentelemetry.trace import Status, StatusCode
-                self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-                self.span.set_attribute("error.type", type(exc).__qualname__)
+            finish = "error"  # the error event, in the open stream, makes the chat span ERROR
             self.feed("error", ev.Error(Error=_error_text(exc)), self.child)
         elif how in ("closed", "abandoned"):
             finish = _text(self.value("finish_reason")) or "cancelled"
