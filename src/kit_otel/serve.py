@@ -157,7 +157,7 @@ class Server:
             self._start()
         except ServeError as exc:
             log.error("%s", exc)
-            self._close_quietly()
+            self._abort_start()
             return 2
         self.started.set()
         try:
@@ -186,6 +186,7 @@ class Server:
             resumed = self.store.load()
         except CheckpointError as exc:
             raise ServeError(str(exc)) from None
+        self._listen()  # configuration errors first, before any exporter starts
         opts = self.options
         self.ids = DeterministicIdGenerator()
 
@@ -222,7 +223,6 @@ class Server:
             "kit_otel.spool.files", unit="{file}", description="Spool files being followed",
             callbacks=[lambda options: [self._observation(len(self.file_owner))]])
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._listen()
         self._scan()
         inputs = [f"spool {self.spool_dir}"]
         if self.socket_path:
@@ -628,8 +628,10 @@ class Server:
             with self.counters.attribute(stream.ledger):
                 self.processor.collect_into(stream.pending_spans)
                 try:
-                    if self.translator.sweep(now_ns, pids=stream.pids):
-                        stream.dirty = True
+                    sessions = len(self.translator.sessions)
+                    if (self.translator.sweep(now_ns, pids=stream.pids)
+                            or len(self.translator.sessions) != sessions):
+                        stream.dirty = True  # turns closed or quiet sessions forgotten
                     if (stream.dirty or stream.pending_spans) and self._quiescent(stream):
                         self._release(stream)
                 finally:
@@ -694,18 +696,7 @@ class Server:
                  self.rejected)
         for conn in list(self._connections.values()):
             self._disconnect(conn)
-        for sock in self._listeners:
-            try:
-                self._selector.unregister(sock)
-            except (KeyError, ValueError):
-                pass
-            sock.close()
-        self._listeners.clear()
-        if self.socket_path:
-            try:
-                os.unlink(self.socket_path)
-            except FileNotFoundError:
-                pass
+        self._close_listeners()
         for stream in list(self.streams.values()):
             with self.counters.attribute(stream.ledger):
                 self.processor.collect_into(stream.pending_spans)
@@ -733,6 +724,29 @@ class Server:
         self._close_quietly()
         log.info("stopped")
 
+    def _close_listeners(self) -> None:
+        for sock in self._listeners:
+            try:
+                self._selector.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+            sock.close()
+        self._listeners.clear()
+        if self.socket_path:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+            self.socket_path = ""
+
+    def _abort_start(self) -> None:
+        self._close_listeners()
+        if self.processor is not None:
+            self.processor.close(0)
+        if self.pipeline is not None:
+            self.pipeline.shutdown(close_turns=False)
+        self._close_quietly()
+
     def _close_quietly(self) -> None:
         for fd in (self._wake_r, self._wake_w):
             try:
@@ -756,6 +770,9 @@ def cmd_serve(args) -> int:
     except ValueError as exc:
         print(f"kit-otel: {exc}", file=sys.stderr)
         return 2
+    if settings.sources.get("output_dir", "default") == "default":
+        # a daemon has no meaningful working directory: OTLP-JSON files go with its state
+        settings.output_dir = str(Path(settings.state_dir).expanduser() / "otlp-json")
     logger = logging.getLogger("kit_otel")
     if not getattr(args, "verbose", False):
         logger.setLevel(logging.INFO)
