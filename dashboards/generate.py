@@ -5,12 +5,12 @@ The JSON files are the deliverable (import them, or provision them with dashboar
 this script is their source, so the ~50 panels stay consistent: every panel gets a datasource
 variable, a unit, a description and a stable id. Edit here, then run
 
-    python3 dashboards/generate.py            # rewrite the JSON files
-    python3 dashboards/generate.py --check    # exit 1 if the JSON files are out of date
+    python3 dashboards/generate.py            # rewrite the JSON files and docs/dashboards.md
+    python3 dashboards/generate.py --check    # exit 1 if any of them is out of date
 
-tests/ops/test_dashboards.py runs the check, type-checks both dashboards against @grafana/schema
-(dashboards/typecheck) and executes every query against a real Prometheus. docs/dashboards.md
-describes each panel.
+It also writes docs/dashboards.md (every panel: what it shows, its query). tests/ops/
+test_dashboards.py runs the check, type-checks both dashboards against @grafana/schema
+(dashboards/typecheck) and executes every query against a real Prometheus.
 
 Queries use only the Prometheus exposition names of DESIGN.md §5 (no recording rules, so the
 dashboards work on a bare Prometheus that scrapes kit-otel) and aggregate with sum/min/max by
@@ -641,7 +641,8 @@ def budget() -> dict:
                        "turns", instant=True)],
                "short", decimals=0, th=thresholds(("green", None), ("red", 1))), 4, 4)
     L.add(timeseries("Daily spend vs daily budget (last 30 days)",
-                     "Spend per UTC day (bars) and the global daily budget (line).",
+                     "Spend per UTC day (bars; each bar sits at the midnight that ends its day, as Prometheus "
+                     "evaluates increase() over the day before the step) and the global daily budget (line).",
                      [target('sum(increase(kit_cost_usd_total[$__interval]))', "spend", "A", interval="1d"),
                       target('min(kit_budget_usd{window="day", scope="global"})', "budget", "B", interval="1d")],
                      "currencyUSD", bars=True, time_from="30d"), 24, 8)
@@ -698,6 +699,104 @@ def budget() -> dict:
 
 
 DASHBOARDS = {"kit-overview.json": overview, "kit-budget.json": budget}
+DOCS = HERE.parent / "docs" / "dashboards.md"
+
+DOCS_INTRO = """# Dashboards
+
+Two Grafana dashboards ship in `dashboards/`:
+
+| file | uid | what for |
+|---|---|---|
+| `kit-overview.json` | `kit-overview` | cost, tokens, turns, LLM latency, tools, errors, context, subagents, exporter health, trace search |
+| `kit-budget.json` | `kit-budget` | spend against the configured budgets, burn rate, projections, top spenders, alert state |
+
+This page is generated from `dashboards/generate.py` together with the JSON files (so it always
+describes exactly what the dashboards query); the tests fail when they drift apart. To change a
+panel, edit `generate.py` and run `python3 dashboards/generate.py`.
+
+## Installing
+
+* **Import**: Grafana → Dashboards → New → Import → upload the JSON file; pick a Prometheus and a
+  Tempo data source for the `datasource` and `tempo` variables.
+* **Provisioning**: copy `dashboards/provisioning/datasources.yaml` to
+  `/etc/grafana/provisioning/datasources/` and `dashboards/provisioning/dashboards.yaml` to
+  `/etc/grafana/provisioning/dashboards/`, and mount `dashboards/*.json` at
+  `/var/lib/grafana/dashboards/kit-otel`. The provisioned data sources have the uids
+  `kit-prometheus` and `kit-tempo`, the defaults of the dashboards' variables. The Prometheus data
+  source sends exemplars with a `trace_id` to Tempo, and Tempo links spans back to the cost metrics.
+
+## Conventions
+
+* **Metric names** are exactly the Prometheus exposition names of DESIGN.md §5; no recording
+  rules are needed, so the dashboards work on a plain Prometheus that scrapes kit-otel (`:9464`) or
+  the Collector (`:8889`), and on Mimir/Thanos fed by the gateway.
+* **Aggregation**: every query aggregates (`sum by (…)`, `min`, `max`, `topk`, `histogram_quantile`),
+  so the labels added on the way (`job`, `instance`, `otel_scope_name`, `otel_scope_version`,
+  `otel_scope_schema_url`) never split a line, and several kit-otel processes add up.
+* **Budgets** come from the `kit_budget_usd` gauge (`window` = `day` | `month` | `turn`, `scope` =
+  `global` | `project` | `model`); when several kit-otel processes export a budget, the lowest wins
+  (`min`), as in the alert rules.
+* **Calendar windows in UTC**: the dashboards use the UTC timezone; "today" panels have the panel
+  time range *today so far* (`now/d`) and "this month" panels *this month so far* (`now/M`), so
+  `increase(…[$__range])` is the spend since 00:00 UTC / since the 1st — the same windows the
+  alert rules use.
+* **Variables**: `datasource` (Prometheus), `tempo` (Tempo), `project`, `model`, `provider`
+  (multi-value, "All" = `.*`). A filter is applied only where the metric has the label:
+  `project` on kit_cost_usd_total, kit_tokens_total, kit_turns_total, kit_turn_cost_usd,
+  kit_sessions_total; `model`/`provider` on kit_cost_usd_total, kit_tokens_total,
+  kit_llm_calls_total, kit_llm_time_to_first_chunk_seconds, and as `gen_ai_request_model` /
+  `gen_ai_provider_name` on the semantic-convention histograms. Panels on metrics without those
+  labels (turn duration, tools, errors, retries, compactions, subagents, exporter health) always
+  show everything.
+* **Rates** use `$__rate_interval`; "per minute" / "per hour" panels multiply the per-second rate
+  by 60 / 3600.
+* **Trace links**: panels about turns carry a panel link that opens Grafana Explore on the Tempo
+  data source with a TraceQL search over the dashboard's time range; turn duration and turn cost
+  panels request exemplars. The gateway's tail sampling keeps every failed, slow and expensive
+  turn, so these links find them.
+* **Known approximations**: `increase()` cannot count the first increment of a series that appears
+  with a non-zero value, and classic histogram quantiles resolve to bucket bounds
+  (kit_turn_cost_usd buckets: 0.001 0.005 0.01 0.05 0.1 0.25 0.5 1 2.5 5 10 25 USD).
+
+## Using the queries elsewhere
+
+`tests/ops/dashboard_queries.py` extracts every Prometheus query of a dashboard with the variables
+substituted (`panel_queries(path, {"__range": "1h", ...})` → `[(panel title, expr), …]`); the
+tests run each one against a Prometheus holding synthetic kit-otel series.
+"""
+
+
+def _panel_doc(panel: dict) -> list[str]:
+    lines = [f"#### {panel['title']}", "", panel.get("description", ""), ""]
+    facts = [f"type `{panel['type']}`", f"unit `{panel['fieldConfig']['defaults'].get('unit', '')}`"]
+    if panel.get("timeFrom"):
+        facts.append({"now/d": "time range: today so far (UTC)", "now/M": "time range: this month so far (UTC)"}
+                     .get(panel["timeFrom"], f"time range: last {panel['timeFrom']}"))
+    for link in panel.get("links") or []:
+        facts.append(f"link: {link['title']}")
+    lines += ["- " + "; ".join(facts), ""]
+    for t in panel.get("targets") or []:
+        if "expr" in t:
+            label = f"PromQL {t['refId']}" + (f" (legend `{t['legendFormat']}`)" if t.get("legendFormat") not in (None, "", "__auto") else "")
+            label += " — instant" if t.get("instant") else ""
+            label += f", min interval {t['interval']}" if t.get("interval") else ""
+            lines += [f"{label}:", "", "```promql", t["expr"], "```", ""]
+        else:
+            lines += [f"TraceQL {t['refId']} (Tempo):", "", "```", t["query"], "```", ""]
+    return lines
+
+
+def render_docs() -> str:
+    lines = [DOCS_INTRO]
+    for name, builder in DASHBOARDS.items():
+        d = builder()
+        lines += [f"## {d['title']} (`{name}`)", "", d["description"], ""]
+        for panel in d["panels"]:
+            if panel["type"] == "row":
+                lines += [f"### Row: {panel['title']}", ""]
+            else:
+                lines += _panel_doc(panel)
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def render(builder) -> str:
@@ -706,15 +805,15 @@ def render(builder) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="fail if a JSON file is out of date")
+    parser.add_argument("--check", action="store_true", help="fail if a generated file is out of date")
     args = parser.parse_args(argv)
+    outputs = {HERE / name: render(builder) for name, builder in DASHBOARDS.items()}
+    outputs[DOCS] = render_docs()
     stale = []
-    for name, builder in DASHBOARDS.items():
-        path = HERE / name
-        text = render(builder)
+    for path, text in outputs.items():
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
-                stale.append(name)
+                stale.append(path.name)
         else:
             path.write_text(text, encoding="utf-8")
     if stale:
