@@ -487,3 +487,15 @@ def _which(cmd: str) -> bool:
     from shutil import which
 
     return which(cmd) is not None
+
+
+@pytest.mark.parametrize("mode", ("cli", "native"))
+def test_names_derived_for_unknown_event_methods(hosts, tmp_path, mode):
+    """A KIT newer than this bridge: On<Name>(func(<Name>Event, Context)) is captured as the
+    snake_case of <Name>, KIT's own spelling of its event types."""
+    run = hosts(mode, "head").run("names", tmp_path)
+    assert run.result["names"] == {
+        "TurnStateChange": "turn_state_change", "LLMUsage": "llm_usage",
+        "ToolCallInputStart": "tool_call_input_start", "MCPServerReady": "mcp_server_ready",
+        "SubagentChunk": "subagent_chunk", "Step2Finish": "step2_finish", "A": "a",
+        "HTTPRequest": "http_request", "OAuthRefresh": "o_auth_refresh"}

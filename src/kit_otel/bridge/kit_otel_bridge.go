@@ -98,6 +98,8 @@ type bridge struct {
 type writer struct {
 	dropped int64 // events lost since the last line (atomic; first for alignment)
 	q       chan record
+	kickAt  int
+	kick    chan struct{}
 	quit    chan struct{}
 	done    chan struct{}
 	final   record // the session_shutdown event, written after the queue is drained
@@ -519,8 +521,20 @@ func enqueue(w *writer, typ string, ev interface{}) {
 	}
 	if len(w.q) < cap(w.q) {
 		w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev}
+		if len(w.q) == w.kickAt {
+			kick(w)
+		}
 	} else {
 		atomic.AddInt64(&w.dropped, 1)
+	}
+}
+
+// kick wakes the writer before its flush interval is over: the queue is a
+// quarter full.
+func kick(w *writer) {
+	select {
+	case w.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -758,6 +772,8 @@ func begin(b *bridge, c ext.Context) *writer {
 
 	w := &writer{
 		q:            make(chan record, queue),
+		kickAt:       queue/4 + 1,
+		kick:         make(chan struct{}, 1),
 		quit:         make(chan struct{}),
 		done:         make(chan struct{}),
 		shared:       sharedCounters(),
@@ -844,8 +860,9 @@ func stop(w *writer, final record) {
 
 // run is the writer. While events flow it wakes every flush interval and
 // takes what has queued up, so a handler's send never has to wake it (waking
-// a parked goroutine is the most expensive part of a send). After idleTicks
-// empty wake-ups it parks on the queue instead and costs nothing until the
+// a parked goroutine is the most expensive part of a send). A queue filling
+// up wakes it early (kick), a backlog is drained without waiting, and after
+// idleTicks empty wake-ups it parks on the queue and costs nothing until the
 // next event.
 func run(w *writer) {
 	defer close(w.done)
@@ -863,10 +880,12 @@ func run(w *writer) {
 				shutdownWriter(w)
 				return
 			}
-		} else {
+		} else if len(w.q) == 0 {
 			timer := time.NewTimer(w.flushWait)
 			select {
 			case <-timer.C:
+			case <-w.kick:
+				timer.Stop()
 			case <-w.quit:
 				timer.Stop()
 				shutdownWriter(w)
@@ -879,6 +898,7 @@ func run(w *writer) {
 		}
 		if w.out.Len() > 0 {
 			flush(w)
+			idle = 0
 		} else {
 			idle++
 		}

@@ -79,10 +79,13 @@ func (k *fakeKit) context() ext.Context {
 		SessionID: "",
 		CWD:       "/home/alice/proj",
 		Model:     "anthropic/claude-sonnet-4-5-20250929",
+		// No defer: under the yaegi command this closure is interpreted
+		// and would bill the bridge for the harness (in KIT it is compiled).
 		GetSessionPath: func() string {
 			k.mu.Lock()
-			defer k.mu.Unlock()
-			return k.path
+			p := k.path
+			k.mu.Unlock()
+			return p
 		},
 		SetState: func(key, value string) { k.setState(key, value) },
 		GetState: func(key string) (string, bool) {
@@ -223,7 +226,9 @@ func main() {
 	case "idle":
 		idle(d)
 	default:
-		fail("unknown scenario %q", scenario)
+		if !directScenario(d, scenario) {
+			fail("unknown scenario %q", scenario)
+		}
 	}
 	d.save()
 }

@@ -27,3 +27,20 @@ func loadExtension(name string, api ext.API) error {
 	}
 	return nil
 }
+
+// directScenario runs scenarios that call into the bridge's own functions,
+// possible only when the bridge is part of this program.
+func directScenario(d *driver, scenario string) bool {
+	switch scenario {
+	case "names":
+		// Event type names derived for On* methods the bridge does not know.
+		names := map[string]string{}
+		for _, n := range []string{"TurnStateChange", "LLMUsage", "ToolCallInputStart", "MCPServerReady",
+			"SubagentChunk", "Step2Finish", "A", "HTTPRequest", "OAuthRefresh"} {
+			names[n] = snakeCase(n)
+		}
+		d.result["names"] = names
+		return true
+	}
+	return false
+}

@@ -52,6 +52,9 @@ func loadExtension(name string, api ext.API) error {
 	return callInit(initFn, api)
 }
 
+// directScenario: none in this mode (the bridge is interpreted).
+func directScenario(d *driver, scenario string) bool { return false }
+
 func evalSource(i *interp.Interpreter, src string) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
