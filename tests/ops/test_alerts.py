@@ -202,3 +202,14 @@ def test_alertmanager_groups_by_project_and_routes_each_severity(rules):
     for route in walk(config["route"]):
         if "receiver" in route:
             assert route["receiver"] in receivers
+
+
+def test_alerts_doc_describes_every_alert_and_parameter(rules):
+    from ._common import DOCS_DIR
+    doc = (DOCS_DIR / "alerts.md").read_text()
+    for alert in _alerts(rules):
+        assert f"| {alert['alert']} | {alert['labels']['severity']} |" in doc, alert["alert"]
+    for _, rule in _all_rules(rules):
+        if rule.get("record", "").startswith("kit:alert_param:"):
+            default = re.fullmatch(r"vector\(([\d.]+)\)", rule["expr"]).group(1)
+            assert f"| `{rule['record']}` | {default} |" in doc, rule["record"]

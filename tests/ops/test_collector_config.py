@@ -349,3 +349,31 @@ def test_resolve_env_rejects_missing_defaults():
         resolve_env({"a": "${env:NOPE_NOT_SET}"})
     assert resolve_env({"a": "${env:X:-4317}"}) == {"a": 4317}
     assert resolve_env({"a": "h:${env:X:-1}"}, {"X": "2"}) == {"a": "h:2"}
+
+
+def test_every_env_variable_is_documented_with_its_default(raw_config):
+    """Each ${env:NAME:-default} appears in the file's header comment with the same default."""
+    name, _ = raw_config
+    text = (COLLECTOR_DIR / name).read_text()
+    comments = [line for line in text.splitlines() if line.lstrip().startswith("#")]
+    refs = {(m.group(1), m.group(2)) for m in _ENV_REF.finditer(text) if not text[:m.start()].rsplit("\n", 1)[-1].lstrip().startswith("#")}
+    assert refs, name
+    for var, default in refs:
+        documented = [c for c in comments if re.search(rf"\b{var}\b", c)]
+        assert documented, f"{name}: {var} is not documented in the header"
+        assert any(default in c for c in documented), f"{name}: {var} default {default!r} not documented"
+
+
+def test_deployment_doc_covers_the_topology():
+    from ._common import DOCS_DIR
+    doc = (DOCS_DIR / "deployment.md").read_text()
+    for needle in ("single-node.yaml", "agent.yaml", "gateway.yaml", "loadbalancing", "traceID",
+                   "tail_sampling", "kit.turn.cost_usd", "deltatocumulative", "prometheusremotewrite",
+                   "file_storage", "kit_budget_usd", "http://localhost:4317"):
+        assert needle in doc, needle
+    # the knobs an operator turns most
+    for var in ("KIT_GATEWAY_HOST", "KIT_TAIL_COST_USD", "KIT_TAIL_LATENCY_MS", "KIT_TAIL_SAMPLE_PERCENT",
+                "KIT_TAIL_DECISION_WAIT", "KIT_REMOTE_WRITE_URL", "KIT_TEMPO_OTLP_ENDPOINT",
+                "KIT_AGENT_QUEUE_DIR", "KIT_COLLECTOR_DEBUG_VERBOSITY", "KIT_TRACES_OTLP_ENDPOINT"):
+        assert var in doc, var
+        assert any(var in (COLLECTOR_DIR / cfg).read_text() for cfg in CONFIGS), f"{var} documented but unused"
