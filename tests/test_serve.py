@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from otlp_receiver import OTLPReceiver
-from test_serve_helpers import (ServeProcess, SpoolWriter, kit_process, received_spans,
-                                reference_spans, serve_env, write_all)
+from test_serve_helpers import (ServeProcess, SpoolWriter, assert_each_span_once, kit_process,
+                                received_spans, reference_spans, serve_env, write_all)
 
 from kit_otel.config import Settings
 from kit_otel.serve import ServeOptions, Server
@@ -107,7 +107,7 @@ def test_serve_end_to_end_grpc(dirs, receiver):
         code = serve.terminate()
     assert code == 0, serve.text()
     assert Counter(received_spans(receiver)) == Counter(expected)
-    assert len(receiver.spans()) == len(expected)  # nothing sent twice
+    assert_each_span_once(receiver)
     assert_exact_usage(receiver, procs)
     log = serve.text()
     assert "serving spool" in log and "KIT process 40001: new file" in log
@@ -151,7 +151,7 @@ def test_restart_resumes_exactly(dirs, receiver):
     assert run.stop() == 0
     assert first_spans < len(expected)
     assert Counter(received_spans(receiver)) == Counter(expected)
-    assert len(receiver.spans()) == len(expected)
+    assert_each_span_once(receiver)
     assert_exact_usage(receiver, procs)
 
     # the same events in one uninterrupted run, in a fresh place: identical spans, ids too
@@ -184,8 +184,8 @@ def test_checkpoint_file_and_health_metrics(dirs, receiver):
     data = json.loads(checkpoint.read_text())
     stream = next(s for s in data["streams"].values() if s["pid"] == 40021)
     assert stream["next_seq"] == len(proc.lines) + 1
-    for name, pos in stream["files"].items():
-        assert pos["offset"] == os.path.getsize(spool / name)
+    for name, (offset, lineno) in stream["files"].items():
+        assert offset == os.path.getsize(spool / name)
     assert stream["sessions"] and stream["sessions"][0]["started"] is True
     assert stream["ledger"]["kit.tokens"]
     assert not list(state.glob("*.tmp"))

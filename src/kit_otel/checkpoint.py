@@ -163,8 +163,11 @@ def session_state(session: _Session) -> dict[str, Any]:
     return out
 
 
-def snapshot_sessions(translator: Translator, pids: set[int]) -> list[dict[str, Any]]:
-    return [session_state(s) for key, s in translator.sessions.items() if key[0] in pids]
+def snapshot_sessions(translator: Translator,
+                      keys: Iterable[tuple[int, str]]) -> list[dict[str, Any]]:
+    """The state of the translator sessions with these (pid, session path) keys."""
+    sessions = translator.sessions
+    return [session_state(sessions[key]) for key in keys if key in sessions]
 
 
 def restore_sessions(translator: Translator, sessions: list[dict[str, Any]]) -> None:

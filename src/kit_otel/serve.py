@@ -254,17 +254,17 @@ class Server:
         self.counters.restore(snap["ledger"])
         restore_sessions(self.translator, snap.get("sessions", []))
         stream.session_keys = {(s["pid"], s["path"]) for s in snap.get("sessions", [])}
-        for name, pos in snap.get("files", {}).items():
+        for name, (offset, lineno) in snap.get("files", {}).items():
             path = self.spool_dir / name
-            spool_file = SpoolFile(str(path), offset=pos["offset"], lineno=pos["lineno"],
+            spool_file = SpoolFile(str(path), offset=offset, lineno=lineno,
                                    max_bytes=self.max_bytes)
             if not path.exists():
                 spool_file.missing = True
                 spool_file.maybe_more = False
-            elif spool_file.size() < pos["offset"]:
+            elif spool_file.size() < offset:
                 log.warning("spool file %s is shorter than its checkpoint (%d < %d bytes): "
                             "reading it again from the start (seen lines are skipped by seq)",
-                            path, spool_file.size(), pos["offset"])
+                            path, spool_file.size(), offset)
                 spool_file.close()
                 spool_file = SpoolFile(str(path), max_bytes=self.max_bytes)
             stream.add_file(spool_file)
@@ -417,9 +417,8 @@ class Server:
             "first_file": stream.first_file, "first_started": stream.first_started,
             "ordered": stream.ordered, "created_ns": stream.created_ns,
             "last_type": stream.last_type,
-            "files": {name: {"offset": f.consumed_offset, "lineno": f.consumed_lineno}
-                      for name, f in stream.files.items()},
-            "sessions": snapshot_sessions(self.translator, stream.pids),
+            "files": dict(stream.positions),  # name → (offset, line number)
+            "sessions": snapshot_sessions(self.translator, stream.session_keys),
             "ledger": copy_totals(stream.ledger),
         }
         spans = list(stream.pending_spans)
@@ -636,9 +635,12 @@ class Server:
                         self._release(stream)
                 finally:
                     self.processor.collect_into(None)
+        self._set_lag(now_ns)
+        self._retention()
+
+    def _set_lag(self, now_ns: int) -> None:
         if self.newest_ts_ns:
             self.translator.metrics.lag.set(max(now_ns - self.newest_ts_ns, 0) / 1e9)
-        self._retention()
 
     def _exported(self, stream: Stream) -> bool:
         return (not stream.dirty and not stream.pending_spans
@@ -714,6 +716,7 @@ class Server:
         if not self.processor.close(self.options.shutdown_timeout_s):
             log.warning("stopped with %d spans not exported: they are exported from the spool "
                         "after the next start", self.processor.queued_spans)
+        self._set_lag(time.time_ns())
         self.pipeline.shutdown(close_turns=False)  # final metric export
         try:
             self.store.save()

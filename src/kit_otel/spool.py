@@ -158,6 +158,10 @@ class Stream:
         self.ordered = ordered
         self.created_ns = created_ns if created_ns is not None else time.time_ns()
         self.files: dict[str, SpoolFile] = {}
+        self._unexamined: set[SpoolFile] = set()  # files whose head must be looked at
+        self._by_head: dict[int, SpoolFile] = {}  # seq of an in-order head → its file
+        self._drained: set[SpoolFile] = set()  # files read to their end (until `refresh`)
+        self.positions: dict[str, tuple[int, int]] = {}  # file → (consumed offset, line number)
         self.socket_items: dict[int, Event] = {}
         self.socket_unordered: deque[Event] = deque()
         self.ledger: dict = {}  # counter totals attributed to this stream (checkpoint.Totals)
@@ -178,6 +182,9 @@ class Stream:
 
     def add_file(self, spool_file: SpoolFile) -> None:
         self.files[spool_file.name] = spool_file
+        self.positions[spool_file.name] = (spool_file.consumed_offset,
+                                           spool_file.consumed_lineno)
+        self._unexamined.add(spool_file)
 
     def last_activity(self) -> float:
         """Wall clock of the newest input (file growth or socket line)."""
@@ -210,46 +217,68 @@ class Stream:
 
     # ── merging ──────────────────────────────────────────────────────────────────────────────
 
-    def _available_seqs(self) -> list[int]:
-        seqs = [f.buffer[0].event.seq for f in self.files.values() if f.buffer]
-        if self.socket_items:
-            seqs.append(min(self.socket_items))
-        return seqs
+    def _examine(self) -> Item | None:
+        """Look at the heads of files whose head changed: lines to take at once are returned,
+        duplicates dropped, in-order heads indexed by seq."""
+        pending = self._unexamined
+        while pending:
+            spool_file = pending.pop()
+            head = spool_file.head()
+            if head is None:
+                self._drained.add(spool_file)
+                continue
+            event = head.event
+            if event is None or not self._in_order(event):
+                pending.add(spool_file)
+                return self._pop(spool_file)
+            if (self.next_seq is not None and event.seq < self.next_seq) \
+                    or event.seq in self._by_head:
+                self._pop(spool_file)  # already translated (came over a socket, or seen before)
+                self.duplicates += 1
+                pending.add(spool_file)
+                continue
+            self._by_head[event.seq] = spool_file
+        return None
+
+    def _take_file_head(self, seq: int) -> Item | None:
+        spool_file = self._by_head.pop(seq, None)
+        if spool_file is None:
+            return None
+        self._unexamined.add(spool_file)
+        return self._pop(spool_file)
+
+    def _pop(self, spool_file: SpoolFile) -> Item:
+        item = spool_file.pop()
+        self.positions[spool_file.name] = (item.end_offset, item.lineno)
+        return item
 
     def next_item(self, now: float, gap_wait_s: float) -> Item | None:
         """The next input to translate, or None when nothing can be taken yet."""
         while True:
-            retry = False
-            for spool_file in self.files.values():
-                head = spool_file.head()
-                if head is None:
-                    continue
-                event = head.event
-                if event is None or not self._in_order(event):
-                    return spool_file.pop()
-                if self.next_seq is not None and event.seq < self.next_seq:
-                    spool_file.pop()  # already translated (came over a socket, or seen before)
-                    self.duplicates += 1
-                    retry = True
-            if retry:
-                continue
+            item = self._examine()
+            if item is not None:
+                return item
             if self.socket_unordered:
                 return Item(self.socket_unordered.popleft(), None, from_socket=True)
-            if self.next_seq is not None:
-                for seq in [s for s in self.socket_items if s < self.next_seq]:
-                    del self.socket_items[seq]
+            seq = self.next_seq
+            if seq is not None:
+                item = self._take_file_head(seq)
+                event = self.socket_items.pop(seq, None)
+                if item is None and event is not None:
+                    item = Item(event, None, from_socket=True)
+                elif event is not None:
                     self.duplicates += 1
-                for spool_file in self.files.values():
-                    if spool_file.buffer and spool_file.buffer[0].event.seq == self.next_seq:
-                        self.next_seq += 1
-                        self.gap_since = None
-                        return spool_file.pop()
-                event = self.socket_items.pop(self.next_seq, None)
-                if event is not None:
-                    self.next_seq += 1
+                if item is not None:
+                    self.next_seq = seq + 1
                     self.gap_since = None
-                    return Item(event, None, from_socket=True)
-            available = self._available_seqs()
+                    return item
+                if self.socket_items:
+                    for old in [s for s in self.socket_items if s < seq]:
+                        del self.socket_items[old]
+                        self.duplicates += 1
+            available = list(self._by_head)
+            if self.socket_items:
+                available.append(min(self.socket_items))
             if not available:
                 self.gap_since = None
                 return None
@@ -267,8 +296,7 @@ class Stream:
                 log.info("stream %s: starts at seq %d (earlier lines are not in the spool)",
                          self.key, lowest)
             else:
-                missing = lowest - self.next_seq
-                self.missing_seqs += missing
+                self.missing_seqs += lowest - self.next_seq
                 log.warning("stream %s: seq %d..%d never arrived after %.0fs; continuing at %d",
                             self.key, self.next_seq, lowest - 1, gap_wait_s, lowest)
             self.next_seq = lowest
@@ -280,8 +308,10 @@ class Stream:
 
     def refresh(self) -> None:
         """A new poll: files may have grown."""
-        for spool_file in self.files.values():
+        for spool_file in self._drained:
             spool_file.maybe_more = True
+        self._unexamined |= self._drained
+        self._drained.clear()
 
     def close(self) -> None:
         for spool_file in self.files.values():
