@@ -567,19 +567,25 @@ def budget() -> dict:
                    [target(q('sum by (project) (increase(kit_cost_usd_total{project=~"$project"}[$__range])) '
                              '/ on (project) min by (project) (kit_budget_usd{window="day", scope="project"})'),
                            "{{project}}", instant=True)],
-                   "percentunit", th=BUDGET_RATIO, time_from="now/d", max_value=1.2), 8, 8)
+                   "percentunit", th=BUDGET_RATIO, time_from="now/d", max_value=1.2), 6, 8)
     L.add(bargauge("Projects this month vs their monthly budget",
                    "Spend this month per project divided by its kit_budget_usd{window=\"month\", scope=\"project\"}.",
                    [target(q('sum by (project) (increase(kit_cost_usd_total{project=~"$project"}[$__range])) '
                              '/ on (project) min by (project) (kit_budget_usd{window="month", scope="project"})'),
                            "{{project}}", instant=True)],
-                   "percentunit", th=BUDGET_RATIO, time_from="now/M", max_value=1.2), 8, 8)
+                   "percentunit", th=BUDGET_RATIO, time_from="now/M", max_value=1.2), 6, 8)
+    L.add(bargauge("Models today vs their daily budget",
+                   "Spend today per model divided by its kit_budget_usd{window=\"day\", scope=\"model\"}.",
+                   [target(q('sum by (model) (increase(kit_cost_usd_total[$__range])) '
+                             '/ on (model) min by (model) (kit_budget_usd{window="day", scope="model"})'),
+                           "{{model}}", instant=True)],
+                   "percentunit", th=BUDGET_RATIO, time_from="now/d", max_value=1.2), 6, 8)
     L.add(bargauge("Models this month vs their monthly budget",
                    "Spend this month per model divided by its kit_budget_usd{window=\"month\", scope=\"model\"}.",
                    [target(q('sum by (model) (increase(kit_cost_usd_total[$__range])) '
                              '/ on (model) min by (model) (kit_budget_usd{window="month", scope="model"})'),
                            "{{model}}", instant=True)],
-                   "percentunit", th=BUDGET_RATIO, time_from="now/M", max_value=1.2), 8, 8)
+                   "percentunit", th=BUDGET_RATIO, time_from="now/M", max_value=1.2), 6, 8)
     L.add(table("Configured budgets",
                 "Every kit_budget_usd series (window, scope, project, model), lowest value across kit-otel "
                 "processes. window=\"turn\" is the limit for a single turn.",

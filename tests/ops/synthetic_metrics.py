@@ -129,7 +129,8 @@ def families(times: list[int]) -> list[_Family]:
                         ({"window": "turn", "scope": "global"}, 1),
                         ({"window": "day", "scope": "project", "project": "alpha"}, 20),
                         ({"window": "month", "scope": "project", "project": "alpha"}, 400),
-                        ({"window": "month", "scope": "model", "model": "gpt-5"}, 300)):
+                        ({"window": "month", "scope": "model", "model": "gpt-5"}, 300),
+                        ({"window": "day", "scope": "model", "model": "gpt-5"}, 15)):
         budget.series.append((f"kit_budget_usd{_labels(**labels)}", [usd] * len(times)))
     lag = family("kit_otel_lag_seconds", "gauge")
     lag.series.append((f"kit_otel_lag_seconds{_labels()}", [0.5] * len(times)))
