@@ -244,3 +244,54 @@ def test_unusable_checkpoint_is_reported(dirs, receiver, caplog):
     (state / "serve-checkpoint.json").write_text("{torn")
     assert Server(settings_for(receiver, spool, state, root)).run() == 2
     assert "unusable" in caplog.text
+
+
+def test_missing_seq_is_waited_for_then_skipped(dirs, receiver, caplog):
+    """A line the bridge could not write leaves a hole in the seq: the stream waits for it,
+    then continues, logs it and counts it in kit_otel_dropped_total{source="spool_gap"}."""
+    spool, state, root = dirs
+    proc = kit_process(131, 40901, root, turns=2)
+    hole = next(i for i, (_, line) in enumerate(proc.lines) if b'"message_update"' in line)
+    proc.lines.pop(hole)
+    expected = reference_spans([proc], root)
+    write_all(spool, proc)
+    run = InProcess(settings_for(receiver, spool, state, root), gap_wait_s=0.3)
+    receiver.wait_for(lambda: run.server.processed >= len(proc.lines), timeout=30)
+    receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30)
+    assert run.stop() == 0
+    assert Counter(received_spans(receiver)) == Counter(expected)
+    assert receiver.metric_sum("kit_otel.dropped", source="spool_gap") == 1
+    assert f"seq {hole + 1}..{hole + 1} never arrived" in caplog.text
+
+
+def test_pid_reused_by_a_new_process(dirs, receiver, caplog):
+    """A new KIT process that gets the pid of an old one (new spool file starting again at
+    seq 1) is a new stream, not duplicates of the old one."""
+    caplog.set_level("INFO", logger="kit_otel")
+    spool, state, root = dirs
+    old = kit_process(141, 40911, root, turns=2, start_ns=time.time_ns() - 3_600_000_000_000)
+    new = kit_process(142, 40911, root, turns=2, index=1)
+    expected = reference_spans([old, new], root)
+    write_all(spool, old)
+    run = InProcess(settings_for(receiver, spool, state, root))
+    receiver.wait_for(lambda: run.server.processed >= len(old.lines), timeout=30)
+    write_all(spool, new)
+    receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30)
+    assert run.stop() == 0
+    assert Counter(received_spans(receiver)) == Counter(expected)
+    assert_exact_usage(receiver, [old, new])
+    assert "KIT process 40911 started again" in caplog.text
+
+
+def test_otlp_http(dirs):
+    spool, state, root = dirs
+    proc = kit_process(151, 40921, root, turns=3)
+    expected = reference_spans([proc], root)
+    write_all(spool, proc)
+    with OTLPReceiver(grpc_enabled=False, http=True) as rx:
+        run = InProcess(settings_for(rx, spool, state, root, otlp_protocol="http/protobuf",
+                                     otlp_endpoint=rx.http_endpoint))
+        rx.wait_for(lambda: len(received_spans(rx)) >= len(expected), timeout=30)
+        assert run.stop() == 0
+        assert Counter(received_spans(rx)) == Counter(expected)
+        assert_exact_usage(rx, [proc])

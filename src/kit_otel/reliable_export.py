@@ -228,8 +228,17 @@ class ReliableSpanProcessor(SpanProcessor):
     # ── stopping ─────────────────────────────────────────────────────────────────────────────
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every submitted unit was exported and committed."""
-        return self._idle.wait(timeout)
+        """Wait until every submitted unit was exported and committed (False on timeout or
+        abort)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._idle.is_set():
+            if self._abort.is_set():
+                return False
+            remaining = 0.1 if deadline is None else min(0.1, deadline - time.monotonic())
+            if remaining <= 0:
+                return False
+            self._idle.wait(remaining)
+        return True
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self.wait_idle(timeout_millis / 1000)
@@ -241,15 +250,23 @@ class ReliableSpanProcessor(SpanProcessor):
             self._stopping = True
             self._cond.notify_all()
         drained = self.wait_idle(timeout)
+        self.abort()
+        self._thread.join(timeout=10)
+        return drained
+
+    def abort(self) -> None:
+        """Stop exporting now (also interrupts an export blocked in its own retries); what is
+        not exported yet is not committed."""
+        if self._abort.is_set():
+            return
         self._abort.set()
-        for exporter in self.exporters:  # interrupts an export blocked in its own retries
+        for exporter in self.exporters:
             try:
                 exporter.shutdown()
             except Exception:  # noqa: BLE001
                 log.debug("exporter shutdown failed", exc_info=True)
-        self._thread.join(timeout=10)
-        return drained
 
     def shutdown(self) -> None:
         if not self._abort.is_set():
             self.close(timeout=0)
+        self._thread.join(timeout=10)

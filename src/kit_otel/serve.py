@@ -29,6 +29,7 @@ import stat
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ class Server:
         self.newest_ts_ns = 0
         self.processed = 0
         self.rejected = 0
-        self.removed_files: list[str] = []
+        self.removed_files: deque[str] = deque(maxlen=1000)  # the latest, for tests and logs
         self.started = threading.Event()  # set once listening and reading
         self.exit_code = 0
         self._stop = threading.Event()
@@ -359,7 +360,12 @@ class Server:
             processor.collect_into(stream.pending_spans)
             try:
                 while taken < budget and not processor.full:
+                    missing = stream.missing_seqs
                     item = stream.next_item(now, self.options.gap_wait_s)
+                    if stream.missing_seqs != missing:  # lines that never reached the spool
+                        self.translator.metrics.dropped.add(stream.missing_seqs - missing,
+                                                            {"source": "spool_gap"})
+                        stream.dirty = True
                     if item is None:
                         break
                     self._handle(stream, item)
@@ -682,6 +688,7 @@ class Server:
             except FileNotFoundError:
                 pass
             self.file_owner.pop(name, None)
+            self._reject_logs.pop(str(self.spool_dir / name), None)
             self.removed_files.append(name)
         if self.by_pid.get(stream.pid) is stream:
             del self.by_pid[stream.pid]
@@ -790,7 +797,7 @@ def cmd_serve(args) -> int:
             log.warning("second signal: exiting without waiting for the export")
             server.options = replace(server.options, shutdown_timeout_s=0)
             if server.processor is not None:
-                server.processor.close(0)
+                server.processor.abort()
         server.stop()
 
     signal.signal(signal.SIGTERM, on_signal)
