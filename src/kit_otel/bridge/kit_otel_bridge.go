@@ -12,9 +12,12 @@
 //     and hands the event to a bounded channel. When the channel is full the
 //     event is dropped and counted; the count travels in the `dropped` key
 //     of the next line written.
-//   - All encoding happens on one writer goroutine per bridge instance: the
-//     envelope is written by hand, the event struct by encoding/json (which
-//     runs compiled, not interpreted), the extension state is read there too.
+//   - All encoding happens on one writer goroutine per bridge instance, and
+//     in one call per line to encoding/json, which runs compiled rather than
+//     interpreted. The writer wakes on a timer while events flow, so a send
+//     never has to wake it. Extension state is read there too, except on turn
+//     boundaries (session_start, agent_start, agent_end), where the handler
+//     takes it so it is exact.
 //   - Hot path code is plain functions, not methods: Yaegi calls interpreted
 //     methods several times slower than functions.
 //   - Event kinds that an older KIT does not have (OnThinkingLevelChange,
