@@ -771,20 +771,44 @@ class Translator:
             step.stream_end_ns = event.ts_ns  # the LLM call ended before its first tool call
         if not isinstance(run, _Turn):
             return  # a child agent's tools are spanned from the subagent's chunks
-        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_EXECUTE_TOOL, n.GEN_AI_TOOL_NAME: data.ToolName,
-                 n.GEN_AI_TOOL_CALL_ID: data.ToolCallID, n.GEN_AI_TOOL_TYPE: n.TOOL_TYPE_FUNCTION,
-                 n.KIT_TOOL_KIND: data.ToolKind, n.KIT_TOOL_INPUT_BYTES: len(data.Input)}
+        extra = {n.GEN_AI_TOOL_CALL_ID: data.ToolCallID, n.KIT_TOOL_KIND: data.ToolKind}
         if data.Source:
-            attrs[n.KIT_TOOL_SOURCE] = data.Source
-        captured = self.content.text(data.Input)
+            extra[n.KIT_TOOL_SOURCE] = data.Source
+        run.tools[data.ToolCallID] = self._start_tool(run.span, data.ToolName, data.ToolKind,
+                                                      data.Input, event.ts_ns, extra)
+
+    def _start_tool(self, parent: trace.Span, name: str, kind: str, arguments: str,
+                    ts_ns: int, extra: dict) -> _Tool:
+        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_EXECUTE_TOOL, n.GEN_AI_TOOL_NAME: name,
+                 n.GEN_AI_TOOL_TYPE: n.TOOL_TYPE_FUNCTION, n.KIT_TOOL_INPUT_BYTES: len(arguments),
+                 **extra}
+        captured = self.content.text(arguments)
         if captured is not None:
             attrs[n.GEN_AI_TOOL_CALL_ARGUMENTS] = captured
-        span = self.tracer.start_span(f"{n.SPAN_TOOL_PREFIX} {data.ToolName}",
-                                      context=trace.set_span_in_context(run.span),
-                                      kind=SpanKind.INTERNAL, attributes=attrs,
-                                      start_time=event.ts_ns)
-        run.tools[data.ToolCallID] = _Tool(span=span, name=data.ToolName, kind=data.ToolKind,
-                                           start_ns=event.ts_ns)
+        span = self.tracer.start_span(f"{n.SPAN_TOOL_PREFIX} {name}",
+                                      context=trace.set_span_in_context(parent),
+                                      kind=SpanKind.INTERNAL, attributes=attrs, start_time=ts_ns)
+        return _Tool(span=span, name=name, kind=kind, start_ns=ts_ns)
+
+    def _finish_tool(self, tool: _Tool, kind: str, content: str, is_error: bool,
+                     ts_ns: int) -> None:
+        """Outcome, status and metrics of a tool whose result arrived (the span ends apart)."""
+        outcome = ("error" if is_error else "ok") if tool.executed else "blocked"
+        span = tool.span
+        if outcome == "blocked":
+            span.set_attribute(n.KIT_TOOL_BLOCKED, True)
+        captured = self.content.text(content)
+        if is_error:
+            span.set_attribute(n.ERROR_TYPE, "tool_error")
+            span.set_status(Status(StatusCode.ERROR, captured or "tool error"))
+        if captured is not None:
+            span.set_attribute(n.GEN_AI_TOOL_CALL_RESULT, captured)
+        span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(content.encode()))
+        self._delta_attributes_on(span, n.KIT_DELTAS_TOOL_OUTPUT, tool.output)
+        m = self.metrics
+        labels = {n.L_TOOL: m.tool_value(tool.name), n.L_KIND: kind or "unknown"}
+        m.tool_calls.add(1, {**labels, n.L_OUTCOME: outcome})
+        m.tool_duration.record(max(ts_ns - tool.start_ns, 0) / _NS_PER_S, labels)
 
     def _on_tool_execution(self, session: _Session, run: _Run, event: ev.Event) -> None:
         tool = run.tools.get(event.data.ToolCallID) if isinstance(run, _Turn) else None
@@ -814,31 +838,13 @@ class Translator:
                     Input=data.Input)))
             tool = run.tools[data.ToolCallID]
             tool.executed = True
-        outcome = ("error" if data.IsError else "ok") if tool.executed else "blocked"
-        self._tool_outcome(tool.span, outcome, data.Content, data.IsError)
-        tool.span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(data.Content.encode()))
-        self._delta_attributes_on(tool.span, n.KIT_DELTAS_TOOL_OUTPUT, tool.output)
-        m = self.metrics
-        tool_label = m.tool_value(data.ToolName or tool.name)
-        kind = data.ToolKind or tool.kind or "unknown"
-        m.tool_calls.add(1, {n.L_TOOL: tool_label, n.L_KIND: kind, n.L_OUTCOME: outcome})
-        m.tool_duration.record(max(event.ts_ns - tool.start_ns, 0) / _NS_PER_S,
-                               {n.L_TOOL: tool_label, n.L_KIND: kind})
+        self._finish_tool(tool, data.ToolKind or tool.kind, data.Content, data.IsError,
+                          event.ts_ns)
         if data.ToolCallID in run.subagents:
             tool.result_ns = event.ts_ns  # the subagent span ends first; this span waits
             return
         del run.tools[data.ToolCallID]
         tool.span.end(end_time=event.ts_ns)
-
-    def _tool_outcome(self, span: trace.Span, outcome: str, content: str, is_error: bool) -> None:
-        if outcome == "blocked":
-            span.set_attribute(n.KIT_TOOL_BLOCKED, True)
-        if is_error:
-            span.set_attribute(n.ERROR_TYPE, "tool_error")
-            span.set_status(Status(StatusCode.ERROR, self.content.text(content) or "tool error"))
-        captured = self.content.text(content)
-        if captured is not None:
-            span.set_attribute(n.GEN_AI_TOOL_CALL_RESULT, captured)
 
     def _delta_attributes_on(self, span: trace.Span, prefix: str, deltas: _Deltas) -> None:
         attrs: dict = {}
@@ -883,18 +889,9 @@ class Translator:
         if kind in ("text", "reasoning"):
             self._coalesce(subagent.span, subagent.text, event, data.Content)
         elif kind == "tool_call":
-            attrs = {n.GEN_AI_OPERATION_NAME: n.OP_EXECUTE_TOOL, n.GEN_AI_TOOL_NAME: data.ToolName,
-                     n.GEN_AI_TOOL_TYPE: n.TOOL_TYPE_FUNCTION, n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT,
-                     n.KIT_TOOL_INPUT_BYTES: len(data.ToolArgs)}
-            captured = self.content.text(data.ToolArgs)
-            if captured is not None:
-                attrs[n.GEN_AI_TOOL_CALL_ARGUMENTS] = captured
-            span = self.tracer.start_span(f"{n.SPAN_TOOL_PREFIX} {data.ToolName}",
-                                          context=trace.set_span_in_context(subagent.span),
-                                          kind=SpanKind.INTERNAL, attributes=attrs,
-                                          start_time=event.ts_ns)
-            subagent.chunk_tools.setdefault(data.ToolName, deque()).append(
-                _Tool(span=span, name=data.ToolName, kind="", start_ns=event.ts_ns))
+            tool = self._start_tool(subagent.span, data.ToolName, "subagent", data.ToolArgs,
+                                    event.ts_ns, {n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT})
+            subagent.chunk_tools.setdefault(data.ToolName, deque()).append(tool)
         elif kind in ("tool_execution_start", "tool_execution_end", "tool_result"):
             queue = subagent.chunk_tools.get(data.ToolName)
             tool = queue[0] if queue else None
@@ -908,14 +905,7 @@ class Translator:
                 self._span_event(tool.span, event)
             else:
                 queue.popleft()
-                outcome = ("error" if data.IsError else "ok") if tool.executed else "blocked"
-                self._tool_outcome(tool.span, outcome, data.ToolResult, data.IsError)
-                tool.span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(data.ToolResult.encode()))
-                self.metrics.tool_calls.add(1, {n.L_TOOL: self.metrics.tool_value(data.ToolName),
-                                                n.L_KIND: "subagent", n.L_OUTCOME: outcome})
-                self.metrics.tool_duration.record(
-                    max(event.ts_ns - tool.start_ns, 0) / _NS_PER_S,
-                    {n.L_TOOL: self.metrics.tool_value(data.ToolName), n.L_KIND: "subagent"})
+                self._finish_tool(tool, "subagent", data.ToolResult, data.IsError, event.ts_ns)
                 tool.span.end(end_time=event.ts_ns)
         else:  # turn_start, turn_end and kinds a newer KIT adds
             self._span_event(subagent.span, event)
