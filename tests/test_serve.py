@@ -203,7 +203,7 @@ def test_retention_removes_exported_files_and_keeps_totals(dirs, receiver):
     ended = kit_process(41, 40031, root, turns=2)  # pid above pid_max: never alive
     write_all(spool, ended)
     settings = settings_for(receiver, spool, state, root, spool_retention_s=0.5)
-    run = InProcess(settings, housekeeping_interval_s=0.1)
+    run = InProcess(settings, sweep_interval_s=0.1)
     receiver.wait_for(lambda: not list(spool.glob("*.ndjson")), timeout=30,
                       message="spool files were not removed")
     assert sorted(run.server.removed_files) == sorted(ended.files)
@@ -217,7 +217,7 @@ def test_retention_removes_exported_files_and_keeps_totals(dirs, receiver):
     live = kit_process(42, os.getpid(), root, turns=1)  # our own pid: alive, so kept
     write_all(spool, live)
     settings.spool_retention_s = 60  # (an idle file would go after the retention too)
-    run = InProcess(settings, housekeeping_interval_s=0.1)
+    run = InProcess(settings, sweep_interval_s=0.1)
     receiver.wait_for(lambda: run.server.processed >= len(live.lines), timeout=30)
     stream = run.server.by_pid[os.getpid()]
     receiver.wait_for(lambda: run.server._exported(stream), timeout=30)

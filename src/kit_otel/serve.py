@@ -53,7 +53,8 @@ class ServeOptions:
     poll_interval_s: float = 0.1  # how often files are checked for new lines
     scan_interval_s: float = 1.0  # how often the spool directory is listed for new files
     gap_wait_s: float = 5.0  # how long a missing seq is waited for before it is skipped
-    housekeeping_interval_s: float = 1.0  # idle-turn sweep, lag gauge, retention
+    housekeeping_interval_s: float = 1.0  # lag gauge
+    sweep_interval_s: float = 10.0  # idle turns closed by wall clock, spool retention
     shutdown_timeout_s: float = 15.0  # SIGTERM: how long queued spans may take to export
     max_queue_spans: int = 16384  # spans waiting for export before input is paused
     max_batch_spans: int = 512  # spans per export request
@@ -327,12 +328,16 @@ class Server:
     def _loop(self) -> None:
         opts = self.options
         next_scan = time.monotonic() + opts.scan_interval_s
-        next_house = 0.0
+        next_house = next_sweep = next_refresh = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
             if now >= next_scan:
                 self._scan()
                 next_scan = now + opts.scan_interval_s
+            if now >= next_refresh:  # files read to their end may have grown
+                for stream in self.streams.values():
+                    stream.refresh()
+                next_refresh = now + opts.poll_interval_s
             busy = False
             if self.processor.full:
                 for stream in self.streams.values():
@@ -340,16 +345,17 @@ class Server:
             else:
                 for stream in list(self.streams.values()):
                     busy |= self._advance(stream, now)
+            if now >= next_sweep:
+                self._sweep()
+                self._retention()
+                next_sweep = now + opts.sweep_interval_s
             if now >= next_house:
-                self._housekeeping()
+                self._set_lag(time.time_ns())
                 next_house = now + opts.housekeeping_interval_s
             if self.processor.full:
                 self._stop.wait(opts.poll_interval_s)
                 continue
-            self._poll_sockets(0 if busy else opts.poll_interval_s)
-            if not busy:
-                for stream in self.streams.values():
-                    stream.refresh()
+            self._poll_sockets(0 if busy else max(next_refresh - time.monotonic(), 0))
 
     def _advance(self, stream: Stream, now: float) -> bool:
         """Translate what the stream has, up to a round's worth; True when it may have more."""
@@ -627,7 +633,9 @@ class Server:
 
     # ── housekeeping ─────────────────────────────────────────────────────────────────────────
 
-    def _housekeeping(self) -> None:
+    def _sweep(self) -> None:
+        """Close turns idle past the idle timeout (wall clock), one KIT process at a time so
+        that what it ends is attributed to that process."""
         now_ns = time.time_ns()
         for stream in list(self.streams.values()):
             with self.counters.attribute(stream.ledger):
@@ -641,8 +649,6 @@ class Server:
                         self._release(stream)
                 finally:
                     self.processor.collect_into(None)
-        self._set_lag(now_ns)
-        self._retention()
 
     def _set_lag(self, now_ns: int) -> None:
         if self.newest_ts_ns:
