@@ -36,10 +36,14 @@ FRAME_KEY = otel_context.create_key("kit_otel.frame")
 
 try:  # the ContextVar behind the default runtime context
     from opentelemetry.context import _RUNTIME_CONTEXT
+    from opentelemetry.context.context import Context
+    from opentelemetry.trace.propagation import _SPAN_KEY
 
-    current_context: Callable[[], Any] = _RUNTIME_CONTEXT._current_context.get  # type: ignore[attr-defined]
+    _CONTEXT_VAR = _RUNTIME_CONTEXT._current_context  # type: ignore[attr-defined]
+    current_context: Callable[[], Any] = _CONTEXT_VAR.get
     current_context()
 except Exception:  # another runtime context implementation: the public API
+    _CONTEXT_VAR = None
     current_context = otel_context.get_current
 
 
@@ -75,22 +79,35 @@ class Frame:
 
 
 def enter(span: trace.Span | None, frame: Frame | None, ctx=None) -> object:
-    """Attach a context with `span` current and `frame` set; returns the token for `leave`."""
-    if ctx is None:
-        ctx = otel_context.get_current()
+    """Attach a context with `span` current and `frame` set; returns the token for `leave`.
+    (What `context.attach(set_value(..., set_span_in_context(span)))` does, in one copy of
+    the context instead of two and without the API's layers: ~0.3 us instead of 0.7.)"""
+    if _CONTEXT_VAR is None:
+        if ctx is None:
+            ctx = otel_context.get_current()
+        if span is not None:
+            ctx = trace.set_span_in_context(span, ctx)
+        if frame is not None:
+            ctx = otel_context.set_value(FRAME_KEY, frame, ctx)
+        return otel_context.attach(ctx)
+    values = dict(_CONTEXT_VAR.get() if ctx is None else ctx)
     if span is not None:
-        ctx = trace.set_span_in_context(span, ctx)
+        values[_SPAN_KEY] = span
     if frame is not None:
-        ctx = otel_context.set_value(FRAME_KEY, frame, ctx)
-    return otel_context.attach(ctx)
+        values[FRAME_KEY] = frame
+    return _CONTEXT_VAR.set(Context(values))
 
 
 def leave(token: object) -> None:
-    if token is not None:
-        try:
+    if token is None:
+        return
+    try:
+        if _CONTEXT_VAR is not None:
+            _CONTEXT_VAR.reset(token)  # type: ignore[arg-type]
+        else:
             otel_context.detach(token)  # type: ignore[arg-type]
-        except Exception:  # detached in another context (a generator moved between tasks)
-            pass
+    except Exception:  # detached in another context (a generator moved between tasks)
+        pass
 
 
 class Emitter:

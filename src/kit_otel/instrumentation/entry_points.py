@@ -66,6 +66,7 @@ EXTRACTORS: dict[str, tuple[str, ...]] = {
 }
 SOURCE = "python"
 _MISSING = object()
+_Event = ev.Event
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -544,16 +545,23 @@ class _Invocation:
 
     def value(self, name: str, default: Any = None) -> Any:
         """An extractor's value: from the stream's items (last wins) or the call/result."""
+        if name not in self.t.x:
+            return default
         if name in self.last:
             return self.last[name]
         return self.t.get(name, self.call, default)
 
     def feed(self, type_: str, data: ev.EventData, child: bool = False, ts_ns: int = 0,
              state: dict[str, str] | None = None) -> None:
+        em = self.em
         if child:  # an event of the subagent's own agent loop
-            self.em.feed(type_, data, "", "", SOURCE, agent="subagent", ts_ns=ts_ns)
+            event = _Event(type=type_, data=data, ts_ns=ts_ns or time.time_ns(), pid=em.pid,
+                           source=SOURCE, agent="subagent")
         else:
-            self.em.feed(type_, data, self.path, self.sid, SOURCE, ts_ns=ts_ns, state=state)
+            event = _Event(type=type_, data=data, ts_ns=ts_ns or time.time_ns(), pid=em.pid,
+                           session_path=self.path, session_id=self.sid, source=SOURCE,
+                           agent="main", state=state)
+        em.translator.process(event)
 
 
 def _begin_turn(inv: _Invocation, frame: Frame, prompt: str) -> Any:
@@ -631,6 +639,9 @@ class _TurnCall(_Invocation):
         _end_turn(self, self.frame, stop, response, exc)
 
 
+_TOKEN_EXTRACTORS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
 class _LLMCall(_Invocation):
     __slots__ = ("number", "child")
 
@@ -648,13 +659,13 @@ class _LLMCall(_Invocation):
         return _text(self.value("finish_reason")) or "completed"
 
     def finish(self, result, exc, how) -> None:
-        usage = self.value("usage")
-        tokens = list(normalize_usage(usage))
-        for i, name in enumerate(("input_tokens", "output_tokens", "cache_read_tokens",
-                                  "cache_write_tokens")):
-            explicit = _int(self.value(name))
-            if explicit is not None:
-                tokens[i] = explicit
+        x = self.t.x
+        tokens = list(normalize_usage(self.value("usage")))
+        for i, name in enumerate(_TOKEN_EXTRACTORS):
+            if name in x:
+                explicit = _int(self.value(name))
+                if explicit is not None:
+                    tokens[i] = explicit
         tokens = [v or 0 for v in tokens]
         cost = self.value("cost")
         try:
@@ -662,7 +673,8 @@ class _LLMCall(_Invocation):
         except (TypeError, ValueError):
             cost = 0.0
         provider, model = split_model(_text(self.value("model")))
-        provider = _text(self.value("provider")) or provider
+        if "provider" in x:
+            provider = _text(self.value("provider")) or provider
         if exc is not None:
             finish = "error"  # the error event, in the open stream, makes the chat span ERROR
             self.feed("error", ev.Error(Error=_error_text(exc)), self.child)
@@ -685,7 +697,8 @@ class _ToolCall(_Invocation):
 
     def begin(self) -> None:
         t, call, frame = self.t, self.call, self.frame
-        self.name = _text(t.get("tool_name", call)) or t.name
+        x = t.x
+        self.name = (_text(t.get("tool_name", call)) or t.name) if "tool_name" in x else t.name
         self.sub = frame.sub
         capture = self.em.translator.content.capture
         self.input = _dump(t.get("tool_input", call, call.kwargs or call.args or None)) \
@@ -697,8 +710,10 @@ class _ToolCall(_Invocation):
             self._chunk("tool_execution_start", ts_ns=self.ts_start)
             self.span = self.em.chunk_tool_span(self.path, self.sub, self.name)
             return
-        self.call_id = _text(t.get("tool_call_id", call)) or self.em.new_id("call")
-        kind = self.kind = _text(t.get("tool_kind", call)) or "function"
+        self.call_id = (_text(t.get("tool_call_id", call)) if "tool_call_id" in x else "") \
+            or self.em.new_id("call")
+        kind = self.kind = (_text(t.get("tool_kind", call)) if "tool_kind" in x else "") \
+            or "function"
         ts = self.ts_start
         self.feed("tool_call", ev.ToolCall(ToolName=self.name, ToolCallID=self.call_id,
                                            ToolKind=kind, Input=self.input, Source=SOURCE),
@@ -730,21 +745,23 @@ class _ToolCall(_Invocation):
             else:
                 self.feed("error", ev.Error(Error=content))
         else:
-            is_error = bool(t.get("is_error", call, False))
-            out = t.get("tool_output", call)
+            x = t.x
+            is_error = bool(t.get("is_error", call, False)) if "is_error" in x else False
+            out = t.get("tool_output", call) if "tool_output" in x else None
             if out is None:
                 out = "".join(self.chunks) if how else result
             content = _text(out) if isinstance(out, (str, bytes)) else (
                 _dump(out) if self.em.translator.content.capture else "")
+        ts = time.time_ns()
         if self.sub:
-            self._chunk("tool_execution_end")
-            self._chunk("tool_result", ToolResult=content, IsError=is_error)
+            self._chunk("tool_execution_end", ts_ns=ts)
+            self._chunk("tool_result", ts_ns=ts, ToolResult=content, IsError=is_error)
             return
         self.feed("tool_execution_end", ev.ToolExecutionEnd(
-            ToolCallID=self.call_id, ToolName=self.name, ToolKind=self.kind))
+            ToolCallID=self.call_id, ToolName=self.name, ToolKind=self.kind), ts_ns=ts)
         self.feed("tool_result", ev.ToolResult(
             ToolCallID=self.call_id, ToolName=self.name, ToolKind=self.kind, Input=self.input,
-            Content=content, IsError=is_error))
+            Content=content, IsError=is_error), ts_ns=ts)
 
 
 class _SubagentCall(_Invocation):
