@@ -580,6 +580,20 @@ def test_config_file_and_env_forms(setup, agent_module, tmp_path, monkeypatch):
     assert s.h.total("kit.turns", stop_reason="end_turn") == 1
 
 
+def test_entry_points_added_after_instrumenting(setup, agent_module):
+    s = setup(entry_points=None)  # as opentelemetry-instrument does: no arguments
+    m = agent_module
+    assert m.read_file("a") == "contents of a"
+    assert s.exporter.get_finished_spans() == ()
+    assert s.inst.add_entry_points("mini_agent:read_file=tool")
+    assert s.inst.add_entry_points([{"target": "mini_agent:read_file", "role": "tool"}])
+    assert m.read_file("b") == "contents of b"
+    assert [r[1] for r in s.tree()] == ["invoke_agent kit", "execute_tool read_file"]
+    s.inst.uninstrument()
+    assert not s.inst.add_entry_points("mini_agent:read_file=tool")
+    assert not hasattr(m.read_file, "__wrapped__")
+
+
 def test_module_imported_after_instrumenting(setup, tmp_path):
     write_module(tmp_path, "late_agent")
     assert "late_agent" not in sys.modules

@@ -169,6 +169,15 @@ class KitInstrumentor(BaseInstrumentor):
         if self._emitter is not None:
             self._emitter.close()
 
+    def add_entry_points(self, entry_points: Any) -> bool:
+        """Declare more entry points while instrumented — e.g. from the program itself when
+        `opentelemetry-instrument` already called instrument() without any. False when not
+        instrumented (then pass them to instrument())."""
+        if self._entry is None:
+            return False
+        self._entry.install(parse_entry_points(entry_points))
+        return True
+
     # ── introspection ────────────────────────────────────────────────────────────────────────
 
     @property
