@@ -167,8 +167,10 @@ class ReliableSpanProcessor(SpanProcessor):
             if batch is None:
                 return
             spans = [s for unit in batch for s in unit.spans]
-            if spans and not self._deliver(spans):
-                return  # aborted while retrying: nothing of this batch is committed
+            step = self.max_batch_spans
+            for start in range(0, len(spans), step):  # a big unit goes in several requests
+                if not self._deliver(spans[start: start + step]):
+                    return  # aborted while retrying: nothing of this batch is committed
             payloads = [u.payload for u in batch if u.payload is not None]
             if payloads and self.on_commit is not None:
                 try:

@@ -95,8 +95,9 @@ def resolve_socket_path(settings: Settings) -> str:
     return os.path.expanduser(value)
 
 
-def _private_dir(path: Path, what: str) -> None:
-    """Create `path` 0700, or check that an existing one is ours and not open to others."""
+def _private_dir(path: Path, what: str, tighten: bool = False) -> None:
+    """Create `path` 0700, or check that an existing one is ours and not open to others
+    (with `tighten`, one of ours that is open to others is made 0700)."""
     if not path.exists():
         path.mkdir(parents=True, mode=0o700)
         os.chmod(path, 0o700)
@@ -106,7 +107,11 @@ def _private_dir(path: Path, what: str) -> None:
         raise ServeError(f"{what} {path} is not a directory")
     if st.st_uid != os.getuid():
         raise ServeError(f"{what} {path} belongs to uid {st.st_uid}, not to us")
-    if st.st_mode & 0o077:
+    if st.st_mode & 0o077 and tighten:
+        log.info("%s %s was mode %04o: made private (0700)", what, path,
+                 stat.S_IMODE(st.st_mode))
+        os.chmod(path, 0o700)
+    elif st.st_mode & 0o077:
         raise ServeError(f"{what} {path} is accessible to others (mode "
                          f"{stat.S_IMODE(st.st_mode):04o}); it must be private (0700)")
 
@@ -171,7 +176,7 @@ class Server:
     # ── start ────────────────────────────────────────────────────────────────────────────────
 
     def _start(self) -> None:
-        _private_dir(self.state_dir, "state directory")
+        _private_dir(self.state_dir, "state directory", tighten=True)
         if not self.spool_dir.exists():
             self.spool_dir.mkdir(parents=True, mode=0o700)
         self._lock_fd = os.open(self.state_dir / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
