@@ -166,6 +166,10 @@ class Server:
             log.error("%s", exc)
             self._abort_start()
             return 2
+        except Exception:  # noqa: BLE001 - e.g. a checkpoint written by an incompatible version
+            log.exception("cannot start")
+            self._abort_start()
+            return 2
         self.started.set()
         try:
             self._loop()
