@@ -77,6 +77,12 @@ class Model:
         yield Chunk(words[-1], usage=reply.usage, stop_reason=reply.stop_reason)
 
 
+    async def astream(self, messages, model="anthropic/claude-haiku-4-5"):
+        for chunk in self.stream(messages, model):
+            await asyncio.sleep(0)
+            yield chunk
+
+
 def read_file(path):
     return "contents of " + path
 
@@ -162,6 +168,8 @@ def entry_points(m: str) -> list[EntryPoint]:
         EntryPoint(f"{m}:Model.complete", "llm_call", model="model", cost=price, **usage),
         EntryPoint(f"{m}:Model.acomplete", "llm_call", model="model", cost=price, **usage),
         EntryPoint(f"{m}:Model.stream", "llm_call", model="model", chunk_text="result.text",
+                   **usage),
+        EntryPoint(f"{m}:Model.astream", "llm_call", model="model", chunk_text="result.text",
                    **usage),
         EntryPoint(f"{m}:read_file", "tool", tool_kind="=read"),
         EntryPoint(f"{m}:run_tests", "tool", tool_kind="=execute"),
@@ -436,6 +444,40 @@ def test_stream_closed_early_ends_once(setup, agent_module):
     ]
     assert s.h.total("kit.turns", stop_reason="cancelled") == 1
     assert s.h.total("kit.llm.calls", finish_reason="cancelled") == 1
+
+
+def test_async_generator_exhausted_and_closed_early(setup, agent_module):
+    s = setup()
+    m = agent_module
+
+    async def consume():
+        model = m.Model([m.Reply(text="x y", usage=m.Usage(7, 2)),
+                         m.Reply(text="a b c", usage=m.Usage(9, 3))])
+        # Model.stream is itself an llm_call; inside astream's open call it is a nested one
+        first = [c.text async for c in model.astream(["q"])]
+        stream = model.astream(["q"])
+        second = [(await stream.__anext__()).text]
+        await stream.aclose()
+        await stream.aclose()
+        return first, second
+    assert asyncio.run(consume()) == (["x ", "y"], ["a "])
+    rows = s.tree("kit.turn.stop_reason", "gen_ai.response.finish_reasons",
+                  "kit.message.chunks.count", "gen_ai.usage.input_tokens")
+    assert [r for r in rows if r[0] == 0] == [
+        (0, "invoke_agent kit", "INTERNAL", "UNSET", {
+            "kit.turn.stop_reason": "end_turn", "gen_ai.usage.input_tokens": 7}),
+        (0, "invoke_agent kit", "INTERNAL", "UNSET", {
+            "kit.turn.stop_reason": "cancelled", "gen_ai.usage.input_tokens": 0}),
+    ]
+    astream_chats = [r for r in rows if r[0] == 1]
+    assert astream_chats == [
+        (1, "chat claude-haiku-4-5", "CLIENT", "UNSET", {
+            "gen_ai.response.finish_reasons": ("end_turn",), "kit.message.chunks.count": 2,
+            "gen_ai.usage.input_tokens": 7}),
+        (1, "chat claude-haiku-4-5", "CLIENT", "UNSET", {
+            "gen_ai.response.finish_reasons": ("cancelled",), "kit.message.chunks.count": 1,
+            "gen_ai.usage.input_tokens": 0}),
+    ]
 
 
 def test_stream_garbage_collected_ends_once(setup, agent_module):

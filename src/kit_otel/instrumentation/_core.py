@@ -33,6 +33,7 @@ log = logging.getLogger("kit_otel.instrumentation")
 
 _SUPPRESS_PLAIN_KEY = "suppress_instrumentation"  # the key older instrumentations set
 FRAME_KEY = otel_context.create_key("kit_otel.frame")
+ROLE_KEY = otel_context.create_key("kit_otel.role")  # role of the innermost instrumented call
 
 try:  # the ContextVar behind the default runtime context
     from opentelemetry.context import _RUNTIME_CONTEXT
@@ -58,6 +59,11 @@ def current_frame() -> "Frame | None":
     return ctx.get(FRAME_KEY) if ctx else None
 
 
+def current_role() -> str | None:
+    ctx = current_context()
+    return ctx.get(ROLE_KEY) if ctx else None
+
+
 class Frame:
     """An instrumented turn (or subagent) in progress: what nested calls report to."""
 
@@ -78,7 +84,7 @@ class Frame:
         return number
 
 
-def enter(span: trace.Span | None, frame: Frame | None, ctx=None) -> object:
+def enter(span: trace.Span | None, frame: Frame | None, ctx=None, role: str | None = None) -> object:
     """Attach a context with `span` current and `frame` set; returns the token for `leave`.
     (What `context.attach(set_value(..., set_span_in_context(span)))` does, in one copy of
     the context instead of two and without the API's layers: ~0.3 us instead of 0.7.)"""
@@ -89,12 +95,16 @@ def enter(span: trace.Span | None, frame: Frame | None, ctx=None) -> object:
             ctx = trace.set_span_in_context(span, ctx)
         if frame is not None:
             ctx = otel_context.set_value(FRAME_KEY, frame, ctx)
+        if role is not None:
+            ctx = otel_context.set_value(ROLE_KEY, role, ctx)
         return otel_context.attach(ctx)
     values = dict(_CONTEXT_VAR.get() if ctx is None else ctx)
     if span is not None:
         values[_SPAN_KEY] = span
     if frame is not None:
         values[FRAME_KEY] = frame
+    if role is not None:
+        values[ROLE_KEY] = role
     return _CONTEXT_VAR.set(Context(values))
 
 

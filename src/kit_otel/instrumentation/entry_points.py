@@ -48,7 +48,8 @@ import wrapt
 
 from .. import events as ev
 from ..translator import split_model
-from ._core import Emitter, Frame, current_frame, enter, instrumentation_enabled, leave
+from ._core import (Emitter, Frame, current_frame, current_role, enter,
+                    instrumentation_enabled, leave)
 from .baggage import ext_state_context, read_ext_state
 
 ROLES = ("turn", "llm_call", "tool", "subagent", "compaction")
@@ -453,6 +454,10 @@ class _Invocation:
         self.chunks: list[str] | None = None
         self._baggage = None
         self.ts_start = time.time_ns()
+        if self.NESTS_AS_ONE and current_role() == target.role:
+            # e.g. a declared SDK method calling another declared one: one LLM call, not two
+            self.done, self.frame = True, None
+            return
         self.frame = self._frame()
         self.path, self.sid = self.frame.path, self.frame.session_id
         self.begin()
@@ -473,12 +478,16 @@ class _Invocation:
         _begin_turn(self, frame, "")
         return frame
 
+    NESTS_AS_ONE = False  # a call of this role inside one of the same role is part of it
+
     def begin(self) -> None:
         pass
 
     def enter(self) -> object:
+        if self.frame is None:
+            return None
         try:
-            return enter(self.span, self.frame, self._baggage)
+            return enter(self.span, self.frame, self._baggage, self.t.role)
         except Exception:  # noqa: BLE001
             return None
 
@@ -644,6 +653,7 @@ _TOKEN_EXTRACTORS = ("input_tokens", "output_tokens", "cache_read_tokens", "cach
 
 class _LLMCall(_Invocation):
     __slots__ = ("number", "child")
+    NESTS_AS_ONE = True
 
     def begin(self) -> None:
         frame = self.frame
@@ -694,6 +704,7 @@ class _LLMCall(_Invocation):
 
 class _ToolCall(_Invocation):
     __slots__ = ("name", "call_id", "sub", "input", "kind")
+    NESTS_AS_ONE = True
 
     def begin(self) -> None:
         t, call, frame = self.t, self.call, self.frame
