@@ -220,7 +220,7 @@ def test_every_event_round_trips(hosts, tmp_path, mode, variant):
         assert set(events[0].data.Options["reflected"].split(",")) == NEWER
     assert set(run.result["handled"]) == captured
     # The writer goroutine is gone after session_shutdown.
-    assert run.result["goroutines_after"] == run.result["goroutines_before"]
+    assert run.result["goroutines_after"] <= run.result["goroutines_before"]
     # Options registered with KIT, with the documented defaults.
     registered = {o["Name"]: o["Default"] for o in run.result["options"]}
     assert registered == OPTIONS
@@ -395,7 +395,7 @@ def test_hot_reload_neither_duplicates_nor_leaks(hosts, tmp_path, mode, variant)
     # One process-wide sequence across reloads: no repeats, always increasing.
     assert all_seqs == sorted(set(all_seqs))
     before = run.result["goroutines_before"]
-    assert run.result["goroutines_after"] == [before] * 3
+    assert all(after <= before for after in run.result["goroutines_after"])
 
 
 @pytest.mark.parametrize("mode,variant", params(RUN_MODES, ("head",)))

@@ -86,7 +86,9 @@ class Run:
     def spool_files(self) -> list[Path]:
         if not self.spool.is_dir():
             return []
-        return sorted(self.spool.glob("*.ndjson"), key=lambda p: p.name.rsplit("-", 1)[-1])
+        # kit-<pid>-<start>-<n>.ndjson: n counts the instances of the process in start order
+        return sorted(self.spool.glob("*.ndjson"),
+                      key=lambda p: int(p.name.rsplit("-", 1)[-1].split(".")[0]))
 
     def lines(self, path: Path | None = None) -> list[bytes]:
         files = [path] if path else self.spool_files()

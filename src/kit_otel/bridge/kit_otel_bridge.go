@@ -819,6 +819,11 @@ func begin(b *bridge, c ext.Context) *writer {
 		"reflected": strings.Join(b.reflected, ","),
 	}
 	w.env = envelope{V: 1, Pid: w.pid, Source: "bridge", Agent: w.agent}
+	// Numbered here, in the order instances start, not when a writer gets
+	// to open its file.
+	n := atomic.AddInt64(&w.shared[2], 1)
+	w.fileName = filepath.Join(spool, "kit-"+strconv.Itoa(w.pid)+"-"+
+		w.started.UTC().Format("20060102T150405.000000000Z")+"-"+strconv.FormatInt(n, 10)+".ndjson")
 	w.header = encodeHeader(w, sessionPathOf(w))
 	b.w = w
 	go run(w)
@@ -1077,11 +1082,6 @@ func flush(w *writer) {
 func openSpool(w *writer) {
 	if w.file != nil || time.Now().Before(w.nextOpen) {
 		return
-	}
-	if w.fileName == "" {
-		n := atomic.AddInt64(&w.shared[2], 1)
-		w.fileName = filepath.Join(w.spoolDir, "kit-"+strconv.Itoa(w.pid)+"-"+
-			w.started.UTC().Format("20060102T150405.000000000Z")+"-"+strconv.FormatInt(n, 10)+".ndjson")
 	}
 	err := os.MkdirAll(w.spoolDir, 0o700)
 	var f *os.File

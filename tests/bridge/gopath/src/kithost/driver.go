@@ -320,7 +320,7 @@ func shutdown(d *driver, r *ext.Registry) time.Duration {
 }
 
 func roundtrip(d *driver) {
-	before := runtime.NumGoroutine()
+	before := baseline()
 	r := d.load("bridge")
 	d.result["handled"] = handledTypes(r)
 	d.result["options"] = r.Options
@@ -333,10 +333,21 @@ func roundtrip(d *driver) {
 	d.result["goroutines_after"] = settle(before)
 }
 
-// settle waits briefly for goroutines to finish and returns the count.
+// settle waits (up to 5 s) for goroutines to finish and returns the count.
 func settle(target int) int {
 	n := runtime.NumGoroutine()
-	for i := 0; i < 100 && n > target; i++ {
+	for i := 0; i < 500 && n > target; i++ {
+		time.Sleep(10 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	return n
+}
+
+// baseline is the goroutine count before anything is loaded, once what the
+// program's start-up began has finished (up to 300 ms).
+func baseline() int {
+	n := runtime.NumGoroutine()
+	for i := 0; i < 30 && n > 1; i++ {
 		time.Sleep(10 * time.Millisecond)
 		n = runtime.NumGoroutine()
 	}
@@ -400,7 +411,7 @@ func stallWriter(d *driver, r *ext.Registry) chan struct{} {
 // reload: session_shutdown, then a fresh Init (a new interpreter under the
 // yaegi host), as KIT's ReloadExtensions does.
 func reload(d *driver) {
-	before := runtime.NumGoroutine()
+	before := baseline()
 	d.result["goroutines_before"] = before
 	rounds := envInt("KITHOST_ROUNDS", 3)
 	var after []int
