@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from typing import Any, Callable
 
 from opentelemetry import context as otel_context
@@ -120,6 +121,18 @@ def leave(token: object) -> None:
         pass
 
 
+_EMITTERS: "weakref.WeakSet[Emitter]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for emitter in list(_EMITTERS):
+        emitter._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Emitter:
     """Builds `Event`s and feeds them to the shared translator; never raises."""
 
@@ -134,8 +147,7 @@ class Emitter:
         self._logged = False
         self.pid = os.getpid()
         self._ids = 0
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+        _EMITTERS.add(self)
 
     def _after_fork(self) -> None:
         self.pid = os.getpid()
