@@ -388,7 +388,10 @@ def test_exceptions_are_reraised_unchanged(setup, agent_module):
     turn = s.spans("invoke_agent kit")[0]
     assert turn.status.description == "ConnectionError: connection reset by peer"
     # one error event per failure, however many instrumented layers it crossed
-    assert s.h.total("kit.errors", kind="network") == 2
+    assert s.h.total("kit.errors", kind="network") == 1
+    assert [e.name for e in turn.events] == ["input", "agent_start", "message_start",
+                                             "agent_end"]
+    assert [e.name for e in s.spans("chat claude-sonnet-4-5")[0].events] == ["error"]
     assert s.h.total("kit.turns", stop_reason="error") == 1
     assert s.h.total("kit.llm.calls", finish_reason="error") == 1
 
@@ -537,6 +540,26 @@ def test_subagent_and_its_own_calls(setup, agent_module):
     assert h.total("kit.subagents", outcome="ok") == 1
     assert h.total("kit.tool.calls", tool="read_file", kind="subagent", outcome="ok") == 1
     assert h.total("kit.tool.calls", tool="subagent", kind="agent", outcome="ok") == 1
+
+
+def test_subagent_failure(setup, agent_module):
+    s = setup()
+    m = agent_module
+    boom = TimeoutError("deadline exceeded")
+    with pytest.raises(TimeoutError) as raised:
+        m.Agent(m.Model([boom])).delegate("summarise")
+    assert raised.value is boom
+    assert s.tree("kit.turn.stop_reason", "error.type") == [
+        (0, "invoke_agent kit", "INTERNAL", "ERROR", {"kit.turn.stop_reason": "error",
+                                                      "error.type": "timeout"}),
+        (1, "execute_tool subagent", "INTERNAL", "ERROR", {"error.type": "tool_error"}),
+        (2, "invoke_agent subagent", "INTERNAL", "ERROR", {"error.type": "timeout"}),
+        (3, "chat claude-sonnet-4-5", "CLIENT", "UNSET", {}),  # the error event is the subagent's
+    ]
+    # the subagent's LLM call failed (one error for the subagent loop, not one per layer), and
+    # the failure escaped the turn (one for the main loop)
+    assert s.h.total("kit.errors", kind="timeout") == 2
+    assert s.h.total("kit.subagents", outcome="error") == 1
 
 
 def test_compaction(setup, agent_module):

@@ -68,7 +68,7 @@ def current_role() -> str | None:
 class Frame:
     """An instrumented turn (or subagent) in progress: what nested calls report to."""
 
-    __slots__ = ("path", "session_id", "source", "sub", "steps", "parent")
+    __slots__ = ("path", "session_id", "source", "sub", "steps", "parent", "reported")
 
     def __init__(self, path: str, session_id: str, source: str, sub: str = "",
                  parent: "Frame | None" = None):
@@ -78,6 +78,15 @@ class Frame:
         self.sub = sub  # the subagent's ToolCallID when this frame is a subagent
         self.steps = 0  # next StepNumber of this agent loop
         self.parent = parent
+        self.reported: tuple = ()  # the exception an inner call already reported (id, type)
+
+    def already_reported(self, exc: BaseException) -> bool:
+        return self.reported == (id(exc), type(exc))
+
+    def mark_reported(self, exc: BaseException) -> None:
+        # this agent loop only: a subagent's failure that also fails the turn is two errors,
+        # the subagent's and the turn's, as KIT reports them
+        self.reported = (id(exc), type(exc))
 
     def next_step(self) -> int:
         number = self.steps

@@ -527,7 +527,7 @@ class _Invocation:
             if self.implicit is not None:
                 stop = "error" if exc is not None else (
                     "cancelled" if how in ("closed", "abandoned") else self.implicit_stop())
-                _end_turn(self, self.implicit, stop, "", None)  # the role reported `exc`
+                _end_turn(self, self.implicit, stop, "", exc)  # `exc` once, if not reported
 
     def _item(self, item: Any) -> None:
         if self.done:
@@ -559,6 +559,15 @@ class _Invocation:
         if name in self.last:
             return self.last[name]
         return self.t.get(name, self.call, default)
+
+    def error_event(self, exc: BaseException, child: bool = False) -> None:
+        """The `error` event of an exception — once, however many instrumented calls it
+        propagates through (as KIT reports one error for one failure)."""
+        frame = self.frame
+        if frame.already_reported(exc):
+            return
+        self.feed("error", ev.Error(Error=_error_text(exc)), child)
+        frame.mark_reported(exc)
 
     def feed(self, type_: str, data: ev.EventData, child: bool = False, ts_ns: int = 0,
              state: dict[str, str] | None = None) -> None:
@@ -598,7 +607,8 @@ def _end_turn(inv: _Invocation, frame: Frame, stop: str, response: str,
         del instr.open_frames[path]
     state = read_ext_state(path) if path and instr.ext_state else None
     if exc is not None:
-        em.feed("error", ev.Error(Error=_error_text(exc)), path, sid, SOURCE)
+        if not frame.already_reported(exc):
+            em.feed("error", ev.Error(Error=_error_text(exc)), path, sid, SOURCE)
     elif stop not in ("error", "cancelled"):
         em.feed("message_end", ev.MessageEnd(Content=response), path, sid, SOURCE)
     em.feed("agent_end", ev.AgentEnd(Response=response, StopReason=stop), path, sid, SOURCE,
@@ -687,7 +697,7 @@ class _LLMCall(_Invocation):
             provider = _text(self.value("provider")) or provider
         if exc is not None:
             finish = "error"  # the error event, in the open stream, makes the chat span ERROR
-            self.feed("error", ev.Error(Error=_error_text(exc)), self.child)
+            self.error_event(exc, self.child)
         elif how in ("closed", "abandoned"):
             finish = _text(self.value("finish_reason")) or "cancelled"
         else:
@@ -751,10 +761,7 @@ class _ToolCall(_Invocation):
             is_error, content = True, _error_text(exc)
             if self.span is not None:
                 self.span.set_attribute("exception.type", type(exc).__qualname__)
-            if self.sub:
-                self.em.feed("error", ev.Error(Error=content), "", "", SOURCE, agent="subagent")
-            else:
-                self.feed("error", ev.Error(Error=content))
+            self.error_event(exc, bool(self.sub))
         else:
             x = t.x
             is_error = bool(t.get("is_error", call, False)) if "is_error" in x else False
@@ -818,7 +825,7 @@ class _SubagentCall(_Invocation):
         else:
             response = _text(self.t.get("response", call, result if isinstance(result, str) else None))
         if exc is not None:
-            self.em.feed("error", ev.Error(Error=error), "", "", SOURCE, agent="subagent")
+            self.error_event(exc, child=True)  # the subagent's own error
         if self.nested:
             self.em.feed("subagent_chunk", ev.SubagentChunk(
                 ToolCallID=self.call_id, ChunkType="tool_result", ToolName="subagent",
@@ -864,7 +871,7 @@ class _CompactionCall(_Invocation):
 
     def finish(self, result, exc, how) -> None:
         if exc is not None:
-            self.feed("error", ev.Error(Error=_error_text(exc)), bool(self.frame.sub))
+            self.error_event(exc, bool(self.frame.sub))
 
 
 _INVOCATIONS: dict[str, type[_Invocation]] = {
