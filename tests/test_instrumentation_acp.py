@@ -18,6 +18,7 @@ import acp  # noqa: E402
 from acp import PROTOCOL_VERSION, spawn_agent_process, text_block  # noqa: E402
 from acp.client.connection import ClientSideConnection  # noqa: E402
 from acp.schema import AllowedOutcome, RequestPermissionResponse  # noqa: E402
+from opentelemetry.instrumentation.utils import suppress_instrumentation  # noqa: E402
 from opentelemetry.sdk.metrics import MeterProvider  # noqa: E402
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
@@ -258,7 +259,9 @@ def test_uninstrument_restores_methods_and_stops_emitting(instrumentor):
     tracer_provider, meter_provider, exporter, _ = providers()
     instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider,
                             translator_settings=TranslatorSettings(sessions_root=None))
+    instrumentor.instrument()  # again: a no-op, the methods are wrapped once
     assert all(ClientSideConnection.__dict__[n] is not f for n, f in originals.items())
+    assert all(ClientSideConnection.__dict__[n].__wrapped__ is f for n, f in originals.items())
     assert acp.core.ClientSideConnection is ClientSideConnection  # the class itself stays
     instrumentor.uninstrument()
     assert {n: ClientSideConnection.__dict__[n] for n in originals} == originals
@@ -287,6 +290,9 @@ def test_connection_made_before_instrumenting_is_observed(instrumentor):
             instrumentor.instrument(tracer_provider=tracer_provider,
                                     meter_provider=meter_provider,
                                     translator_settings=TranslatorSettings(sessions_root=None))
+            with suppress_instrumentation():  # not a turn: the wrapper does not even run
+                await asyncio.wait_for(conn.prompt(session_id=session.session_id,
+                                                   prompt=[text_block("hello")]), SAFETY)
             await asyncio.wait_for(conn.prompt(session_id=session.session_id,
                                                prompt=[text_block("hello")]), SAFETY)
 
