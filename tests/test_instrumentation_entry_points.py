@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from opentelemetry import baggage
