@@ -400,19 +400,29 @@ def test_hot_reload_neither_duplicates_nor_leaks(hosts, tmp_path, mode, variant)
 
 @pytest.mark.parametrize("mode,variant", params(RUN_MODES, ("head",)))
 def test_child_agent_instances_are_marked_subagent(hosts, tmp_path, mode, variant):
+    """KIT runs subagents as in-process child Kits that load the global extensions and whose
+    extension Context KIT never sets: that instance is `subagent`. A second session with a
+    Context of its own (ACP) is `main`, and so is a lone Kit without a Context."""
     host = hosts(mode, variant)
     run = host.run("subagent", tmp_path)
     files = run.spool_files()
-    assert len(files) == 3  # parent, child, and a fresh instance after both shut down
-    parent, child, again = (decode_all(run.lines(f)) for f in files)
+    assert len(files) == 5  # parent, child, sibling, a fresh one after all, a lone SDK one
+    parent, child, sibling, again, lone = (decode_all(run.lines(f)) for f in files)
     assert {e.agent for e in parent} == {"main"}
     assert {e.agent for e in child} == {"subagent"}
+    assert {e.agent for e in sibling} == {"main"}
     assert {e.agent for e in again} == {"main"}
-    assert [e.type for e in content_events(child)] == ["session_start", "agent_start", "agent_end",
+    assert {e.agent for e in lone} == {"main"}
+    assert [e.type for e in content_events(child)] == ["input", "agent_start", "agent_end",
                                                        "session_shutdown"]
     assert {e.session_path for e in child} == {""}
     assert {e.session_path for e in parent} == {run.result["main_path"]}
-    seqs = [e.seq for events in (parent, child, again) for e in events]
+    # The child has no GetOption: it takes the options its parent resolved.
+    assert parent[0].data.Options["kit-otel-queue-size"] == "777"
+    assert child[0].data.Options["kit-otel-queue-size"] == "777"
+    # No state API in a Context KIT never set: no state on the child's boundaries either.
+    assert all(e.state is None for e in child)
+    seqs = [e.seq for events in (parent, child, sibling, again, lone) for e in events]
     assert len(seqs) == len(set(seqs))
 
 

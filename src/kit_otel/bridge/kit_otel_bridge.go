@@ -679,12 +679,15 @@ func registerOptions(api *ext.API) {
 }
 
 // option reads a registered option the way KIT resolves it (runtime
-// override, KIT_OPT_<NAME>, .kit.yml, default); the environment fallback
-// covers a Context without GetOption.
+// override, KIT_OPT_<NAME>, .kit.yml, default). A Context without GetOption
+// (a child agent's) takes the values the parent's instance resolved, so a
+// setting from .kit.yml reaches children too; else the environment.
 func option(c ext.Context, name, def string) string {
 	v := ""
 	if c.GetOption != nil {
 		v = c.GetOption(name)
+	} else if inherited := sharedOption(name); inherited != "" {
+		return inherited
 	}
 	if v == "" {
 		v = os.Getenv("KIT_OPT_" + strings.ToUpper(strings.Replace(name, "-", "_", -1)))
@@ -742,6 +745,44 @@ func sharedCounters() (s []int64) {
 	return nil
 }
 
+// sharedOptions is the process-wide map of the options a bridge instance
+// with a KIT-set Context resolved (package expvar, like sharedCounters).
+func sharedOptions() (m *expvar.Map) {
+	defer func() {
+		if recover() != nil {
+			m = nil
+		}
+	}()
+	if v := expvar.Get(sharedName + ".options"); v != nil {
+		m, _ = v.(*expvar.Map)
+		return m
+	}
+	return expvar.NewMap(sharedName + ".options")
+}
+
+func sharedOption(name string) string {
+	m := sharedOptions()
+	if m == nil {
+		return ""
+	}
+	if v, ok := m.Get(name).(*expvar.String); ok {
+		return v.Value()
+	}
+	return ""
+}
+
+func publishOptions(options map[string]string) {
+	m := sharedOptions()
+	if m == nil {
+		return
+	}
+	for _, name := range []string{optEnabled, optSpoolDir, optSocket, optQueue, optContent, optShutdown, optFlush} {
+		v := new(expvar.String)
+		v.Set(options[name])
+		m.Set(name, v)
+	}
+}
+
 // begin starts a writer at the first event of an instance (or the first
 // event after a session_shutdown). It runs in a handler, so it only reads
 // options and starts a goroutine: files and sockets are opened by the writer.
@@ -796,11 +837,16 @@ func begin(b *bridge, c ext.Context) *writer {
 	if c.GetState == nil {
 		w.listState = nil
 	}
-	// Another live bridge instance in this process means this one runs
-	// inside a child agent (KIT runs subagents in-process and loads the
-	// global extensions into each of them).
+	// A child agent: KIT runs subagents in-process as child Kit instances
+	// that load the global extensions too, and it never sets their
+	// extension Context. The CLI and ACP always do, and KIT then fills every
+	// nil function field with a stub, so a Context without GetSessionPath,
+	// GetOption and ListState is one KIT never set. Another live bridge
+	// instance in the process (the parent's) is required as well, so a lone
+	// Kit embedded through the SDK without a Context still counts as main.
 	w.agent = "main"
-	if atomic.AddInt64(&w.shared[1], 1) > 1 {
+	live := atomic.AddInt64(&w.shared[1], 1)
+	if c.GetSessionPath == nil && c.GetOption == nil && c.ListState == nil && live > 1 {
 		w.agent = "subagent"
 	}
 	sockOpt := sock
@@ -817,6 +863,9 @@ func begin(b *bridge, c ext.Context) *writer {
 		optFlush:    strconv.Itoa(flushMs),
 		"events":    strconv.Itoa(b.registered),
 		"reflected": strings.Join(b.reflected, ","),
+	}
+	if c.GetOption != nil {
+		publishOptions(w.options)
 	}
 	w.env = envelope{V: 1, Pid: w.pid, Source: "bridge", Agent: w.agent}
 	// Numbered here, in the order instances start, not when a writer gets

@@ -35,6 +35,7 @@ import (
 // fakeKit is the KIT side of a Context: session path, extension state and
 // options.
 type fakeKit struct {
+	zero      bool // a Context KIT never set (in-process child agents): all zero
 	mu        sync.Mutex
 	path      string
 	state     map[string]string
@@ -75,6 +76,9 @@ func (k *fakeKit) deleteState(key string) {
 }
 
 func (k *fakeKit) context() ext.Context {
+	if k.zero {
+		return ext.Context{}
+	}
 	return ext.Context{
 		SessionID: "",
 		CWD:       "/home/alice/proj",
@@ -155,7 +159,11 @@ func (d *driver) fire(r *ext.Registry, typ string, ev interface{}, note string) 
 	if err != nil {
 		panic(err)
 	}
-	d.fired = append(d.fired, fired{Type: typ, Data: data, Path: ctx.GetSessionPath(), Handlers: n, Note: note})
+	path := ""
+	if ctx.GetSessionPath != nil {
+		path = ctx.GetSessionPath()
+	}
+	d.fired = append(d.fired, fired{Type: typ, Data: data, Path: path, Handlers: n, Note: note})
 	return n
 }
 
@@ -427,31 +435,46 @@ func reload(d *driver) {
 	d.result["goroutines_after"] = after
 }
 
-// subagent: a second bridge instance loaded while the first is live, as in
-// a child agent (in-process, own Init, no session file).
+// subagent: bridge instances loaded while the first one is live. A child
+// agent (KIT runs it in-process, loads the global extensions into it and
+// never sets its Context) and a sibling session such as a second ACP
+// session (its own Kit, with a Context).
 func subagent(d *driver) {
 	parent := d.load("bridge")
+	// An option only the parent's Context knows (as from .kit.yml).
+	d.kit.overrides["kit-otel-queue-size"] = "777"
 	d.fire(parent, "session_start", ext.SessionStartEvent{}, "parent")
 	d.fire(parent, "tool_call", ext.ToolCallEvent{ToolName: "subagent", ToolCallID: "toolu_S", ToolKind: "agent", Input: "{}"}, "parent")
-	mainPath := d.kit.context().GetSessionPath()
+	d.result["main_path"] = d.kit.context().GetSessionPath()
 
 	childKit := newKit("")
+	childKit.zero = true
 	childDriver := &driver{workdir: d.workdir, kit: childKit, result: d.result}
 	child := childDriver.load("bridge")
-	childDriver.fire(child, "session_start", ext.SessionStartEvent{}, "child")
+	childDriver.fire(child, "input", ext.InputEvent{Text: "find flaky tests"}, "child")
 	childDriver.fire(child, "agent_start", ext.AgentStartEvent{Prompt: "find flaky tests"}, "child")
 	childDriver.fire(child, "agent_end", ext.AgentEndEvent{StopReason: "stop"}, "child")
 	childDriver.fire(child, "session_shutdown", ext.SessionShutdownEvent{}, "child")
-
 	d.fire(parent, "tool_result", ext.ToolResultEvent{ToolCallID: "toolu_S", ToolName: "subagent", ToolKind: "agent"}, "parent")
+
+	siblingKit := newKit("/home/alice/.kit/sessions/home--alice--proj/2026-06-09T14-00-00-000Z_aaaaaaaaaaaa.jsonl")
+	siblingDriver := &driver{workdir: d.workdir, kit: siblingKit, result: d.result}
+	sibling := siblingDriver.load("bridge")
+	siblingDriver.fire(sibling, "session_start", ext.SessionStartEvent{}, "sibling")
+	siblingDriver.fire(sibling, "session_shutdown", ext.SessionShutdownEvent{}, "sibling")
 	shutdown(d, parent)
 	d.fired = append(d.fired, childDriver.fired...)
-	d.result["main_path"] = mainPath
+	d.fired = append(d.fired, siblingDriver.fired...)
 
-	// After both are gone, a fresh instance is the main agent again.
+	// After all are gone, a fresh instance is the main agent again, and so
+	// is a lone Kit whose Context was never set (the SDK, embedded).
 	again := d.load("bridge")
 	d.fire(again, "session_start", ext.SessionStartEvent{}, "after")
 	shutdown(d, again)
+	lone := &driver{workdir: d.workdir, kit: childKit, result: d.result}
+	alone := lone.load("bridge")
+	lone.fire(alone, "input", ext.InputEvent{Text: "sdk"}, "lone")
+	lone.fire(alone, "session_shutdown", ext.SessionShutdownEvent{}, "lone")
 }
 
 // stateScenario changes extension state between events; the writer is
