@@ -318,6 +318,43 @@ class Translator:
             if session.turn is not None:
                 self._close_incomplete(session, session.turn)
 
+    # ── open spans, for in-process sources that make other spans their children ─────────────
+
+    def _current_turn(self, pid: int, session_path: str) -> "_Turn | None":
+        session = self.sessions.get((pid, session_path))
+        return session.turn if session is not None else None
+
+    def turn_span(self, pid: int, session_path: str) -> trace.Span | None:
+        turn = self._current_turn(pid, session_path)
+        return turn.span if turn is not None else None
+
+    def step_span(self, pid: int, session_path: str, subagent_call_id: str = "") -> trace.Span | None:
+        """The open chat span of the turn, or of a subagent's child agent."""
+        run: _Run | None = self._current_turn(pid, session_path)
+        if run is not None and subagent_call_id:
+            subagent = run.subagents.get(subagent_call_id)
+            run = subagent.child if subagent is not None else None
+        step = run.step if run is not None else None
+        return step.span if step is not None else None
+
+    def tool_span(self, pid: int, session_path: str, call_id: str) -> trace.Span | None:
+        turn = self._current_turn(pid, session_path)
+        tool = turn.tools.get(call_id) if turn is not None else None
+        return tool.span if tool is not None else None
+
+    def subagent_span(self, pid: int, session_path: str, call_id: str) -> trace.Span | None:
+        turn = self._current_turn(pid, session_path)
+        subagent = turn.subagents.get(call_id) if turn is not None else None
+        return subagent.span if subagent is not None else None
+
+    def chunk_tool_span(self, pid: int, session_path: str, subagent_call_id: str,
+                        tool_name: str) -> trace.Span | None:
+        """The newest open tool span a subagent's chunks started under that tool name."""
+        turn = self._current_turn(pid, session_path)
+        subagent = turn.subagents.get(subagent_call_id) if turn is not None else None
+        queue = subagent.chunk_tools.get(tool_name) if subagent is not None else None
+        return queue[-1].span if queue else None
+
     def open_turn_count(self) -> int:
         return sum(1 for s in self.sessions.values() if s.turn is not None)
 

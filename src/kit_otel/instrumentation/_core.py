@@ -241,42 +241,22 @@ class Emitter:
             except Exception as exc:  # noqa: BLE001
                 self.failed(exc, "python")
 
-    # ── the translator's open spans (read-only look-ups) ────────────────────────────────────
-
-    def _turn(self, path: str):
-        session = self.translator.sessions.get((self.pid, path))
-        return session.turn if session is not None else None
+    # ── the translator's open spans ──────────────────────────────────────────────────────────
 
     def turn_span(self, path: str) -> trace.Span | None:
-        turn = self._turn(path)
-        return turn.span if turn is not None else None
+        return self.translator.turn_span(self.pid, path)
 
     def step_span(self, path: str, sub: str = "") -> trace.Span | None:
-        turn = self._turn(path)
-        if turn is None:
-            return None
-        run = turn
-        if sub:
-            subagent = turn.subagents.get(sub)
-            run = subagent.child if subagent is not None else None
-        step = run.step if run is not None else None
-        return step.span if step is not None else None
+        return self.translator.step_span(self.pid, path, sub)
 
     def tool_span(self, path: str, call_id: str) -> trace.Span | None:
-        turn = self._turn(path)
-        tool = turn.tools.get(call_id) if turn is not None else None
-        return tool.span if tool is not None else None
+        return self.translator.tool_span(self.pid, path, call_id)
 
     def subagent_span(self, path: str, call_id: str) -> trace.Span | None:
-        turn = self._turn(path)
-        subagent = turn.subagents.get(call_id) if turn is not None else None
-        return subagent.span if subagent is not None else None
+        return self.translator.subagent_span(self.pid, path, call_id)
 
     def chunk_tool_span(self, path: str, sub: str, tool_name: str) -> trace.Span | None:
-        turn = self._turn(path)
-        subagent = turn.subagents.get(sub) if turn is not None else None
-        queue = subagent.chunk_tools.get(tool_name) if subagent is not None else None
-        return queue[-1].span if queue else None
+        return self.translator.chunk_tool_span(self.pid, path, sub, tool_name)
 
     def in_turn(self, path: str) -> bool:
-        return self._turn(path) is not None
+        return self.translator.turn_span(self.pid, path) is not None
