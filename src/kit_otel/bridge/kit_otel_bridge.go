@@ -87,6 +87,7 @@ type record struct {
 	path  string
 	ev    interface{}
 	state map[string]string // taken in the handler on turn boundaries, else nil
+	delta bool              // path left to the writer
 }
 
 // bridge is the state of one loaded instance (one Init).
@@ -101,8 +102,6 @@ type bridge struct {
 type writer struct {
 	dropped int64 // events lost since the last line (atomic; first for alignment)
 	q       chan record
-	kickAt  int
-	kick    chan struct{}
 	quit    chan struct{}
 	done    chan struct{}
 	final   record // the session_shutdown event, written after the queue is drained
@@ -128,6 +127,7 @@ type writer struct {
 	out       *bytes.Buffer
 	enc       *json.Encoder
 	lines     int64
+	lastPath  string // path of the last event that carried one
 	lastState map[string]string
 	file      *os.File
 	fileName  string
@@ -153,6 +153,16 @@ func Init(api ext.API) {
 	known := map[string]bool{}
 	on := func(method string) { known[method] = true; b.registered++ }
 
+	// Each handler does the same few things, written out rather than called
+	// (a call is a good part of the cost under Yaegi): the first event starts
+	// the writer; then a time stamp, the session path and the event go to
+	// the queue, or the drop count goes up. The queue has one sender at a
+	// time (KIT calls one extension's handlers one at a time), so a queue
+	// with room keeps it until the send; a select with a default case would
+	// do the same at twice the cost. Deltas (message_update,
+	// tool_call_input_delta, tool_output, subagent_chunk) leave the path to
+	// the writer: it is the one of the event before them, as the path never
+	// changes inside a turn.
 	on("OnSessionStart")
 	api.OnSessionStart(func(e ext.SessionStartEvent, c ext.Context) {
 		w := b.w
@@ -173,7 +183,7 @@ func Init(api ext.API) {
 			return
 		}
 		b.w = nil
-		stop(w, record{typ: "session_shutdown", ts: time.Now(), path: sessionPathOf(w), ev: e})
+		stop(w, record{typ: "session_shutdown", ts: time.Now(), path: w.sessionPath(), ev: e})
 	})
 	on("OnInput")
 	api.OnInput(func(e ext.InputEvent, c ext.Context) *ext.InputResult {
@@ -183,7 +193,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "input", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "input", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnBeforeAgentStart")
@@ -194,7 +208,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "before_agent_start", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "before_agent_start", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnAgentStart")
@@ -225,7 +243,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "message_start", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "message_start", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnMessageUpdate")
 	api.OnMessageUpdate(func(e ext.MessageUpdateEvent, c ext.Context) {
@@ -235,7 +257,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "message_update", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "message_update", ts: time.Now(), ev: e, delta: true}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnMessageEnd")
 	api.OnMessageEnd(func(e ext.MessageEndEvent, c ext.Context) {
@@ -245,7 +271,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "message_end", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "message_end", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnToolCall")
 	api.OnToolCall(func(e ext.ToolCallEvent, c ext.Context) *ext.ToolCallResult {
@@ -255,7 +285,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "tool_call", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "tool_call", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnToolCallInputStart")
@@ -266,7 +300,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "tool_call_input_start", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "tool_call_input_start", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnToolCallInputDelta")
 	api.OnToolCallInputDelta(func(e ext.ToolCallInputDeltaEvent, c ext.Context) {
@@ -276,7 +314,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "tool_call_input_delta", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "tool_call_input_delta", ts: time.Now(), ev: e, delta: true}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnToolCallInputEnd")
 	api.OnToolCallInputEnd(func(e ext.ToolCallInputEndEvent, c ext.Context) {
@@ -286,7 +328,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "tool_call_input_end", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "tool_call_input_end", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnToolExecutionStart")
 	api.OnToolExecutionStart(func(e ext.ToolExecutionStartEvent, c ext.Context) {
@@ -296,7 +342,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "tool_execution_start", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "tool_execution_start", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnToolExecutionEnd")
 	api.OnToolExecutionEnd(func(e ext.ToolExecutionEndEvent, c ext.Context) {
@@ -306,7 +356,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "tool_execution_end", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "tool_execution_end", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnToolOutput")
 	api.OnToolOutput(func(e ext.ToolOutputEvent, c ext.Context) {
@@ -316,7 +370,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "tool_output", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "tool_output", ts: time.Now(), ev: e, delta: true}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnToolResult")
 	api.OnToolResult(func(e ext.ToolResultEvent, c ext.Context) *ext.ToolResultResult {
@@ -326,7 +384,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "tool_result", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "tool_result", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnModelChange")
@@ -337,7 +399,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "model_change", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "model_change", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnContextPrepare")
 	api.OnContextPrepare(func(e ext.ContextPrepareEvent, c ext.Context) *ext.ContextPrepareResult {
@@ -347,7 +413,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "context_prepare", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "context_prepare", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnBeforeFork")
@@ -358,7 +428,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "before_fork", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "before_fork", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnBeforeSessionSwitch")
@@ -369,7 +443,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "before_session_switch", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "before_session_switch", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnBeforeCompact")
@@ -380,7 +458,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "before_compact", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "before_compact", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnSubagentStart")
@@ -391,7 +473,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "subagent_start", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "subagent_start", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnSubagentChunk")
 	api.OnSubagentChunk(func(e ext.SubagentChunkEvent, c ext.Context) {
@@ -401,7 +487,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "subagent_chunk", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "subagent_chunk", ts: time.Now(), ev: e, delta: true}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnSubagentEnd")
 	api.OnSubagentEnd(func(e ext.SubagentEndEvent, c ext.Context) {
@@ -411,7 +501,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "subagent_end", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "subagent_end", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnStepStart")
 	api.OnStepStart(func(e ext.StepStartEvent, c ext.Context) {
@@ -421,7 +515,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "step_start", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "step_start", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnStepFinish")
 	api.OnStepFinish(func(e ext.StepFinishEvent, c ext.Context) {
@@ -431,7 +529,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "step_finish", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "step_finish", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnReasoningStart")
 	api.OnReasoningStart(func(e ext.ReasoningStartEvent, c ext.Context) {
@@ -441,7 +543,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "reasoning_start", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "reasoning_start", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnWarnings")
 	api.OnWarnings(func(e ext.WarningsEvent, c ext.Context) {
@@ -451,7 +557,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "warnings", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "warnings", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnSource")
 	api.OnSource(func(e ext.SourceEvent, c ext.Context) {
@@ -461,7 +571,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "source", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "source", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnError")
 	api.OnError(func(e ext.ErrorEvent, c ext.Context) {
@@ -471,7 +585,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "error", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "error", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnRetry")
 	api.OnRetry(func(e ext.RetryEvent, c ext.Context) {
@@ -481,7 +599,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "retry", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "retry", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 	on("OnPrepareStep")
 	api.OnPrepareStep(func(e ext.PrepareStepEvent, c ext.Context) *ext.PrepareStepResult {
@@ -491,7 +613,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		enqueue(w, "prepare_step", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "prepare_step", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 		return nil
 	})
 	on("OnLLMUsage")
@@ -502,7 +628,11 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		enqueue(w, "llm_usage", e)
+		if len(w.q) < cap(w.q) {
+			w.q <- record{typ: "llm_usage", ts: time.Now(), path: w.sessionPath(), ev: e}
+		} else {
+			atomic.AddInt64(&w.dropped, 1)
+		}
 	})
 
 	// Everything else KIT offers as On<Name>(func(<Name>Event, Context)),
@@ -512,32 +642,12 @@ func Init(api ext.API) {
 	registerReflected(&api, b, known)
 }
 
-// enqueue hands one event to the writer, or counts it as dropped when the
-// queue is full. It never blocks: KIT calls the handlers of one extension
-// one at a time, so this is the only sender and a queue with room stays
-// with room until the send. (A select with a default case would do the
-// same at about twice the cost under Yaegi.)
+// enqueue is the handler body of the event kinds found by reflection.
 func enqueue(w *writer, typ string, ev interface{}) {
-	p := ""
-	if w.sessionPath != nil {
-		p = w.sessionPath()
-	}
 	if len(w.q) < cap(w.q) {
-		w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev}
-		if len(w.q) == w.kickAt {
-			kick(w)
-		}
+		w.q <- record{typ: typ, ts: time.Now(), path: w.sessionPath(), ev: ev}
 	} else {
 		atomic.AddInt64(&w.dropped, 1)
-	}
-}
-
-// kick wakes the writer before its flush interval is over: the queue is a
-// quarter full.
-func kick(w *writer) {
-	select {
-	case w.kick <- struct{}{}:
-	default:
 	}
 }
 
@@ -546,10 +656,7 @@ func kick(w *writer) {
 // once per turn, so the few calls it takes do not matter). Taken here, the
 // state is exactly the one at the event.
 func enqueueWithState(w *writer, typ string, ev interface{}) {
-	p := ""
-	if w.sessionPath != nil {
-		p = w.sessionPath()
-	}
+	p := w.sessionPath()
 	var state map[string]string
 	if w.listState != nil {
 		state = currentState(w)
@@ -816,8 +923,6 @@ func begin(b *bridge, c ext.Context) *writer {
 
 	w := &writer{
 		q:            make(chan record, queue),
-		kickAt:       queue/4 + 1,
-		kick:         make(chan struct{}, 1),
 		quit:         make(chan struct{}),
 		done:         make(chan struct{}),
 		shared:       sharedCounters(),
@@ -833,6 +938,9 @@ func begin(b *bridge, c ext.Context) *writer {
 		pid:          os.Getpid(),
 		openWait:     minRetry,
 		dialWait:     minRetry,
+	}
+	if w.sessionPath == nil {
+		w.sessionPath = func() string { return "" }
 	}
 	if c.GetState == nil {
 		w.listState = nil
@@ -873,7 +981,8 @@ func begin(b *bridge, c ext.Context) *writer {
 	n := atomic.AddInt64(&w.shared[2], 1)
 	w.fileName = filepath.Join(spool, "kit-"+strconv.Itoa(w.pid)+"-"+
 		w.started.UTC().Format("20060102T150405.000000000Z")+"-"+strconv.FormatInt(n, 10)+".ndjson")
-	w.header = encodeHeader(w, sessionPathOf(w))
+	w.lastPath = w.sessionPath()
+	w.header = encodeHeader(w, w.lastPath)
 	b.w = w
 	go run(w)
 	return w
@@ -885,13 +994,6 @@ func intOption(c ext.Context, name string, def, min int) int {
 		return def
 	}
 	return n
-}
-
-func sessionPathOf(w *writer) string {
-	if w.sessionPath == nil {
-		return ""
-	}
-	return w.sessionPath()
 }
 
 // stop is the session_shutdown path: the shutdown event is written after
@@ -917,10 +1019,9 @@ func stop(w *writer, final record) {
 
 // run is the writer. While events flow it wakes every flush interval and
 // takes what has queued up, so a handler's send never has to wake it (waking
-// a parked goroutine is the most expensive part of a send). A queue filling
-// up wakes it early (kick), a backlog is drained without waiting, and after
-// idleTicks empty wake-ups it parks on the queue and costs nothing until the
-// next event.
+// a parked goroutine is the most expensive part of a send). A backlog is
+// drained without waiting, and after idleTicks empty wake-ups it parks on
+// the queue and costs nothing until the next event.
 func run(w *writer) {
 	defer close(w.done)
 	w.out = new(bytes.Buffer)
@@ -941,8 +1042,6 @@ func run(w *writer) {
 			timer := time.NewTimer(w.flushWait)
 			select {
 			case <-timer.C:
-			case <-w.kick:
-				timer.Stop()
 			case <-w.quit:
 				timer.Stop()
 				shutdownWriter(w)
@@ -1026,6 +1125,11 @@ func encode(w *writer, r record) {
 	env := &w.env
 	env.Seq = atomic.AddInt64(&w.shared[0], 1)
 	env.Ts = r.ts.UTC()
+	if r.delta {
+		r.path = w.lastPath
+	} else {
+		w.lastPath = r.path
+	}
 	env.SessionPath = r.path
 	env.Type = r.typ
 	env.Data = r.ev
