@@ -11,6 +11,8 @@ for pair in prometheus:prometheus promtool:prometheus amtool:prometheus-alertman
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# the Yaegi library itself: the bridge tests embed it the way KIT does
+[ -d /usr/share/gocode/src/github.com/traefik/yaegi ] || need_apt+=(golang-github-traefik-yaegi-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -q
