@@ -41,6 +41,7 @@ from .config import Settings, load_settings
 from .decoder import DecodeError
 from .pipeline import Pipeline
 from .reliable_export import DeterministicIdGenerator, ReliableSpanProcessor, event_seed
+from .sidecar_follow import SidecarFollower
 from .spool import Item, SpoolFile, Stream, decode_item, peek_first, pid_alive, spool_names
 
 log = logging.getLogger("kit_otel.serve")
@@ -217,6 +218,8 @@ class Server:
             raise ServeError(str(exc)) from None
         self.translator = self.pipeline.translator
         self.translator.auto_sweep = False
+        # sessions whose state changes outside the bridge (another process, a StateStore)
+        self.sidecars = SidecarFollower(self.translator, self.settings.sessions_root)
         metrics = self.translator.metrics
         self.counters = AttributedCounters(metrics, daemon_totals)
         restore_bounded_values(metrics, self.store.bounded)
@@ -360,6 +363,7 @@ class Server:
                 next_sweep = now + opts.sweep_interval_s
             if now >= next_house:
                 self._set_lag(time.time_ns())
+                self.sidecars.poll()
                 next_house = now + opts.housekeeping_interval_s
             if self.processor.full:
                 self._stop.wait(opts.poll_interval_s)
