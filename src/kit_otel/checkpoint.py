@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +28,8 @@ from typing import Any, Iterable, Iterator
 
 from opentelemetry.trace import SpanContext, TraceFlags
 
+from . import atomic_file
+from .atomic_file import remove_stale_temps
 from .instruments import KitInstruments, LabelKey, LedgerCounter
 from .translator import Translator, _Session
 
@@ -217,26 +218,10 @@ def restore_bounded_values(instruments: KitInstruments, saved: dict[str, list[st
 # ── the state file ──────────────────────────────────────────────────────────────────────────
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` so that a crash at any moment leaves the old or the new content."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """The checkpoint file, readable by its owner only. Only one daemon uses a state
+    directory (it holds the lock), so temp files left by a crashed one are stale."""
+    remove_stale_temps(path)
+    atomic_file.write_atomically(path, data, mode=0o600)
 
 
 class CheckpointStore:

@@ -11,16 +11,15 @@ See docs/extension-state.md.
 from __future__ import annotations
 
 import codecs
-import errno
 import fcntl
-import glob
 import json
 import os
 import re
-import secrets
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+
+from .atomic_file import remove_stale_temps, write_atomically
 from typing import Callable, Iterator
 
 __all__ = [
@@ -150,54 +149,12 @@ def _thread_lock(path: Path) -> threading.Lock:
         return _thread_locks.setdefault(os.fspath(path), threading.Lock())
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as e:  # some filesystems refuse fsync on directories
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def _temp_pattern(path: Path) -> str:
-    # Never matches KIT's own "<file>.tmp", which a running KIT may be writing.
-    return glob.escape(os.fspath(path)) + ".*.tmp"
-
-
 def _atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` so that readers see the old or the new bytes, never a mix.
-
-    The temp name is unique because KIT's fixed ``<file>.tmp`` lets two
-    processes interleave writes into the same temp file and rename a torn one.
-    The caller holds the lock, so every temp file of ours that exists now was
-    left by a crashed writer and is removed.
-    """
-    for stale in glob.glob(_temp_pattern(path)):
-        try:
-            os.unlink(stale)
-        except FileNotFoundError:
-            pass
-    tmp = Path(f"{path}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
-    # 0o644 minus umask, like KIT's os.WriteFile(tmp, data, 0o644).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)  # the data must be on disk before the rename is
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)  # makes the rename itself durable
+    """Replace ``path`` atomically (0o644 minus umask, like KIT's ``os.WriteFile(tmp, data,
+    0o644)``). The caller holds the lock, so every temp file of ours that exists now was left by
+    a crashed writer and is removed."""
+    remove_stale_temps(path)
+    write_atomically(path, data, mode=0o644)
 
 
 class StateStore:
