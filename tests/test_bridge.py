@@ -10,7 +10,6 @@ library, plain go build).
 from __future__ import annotations
 
 import json
-import os
 import socket
 import stat
 import subprocess
@@ -27,7 +26,7 @@ from kit_otel.decoder import decode_line
 from kit_otel.events import DATA_TYPES, KIT_EVENT_TYPES, Event
 
 sys.path.insert(0, str(Path(__file__).parent / "bridge"))
-from kithost import GOPATH_SRC, MODES, VARIANTS, KitHost, go_env, unavailable  # noqa: E402
+from kithost import GOPATH_SRC, MODES, VARIANTS, KitHost, unavailable  # noqa: E402
 
 NEWER = {"thinking_level_change", "terminal_resize", "turn_state_change"}
 RUN_MODES = ("cli", "host")  # the two that interpret the bridge with yaegi
@@ -472,9 +471,9 @@ def test_disabled_bridge_writes_nothing(hosts, tmp_path, mode, variant):
 
 @pytest.mark.parametrize("mode,variant", params(("cli",), ("head",)))
 def test_default_spool_dir_follows_xdg_state_home(hosts, tmp_path, mode, variant):
-    run = hosts(mode, variant).run("roundtrip", tmp_path,
-                                   env={option_env_name("kit-otel-spool-dir"): "",
-                                        option_env_name("kit-otel-socket"): ""})
+    hosts(mode, variant).run("roundtrip", tmp_path,
+                             env={option_env_name("kit-otel-spool-dir"): "",
+                                  option_env_name("kit-otel-socket"): ""})
     spool = tmp_path / "state" / "kit-otel" / "spool"
     files = list(spool.glob("kit-*.ndjson"))
     assert len(files) == 1

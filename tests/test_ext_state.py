@@ -8,7 +8,6 @@ import sys
 import time
 import urllib.request
 
-import pytest
 import scenarios as sc
 from harness import make_harness
 from otlp_receiver import OTLPReceiver

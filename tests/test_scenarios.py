@@ -1,7 +1,7 @@
 """Golden tests: each KIT scenario gives exactly this span tree, these attributes, these metrics."""
 
 import scenarios as sc
-from harness import make_harness, names_tree, span_tree
+from harness import make_harness, names_tree
 
 from kit_otel import names as n
 
