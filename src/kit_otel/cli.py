@@ -91,7 +91,7 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
         else:
             tailers.append(FileTailer(name, max_bytes=max_bytes))
     total = sum(t.size() for t in tailers if t.path != "/dev/stdin")
-    bar = _Progress(total, progress and total > (8 << 20))
+    bar = _Progress(total, progress and total > (8 << 20) and sys.stderr.isatty())
     done_before = 0
     for tailer in tailers:
         source = "<stdin>" if tailer.path == "/dev/stdin" else tailer.path
