@@ -88,6 +88,19 @@ def test_replay_reports_bad_lines_and_keeps_going(tmp_path, demo):
     assert missing.returncode == 1 and "no such file" in missing.stderr
 
 
+def test_replay_and_summary_read_a_pipe(tmp_path, demo):
+    cwd, _ = demo
+    data = (cwd / "events.ndjson").read_bytes()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "KIT_OTEL_"))}
+    env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"})
+    for command in ("replay", "summary"):
+        result = subprocess.run(KIT_OTEL + [command, "-"], input=data + b"{broken\n", cwd=tmp_path,
+                                env=env, capture_output=True, timeout=120)
+        assert result.returncode == 0, result.stderr.decode()
+        assert b"3 session(s), 18 turn(s)" in result.stdout
+        assert b"1 rejected line(s)" in result.stdout
+
+
 def test_help_explains_each_command_with_an_example(tmp_path):
     for command in ("demo", "replay", "summary", "config"):
         result = run([command, "--help"], tmp_path)

@@ -45,6 +45,7 @@ def scraped(tmp_path_factory):
         pipeline.feed(event)
     pipeline.feed(DecodeError("f", 1, "", "malformed JSON: x", "malformed_json"))
     pipeline.translator.close()
+    pipeline.flush()  # as the demo does before it serves
     with urllib.request.urlopen(pipeline.prometheus.url, timeout=10) as response:
         text = response.read().decode()
     pipeline.shutdown()
@@ -70,6 +71,8 @@ def test_every_design_name_is_exposed_with_its_type(scraped):
         probe = name if kind != "histogram" else name + "_count"
         assert found[probe], f"{probe} has no samples"
     assert not any("_USD" in name for name in found), "unit suffix leaked into a name"
+    for name in DESIGN_NAMES:  # one family each: a flush must not make a scrape show it twice
+        assert text.count(f"# HELP {name} ") == 1, name
 
 
 def test_scraped_values_equal_the_stream(scraped):

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import describe, load_settings
-from .decoder import DecodeError, decode_line, DecodeFailure
-from .decoder import OversizeLine
+from .decoder import DecodeError, DecodeFailure, OversizeLine, decode_line, iter_stream
 from .pipeline import Pipeline
 from .summary import RichestTurnKeeper, Summary
 from .tail import FileTailer
@@ -84,17 +83,19 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
     tailers: list[FileTailer] = []
     for name in files:
         if name == "-":
-            tailers.append(FileTailer("/dev/stdin", max_bytes=max_bytes))
+            # a pipe cannot be re-read from an offset: read it once, to its end
+            for item in iter_stream(sys.stdin.buffer, source="<stdin>", max_bytes=max_bytes):
+                pipeline.feed(item)
         elif not os.path.isfile(name):
             print(f"kit-otel: {name}: no such file", file=sys.stderr)
             missing += 1
         else:
             tailers.append(FileTailer(name, max_bytes=max_bytes))
-    total = sum(t.size() for t in tailers if t.path != "/dev/stdin")
+    total = sum(t.size() for t in tailers)
     bar = _Progress(total, progress and total > (8 << 20) and sys.stderr.isatty())
     done_before = 0
     for tailer in tailers:
-        source = "<stdin>" if tailer.path == "/dev/stdin" else tailer.path
+        source = tailer.path
         while True:
             lines = tailer.read_available(max_lines=20000)
             if not lines:

@@ -149,6 +149,7 @@ class Pipeline:
             reader = self._metric_reader(name, serve_prometheus)
             if reader is not None:
                 readers.append(reader)
+        self._readers = readers
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         self.translator = Translator(self.tracer_provider, self.meter_provider,
                                      translator_settings(settings))
@@ -234,7 +235,11 @@ class Pipeline:
 
     def flush(self) -> None:
         self.tracer_provider.force_flush()
-        self.meter_provider.force_flush()
+        # Push readers export now; the Prometheus reader is pulled by its scrapes, and a forced
+        # collection would be queued in it and served once more with the next scrape.
+        for reader in self._readers:
+            if self.prometheus is None or reader is not self.prometheus.reader:
+                reader.force_flush()
 
     def shutdown(self, close_turns: bool = True) -> None:
         if close_turns:
