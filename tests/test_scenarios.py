@@ -344,3 +344,33 @@ def test_content_capture_is_opt_in_and_redacted():
     on.feed(s.events).close()
     assert only(on, n.SPAN_TURN).attributes[n.KIT_TURN_PROMPT].startswith("my key is [R")
     assert "more chars" in only(on, n.SPAN_TURN).attributes[n.KIT_TURN_PROMPT]
+
+
+def test_a_pause_longer_than_the_idle_timeout_keeps_the_session():
+    s = sc.simple_turn()
+    h = make_harness().feed(s.events)
+    paused = s.events[-1].ts_ns + 20 * 60 * 10**9  # a 20-minute coffee break, then more
+    h.translator.sweep(paused)
+    s.now = paused
+    s.turn("back again", [sc.Step(text="hi", usage=sc.Usage(1, 1))])
+    s.hot_reload()
+    h.feed([e for e in s.events if e.ts_ns >= paused])
+    h.close()
+    first, second = sorted(h.spans_named(n.SPAN_TURN), key=lambda sp: sp.start_time)
+    assert [link.context.span_id for link in second.links] == [first.context.span_id]
+    assert h.total("kit.sessions") == 1  # the reload after the pause is still a reload
+
+
+def test_ended_and_long_quiet_sessions_are_forgotten():
+    s = sc.simple_turn()
+    h = make_harness().feed(s.events)
+    last = s.events[-1].ts_ns
+    h.translator.sweep(last + 2 * 3600 * 10**9)
+    assert len(h.translator.sessions) == 1  # quiet for two hours: kept
+    h.translator.sweep(last + 25 * 3600 * 10**9)
+    assert h.translator.sessions == {}  # a day: forgotten
+    s2 = sc.simple_turn()
+    s2.shutdown()
+    h2 = make_harness().feed(s2.events)
+    h2.translator.sweep(s2.events[-1].ts_ns + 901 * 10**9)
+    assert h2.translator.sessions == {}  # ended: forgotten after the idle timeout

@@ -57,6 +57,7 @@ class Settings:
     redact_content: bool = True
     record_all_deltas: bool = False
     idle_timeout_s: float = 900.0
+    session_forget_s: float = 86400.0
     sessions_root: str = "~/.kit/sessions"
     session_id_label: bool = False
     max_tools: int = 100

@@ -260,6 +260,7 @@ def translator_settings(settings: Settings) -> TranslatorSettings:
                           gauge_keys=settings.state_gauge_keys),
         record_all_deltas=settings.record_all_deltas,
         idle_timeout_s=settings.idle_timeout_s,
+        session_forget_s=settings.session_forget_s,
         sessions_root=str(Path(settings.sessions_root).expanduser()),
         session_id_label=settings.session_id_label,
         max_tools=settings.max_tools, max_models=settings.max_models)

@@ -113,6 +113,7 @@ class TranslatorSettings:
     state: StatePolicy = field(default_factory=StatePolicy)
     record_all_deltas: bool = False
     idle_timeout_s: float = 900.0
+    session_forget_s: float = 86400.0  # a session without events this long is forgotten
     sessions_root: str | None = str(DEFAULT_SESSIONS_ROOT.expanduser())
     session_id_label: bool = False
     max_tools: int = 100
@@ -203,6 +204,7 @@ class _Session:
     turn: _Turn | None = None
     previous_turn: trace.SpanContext | None = None
     started: bool = False
+    shut_down: bool = False  # session_shutdown seen (and no session_start since)
     state: dict[str, str] = field(default_factory=dict)
     state_ts_ns: int = 0  # time of the newest state an envelope carried
     last_ns: int = 0
@@ -226,13 +228,15 @@ class Translator:
         self.on_turn_end: list[Callable[[dict], None]] = []  # summary hooks
         self.on_llm_call: list[Callable[[dict], None]] = []
         self._idle_ns = int(self.settings.idle_timeout_s * _NS_PER_S)
+        self._forget_ns = int(max(self.settings.session_forget_s,
+                                  self.settings.idle_timeout_s) * _NS_PER_S)
         self.auto_sweep = True  # sweep by the stream's clock every _SWEEP_EVERY events (serve
         # turns this off: it sweeps by wall clock, one KIT process at a time)
         self._event_type_keys: dict[str, frozenset] = {}
         self._handlers: dict[str, Callable[[_Session, ev.Event], None]] = {
             "input": self._on_turn_opening, "before_agent_start": self._on_turn_opening,
             "agent_start": self._on_turn_opening, "agent_end": self._on_agent_end,
-            "session_start": self._on_session_start, "session_shutdown": self._out_of_turn,
+            "session_start": self._on_session_start, "session_shutdown": self._on_session_shutdown,
             "before_fork": self._out_of_turn, "before_session_switch": self._out_of_turn,
             "thinking_level_change": self._out_of_turn, "model_change": self._on_model_change,
             "before_compact": self._on_before_compact, "terminal_resize": self._on_ambient,
@@ -304,9 +308,10 @@ class Translator:
             if turn is not None and now_ns - turn.last_ns > self._idle_ns:
                 self._close_incomplete(session, turn)
                 closed += 1
-            elif turn is None and now_ns - session.last_ns > self._idle_ns:
-                # long quiet sessions are forgotten (memory stays flat over days of sessions);
-                # one that comes back starts afresh
+            elif turn is None and now_ns - session.last_ns > (
+                    self._idle_ns if session.shut_down else self._forget_ns):
+                # sessions that ended, or stayed quiet for a day, are forgotten (memory stays
+                # flat over days of sessions); one that comes back starts afresh
                 del self.sessions[key]
         for pid in [pid for pid, subs in self.open_subagents.items() if not subs]:
             del self.open_subagents[pid]
@@ -548,9 +553,14 @@ class Translator:
             self._set_session_id(session, data.SessionID)
         reload = session.started  # hot reloads fire session_start again
         session.started = True
+        session.shut_down = False
         if not reload:
             self.metrics.sessions.add(1, self._labels_project(session, {}))
         self._out_of_turn(session, event, {n.KIT_SESSION_RELOAD: reload})
+
+    def _on_session_shutdown(self, session: _Session, event: ev.Event) -> None:
+        session.shut_down = True  # forgotten after the idle timeout, unless it starts again
+        self._out_of_turn(session, event)
 
     def _on_model_change(self, session: _Session, event: ev.Event) -> None:
         data: ev.ModelChange = event.data
