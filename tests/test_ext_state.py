@@ -76,12 +76,22 @@ def test_state_changes_land_on_the_right_turn_spans():
                e.attributes["kit.ext_state.key"] in ("mode", "phase"))
 
 
-def test_sidecar_state_is_ignored_when_older_than_envelope_state():
-    s = budget_session()
-    h = make_harness().feed(s.events)
-    last = s.events[-1]
-    assert h.translator.apply_external_state(sc.PATH_A, {"x": "1"}, last.ts_ns - 1) == 0
-    assert h.translator.apply_external_state(sc.PATH_A, {"x": "1"}, last.ts_ns + 1) == 1
+def test_sidecar_state_never_overrides_a_bridge_and_lands_inside_the_turn():
+    bridged = make_harness().feed(budget_session().events)
+    assert bridged.translator.apply_external_state(sc.PATH_A, {"x": "1"}) == 0
+    s = sc.simple_turn()
+    events = [e for e in s.events if e.type != "agent_end"]  # a turn still open
+    for e in events:
+        e.state = None  # a source without the bridge
+    h = make_harness().feed(events)
+    assert h.translator.apply_external_state(sc.PATH_A, {"x": "1"}) == 1
+    assert h.translator.apply_external_state(sc.PATH_A, {"x": "1"}) == 0  # no change, no event
+    h.close()
+    turn = h.spans_named(n.SPAN_TURN)[0]
+    change = [e for e in turn.events if e.name == n.KIT_EXT_STATE_CHANGE]
+    assert [e.attributes["kit.ext_state.new"] for e in change] == ["1"]
+    assert change[0].timestamp == events[-1].ts_ns  # at the latest event, not the wall clock
+    assert turn.start_time <= change[0].timestamp <= turn.end_time
 
 
 def test_policy_redacts_secrets_and_enforces_limits():

@@ -2,13 +2,13 @@
 
 Used by `replay --follow` and `serve`: every session with a file in the sessions root gets its
 `<session>.ext-state.json` watched; a change read from it reaches the translator as external
-state (the envelopes' own `state`, when a bridge sends it, takes precedence).
+state, for sessions whose envelopes carry none (a bridge's `state` is exactly ordered with the
+events, so for those it is the only source).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from .sessions import is_inside
@@ -38,10 +38,9 @@ class SidecarFollower:
             self.watcher.unwatch(path)
         self._watched = live
 
-    def poll(self, now_ns: int | None = None) -> int:
+    def poll(self) -> int:
         """Apply what changed on disk; returns how many sessions' state changed."""
         self.sync()
-        now_ns = now_ns or time.time_ns()
         changed = 0
         for change in self.watcher.poll():
             if change.error:
@@ -50,5 +49,5 @@ class SidecarFollower:
                             change.session_path, change.error)
                 continue
             changed += self.translator.apply_external_state(str(change.session_path),
-                                                            change.state, now_ns)
+                                                            change.state)
         return changed

@@ -634,16 +634,19 @@ class Translator:
     def session_paths(self) -> set[str]:
         return {path for (_, path) in self.sessions if path}
 
-    def apply_external_state(self, session_path: str, state: dict[str, str],
-                             ts_ns: int) -> int:
-        """State read from a session's sidecar file, merged into the same timeline as the
-        envelopes' state. An envelope is exactly ordered with the events, so it wins: a sidecar
-        reading older than the newest envelope state of the session is ignored. Returns the
-        number of sessions it changed."""
+    def apply_external_state(self, session_path: str, state: dict[str, str]) -> int:
+        """State read from a session's sidecar file, merged into the session's timeline.
+
+        A session whose envelopes carry `state` (the bridge) takes its state from them only:
+        they are exactly ordered with the events and replay the same way, whereas a sidecar is
+        read whenever the reader gets to it, possibly long after the events it belongs with.
+        For other sessions the change is placed at the session's latest event, so it lands
+        inside the turn being processed, however far behind processing runs. Returns the number
+        of sessions it changed."""
         changed = 0
         for (_, path), session in list(self.sessions.items()):
-            if path == session_path and ts_ns > session.state_ts_ns and state != session.state:
-                self._set_state(session, state, ts_ns)
+            if path == session_path and not session.state_ts_ns and state != session.state:
+                self._set_state(session, state, session.last_ns)
                 changed += 1
         return changed
 
