@@ -73,6 +73,33 @@ def test_saved_events_summarise_to_the_same_numbers(demo):
     assert per_model(again.stdout) == per_model(result.stdout)
 
 
+def _spans_of(traces_jsonl):
+    spans = set()
+    for line in traces_jsonl.read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                for span in ss["spans"]:
+                    attrs = {a["key"]: a["value"] for a in span.get("attributes", [])}
+                    spans.add((span["name"], span["startTimeUnixNano"], span["endTimeUnixNano"],
+                               json.dumps(attrs.get("gen_ai.conversation.id")),
+                               json.dumps(attrs.get("gen_ai.usage.input_tokens"))))
+    return spans
+
+
+def test_replay_of_the_saved_demo_events_gives_the_demo_spans(demo, tmp_path):
+    cwd, result = demo
+    sessions = cwd / "kit-otel-demo" / "sessions"
+    assert f"KIT_OTEL_SESSIONS_ROOT={sessions.relative_to(cwd)}" in result.stdout
+    again = run(["replay", "-q", str(cwd / "events.ndjson")], tmp_path,
+                env={"OTEL_TRACES_EXPORTER": "otlp_json_file", "OTEL_METRICS_EXPORTER": "none",
+                     "KIT_OTEL_OUTPUT_DIR": str(tmp_path / "out"),
+                     "KIT_OTEL_SESSIONS_ROOT": str(sessions)})
+    assert again.returncode == 0, again.stderr
+    demo_spans = _spans_of(cwd / "kit-otel-demo" / "traces.jsonl")
+    assert len(demo_spans) > 80
+    assert _spans_of(tmp_path / "out" / "traces.jsonl") == demo_spans
+
+
 def test_replay_reports_bad_lines_and_keeps_going(tmp_path, demo):
     cwd, _ = demo
     good = (cwd / "events.ndjson").read_bytes().splitlines(keepends=True)

@@ -187,7 +187,8 @@ def cmd_demo(args) -> int:
     for path in written:
         print(f"OTLP-JSON written: {path}")
     if args.save_events:
-        print(f"events saved: {args.save_events} (replay with: kit-otel replay {args.save_events})")
+        print(f"events saved: {args.save_events} (the same spans again: "
+              f"KIT_OTEL_SESSIONS_ROOT={sessions_root} kit-otel replay {args.save_events})")
     if pipeline.prometheus and pipeline.prometheus.url:
         print(f"Prometheus metrics: {pipeline.prometheus.url}")
     if args.serve and pipeline.prometheus:

@@ -73,13 +73,14 @@ class Summary:
         out = [f"kit-otel summary: {len(sessions)} session(s), {len(self.turns)} turn(s), "
                f"{t.events_seen} event(s), {t.rejected} rejected line(s)", ""]
         out.append("Per turn")
-        head = (f"  {'session':<10} {'project':<12} {'stop':<11} {'dur s':>7} {'LLM':>4} "
+        head = (f"  {'session':<12} {'project':<12} {'stop':<11} {'dur s':>7} {'LLM':>4} "
                 f"{'tools':>5} {'input':>8} {'output':>7} {'cache_r':>8} {'cache_w':>7} "
                 f"{'cost $':>9}")
         out.append(head)
         for turn in self.turns[:max_turns]:
             a = turn["aggregate"]
-            out.append(f"  {turn['session_id'][:10]:<10} {turn['project'][:12]:<12} "
+            # the end of an id tells sessions apart (file-name ids all start with the date)
+            out.append(f"  {turn['session_id'][-12:]:<12} {turn['project'][:12]:<12} "
                        f"{turn['stop_reason'][:11]:<11} {a.duration_ms / 1000:>7.2f} "
                        f"{a.llm_call_count:>4} {a.tool_call_count:>5} {a.input_tokens:>8} "
                        f"{a.output_tokens:>7} {a.cache_read_tokens:>8} "
