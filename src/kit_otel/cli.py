@@ -159,7 +159,7 @@ def cmd_demo(args) -> int:
     settings = _settings(args, output_dir=str(out))
     if args.port is not None:
         settings.prometheus_port = args.port
-    sessions_root = out / "sessions"
+    sessions_root = (out / "sessions").resolve()  # session paths in events are absolute, as KIT writes them
     start = time.time_ns() - 3600 * 1_000_000_000  # the session ran in the last hour
     events = demo_stream(args.seed, sessions=args.sessions, turns=args.turns,
                          sessions_root=sessions_root, start_ns=start)
