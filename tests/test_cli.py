@@ -160,6 +160,9 @@ def test_settings_precedence_and_errors(tmp_path):
                              config_file=str(config), overrides={"prometheus_port": 3})
     assert (settings.max_tools, settings.prometheus_port, settings.capture_content) == (5, 3, True)
     assert settings.sources["prometheus_port"] == "command line"
+    for value, captured in (("NO_CONTENT", False), ("SPAN_ONLY", True), ("span_and_event", True)):
+        env = {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": value}
+        assert load_settings(env=env).capture_content is captured
     with pytest.raises(ValueError, match="setting max_tools from env:KIT_OTEL_MAX_TOOLS"):
         load_settings(env={"KIT_OTEL_MAX_TOOLS": "many"})
     config.write_text("no_such_setting = 1\n")

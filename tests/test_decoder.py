@@ -2,6 +2,7 @@
 never costs the good lines around it."""
 
 import io
+import typing
 
 import msgspec
 import pytest
@@ -17,6 +18,8 @@ from kit_otel.timestamps import format_ts, parse_ts
 
 def _sample(value_type, name: str):
     """A non-zero value for a field, so a dropped field cannot go unnoticed."""
+    if typing.get_origin(value_type) is typing.Annotated:
+        value_type = typing.get_args(value_type)[0]
     origin = getattr(value_type, "__origin__", None)
     text = str(value_type)
     if value_type is bool:
@@ -86,6 +89,14 @@ BAD_LINES = [
     # (line, field, words in the reason, reason code)
     (b'{"v":1,"ts":"2026-06-09T13:18:12Z","type":"llm_usage","data":{"InputTokens":"many"}}',
      "data.InputTokens", "Expected `int`, got `str`", "invalid_field"),
+    (b'{"v":1,"ts":"2026-06-09T13:18:12Z","type":"llm_usage","data":{"InputTokens":-5}}',
+     "data.InputTokens", "Expected `int` >= 0", "invalid_field"),
+    (b'{"v":1,"ts":"2026-06-09T13:18:12Z","type":"llm_usage","data":{"Cost":-1.5}}',
+     "data.Cost", "Expected `float` >= 0", "invalid_field"),
+    (b'{"v":1,"ts":"2026-06-09T13:18:12Z","type":"agent_end","data":{"DurationMs":-1}}',
+     "data.DurationMs", "Expected `int` >= 0", "invalid_field"),
+    (b'{"v":1,"ts":"2026-06-09T13:18:12Z","type":"input","dropped":-3}',
+     "dropped", "Expected `int` >= 0", "invalid_field"),
     (b'{"v":1,"ts":"2026-06-09T13:18:12Z","type":"tool_result","data":{"IsError":"yes"}}',
      "data.IsError", "Expected `bool`", "invalid_field"),
     (b'{"v":1,"ts":"2026-06-09T13:18:12Z","type":"agent_end","data":{"ToolNames":"read"}}',

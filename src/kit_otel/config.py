@@ -20,7 +20,7 @@ def _bool(text: str) -> bool:
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on", "span_only", "span_and_event", "event_only"):
         return True
-    if value in ("0", "false", "no", "off", ""):
+    if value in ("0", "false", "no", "off", "", "no_content"):
         return False
     raise ValueError(f"not a boolean: {text!r}")
 

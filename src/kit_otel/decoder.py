@@ -12,7 +12,7 @@ from typing import IO, Iterable, Iterator
 
 import msgspec
 
-from .events import DATA_TYPES, FORMAT_VERSION, Event, EventData, UnknownData
+from .events import DATA_TYPES, FORMAT_VERSION, Count, Event, EventData, UnknownData
 from .timestamps import format_ts, parse_ts
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
@@ -32,7 +32,7 @@ class _Wire(msgspec.Struct, kw_only=True):
     source: str = ""
     agent: str = ""
     kit_version: str = ""
-    dropped: int = 0
+    dropped: Count = 0
     state: dict[str, str] | None = None
 
 

@@ -8,11 +8,16 @@ field must read the way KIT itself would have seen it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 FORMAT_VERSION = 1
+
+# Counts, sizes, tokens and money are never negative; a negative one is bad input (it would
+# make a monotonic counter go down), rejected with its field's name.
+Count = Annotated[int, msgspec.Meta(ge=0)]
+Amount = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class EventData(msgspec.Struct, kw_only=True):
@@ -95,15 +100,15 @@ class AgentStart(EventData):
 class AgentEnd(EventData):
     Response: str = ""
     StopReason: str = ""
-    ToolCallCount: int = 0
+    ToolCallCount: Count = 0
     ToolNames: list[str] | None = None
-    LLMCallCount: int = 0
-    InputTokensDelta: int = 0
-    OutputTokensDelta: int = 0
-    CacheReadTokensDelta: int = 0
-    CacheWriteTokensDelta: int = 0
-    CostDelta: float = 0.0
-    DurationMs: int = 0
+    LLMCallCount: Count = 0
+    InputTokensDelta: Count = 0
+    OutputTokensDelta: Count = 0
+    CacheReadTokensDelta: Count = 0
+    CacheWriteTokensDelta: Count = 0
+    CostDelta: Amount = 0.0
+    DurationMs: Count = 0
 
 
 class MessageStart(EventData):
@@ -135,8 +140,8 @@ class ModelChange(EventData):
 class ContextPrepare(EventData):
     Messages: list[ContextMessage] | None = None
     # A bridge sends sizes instead of bodies unless content capture is on.
-    MessageCount: int = 0
-    MessageBytes: int = 0
+    MessageCount: Count = 0
+    MessageBytes: Count = 0
 
 
 class BeforeFork(EventData):
@@ -151,10 +156,10 @@ class BeforeSessionSwitch(EventData):
 
 
 class BeforeCompact(EventData):
-    EstimatedTokens: int = 0
-    ContextLimit: int = 0
-    UsagePercent: float = 0.0
-    MessageCount: int = 0
+    EstimatedTokens: Count = 0
+    ContextLimit: Count = 0
+    UsagePercent: Amount = 0.0
+    MessageCount: Count = 0
     IsAutomatic: bool = False
 
 
@@ -189,10 +194,10 @@ class StepFinish(EventData):
     StepNumber: int = 0
     HasToolCalls: bool = False
     FinishReason: str = ""
-    InputTokens: int = 0
-    OutputTokens: int = 0
-    CacheReadTokens: int = 0
-    CacheWriteTokens: int = 0
+    InputTokens: Count = 0
+    OutputTokens: Count = 0
+    CacheReadTokens: Count = 0
+    CacheWriteTokens: Count = 0
 
 
 class ReasoningStart(EventData):
@@ -222,16 +227,16 @@ class Retry(EventData):
 class PrepareStep(EventData):
     StepNumber: int = 0
     Messages: list[ContextMessage] | None = None
-    MessageCount: int = 0
-    MessageBytes: int = 0
+    MessageCount: Count = 0
+    MessageBytes: Count = 0
 
 
 class LLMUsage(EventData):
-    InputTokens: int = 0
-    OutputTokens: int = 0
-    CacheReadTokens: int = 0
-    CacheWriteTokens: int = 0
-    Cost: float = 0.0
+    InputTokens: Count = 0
+    OutputTokens: Count = 0
+    CacheReadTokens: Count = 0
+    CacheWriteTokens: Count = 0
+    Cost: Amount = 0.0
     Model: str = ""
     Provider: str = ""
     RequestID: str = ""
