@@ -13,13 +13,19 @@ for pair in prometheus:prometheus promtool:prometheus amtool:prometheus-alertman
 done
 # the Yaegi library itself: the bridge tests embed it the way KIT does
 [ -d /usr/share/gocode/src/github.com/traefik/yaegi ] || need_apt+=(golang-github-traefik-yaegi-dev)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+      echo "missing system packages (install them as root): ${need_apt[*]}" >&2
+      echo "tests that need them will be reported as skipped" >&2
+    fi
+  fi
+  if [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; then
+    $sudo apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       $(printf '%s\n' "${need_apt[@]}" | sort -u)
-  else
-    echo "missing system packages (install them as root): ${need_apt[*]}" >&2
   fi
 fi
 
