@@ -403,7 +403,7 @@ def overview() -> dict:
                      links=[tempo_explore_link("Failed turns in Tempo", FAILED_TURNS)]), 10, 8)
     L.add(timeseries("Turn duration p50 / p95",
                      "kit_turn_duration_seconds quantiles over all turns (the histogram has no project label). "
-                     "Exemplars, where recorded, link to the turn's trace.",
+                     "Exemplars (OTLP through the Collector) link to the turn's trace.",
                      [target(q('histogram_quantile(0.5, sum by (le) (rate(kit_turn_duration_seconds_bucket[$__rate_interval])))'), "p50", "A", exemplar=True),
                       target(q('histogram_quantile(0.95, sum by (le) (rate(kit_turn_duration_seconds_bucket[$__rate_interval])))'), "p95", "B", exemplar=True)],
                      "s", links=[tempo_explore_link("Slow turns in Tempo", SLOW_TURNS)]), 10, 8)
@@ -729,7 +729,11 @@ panel, edit `generate.py` and run `python3 dashboards/generate.py`.
   `/etc/grafana/provisioning/dashboards/`, and mount `dashboards/*.json` at
   `/var/lib/grafana/dashboards/kit-otel`. The provisioned data sources have the uids
   `kit-prometheus` and `kit-tempo`, the defaults of the dashboards' variables. The Prometheus data
-  source sends exemplars with a `trace_id` to Tempo, and Tempo links spans back to the cost metrics.
+  source turns exemplars with a `trace_id` into links to Tempo, and Tempo links spans back to the
+  cost metrics. kit-otel attaches exemplars (the turn's, LLM call's or tool call's trace and span
+  id) to its histogram points in OTLP; they reach Prometheus through the Collector (remote write,
+  or its `prometheus` exporter with `enable_open_metrics: true`). kit-otel's own `/metrics` uses
+  the plain text format, which carries no exemplars: scraped directly, the panels have no links.
 
 ## Conventions
 

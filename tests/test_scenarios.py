@@ -374,3 +374,20 @@ def test_ended_and_long_quiet_sessions_are_forgotten():
     h2 = make_harness().feed(s2.events)
     h2.translator.sweep(s2.events[-1].ts_ns + 901 * 10**9)
     assert h2.translator.sessions == {}  # ended: forgotten after the idle timeout
+
+
+def test_histogram_points_carry_exemplars_of_their_spans():
+    h = run(sc.tools_turn())
+    collected = {m.name: m.data.data_points  # one collection: it resets exemplar reservoirs
+                 for rm in h.reader.get_metrics_data().resource_metrics
+                 for sm in rm.scope_metrics for m in sm.metrics}
+    turn = only(h, n.SPAN_TURN)
+    exemplars = [e for p in collected["kit.turn.duration"] for e in p.exemplars]
+    assert [(e.trace_id, e.span_id) for e in exemplars] == [(turn.context.trace_id,
+                                                             turn.context.span_id)]
+    tool_spans = {e.span_id for p in collected["kit.tool.duration"] for e in p.exemplars}
+    assert tool_spans and tool_spans <= {s.context.span_id for s in h.spans
+                                         if s.name.startswith("execute_tool")}
+    chat_spans = {e.span_id for p in collected["gen_ai.client.operation.duration"]
+                  for e in p.exemplars}
+    assert chat_spans and chat_spans <= {s.context.span_id for s in h.spans_named(SONNET)}

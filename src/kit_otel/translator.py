@@ -522,8 +522,10 @@ class Translator:
         span.end(end_time=max(end_ns, turn.start_ns))
         m = self.metrics
         m.turns.add(1, self._labels_project(session, {n.L_STOP_REASON: stop_reason}))
-        m.turn_duration.record(final.duration_ms / 1000.0, {n.L_STOP_REASON: stop_reason})
-        m.turn_cost.record(final.cost_usd, self._labels_project(session, {}))
+        in_turn = trace.set_span_in_context(span)  # exemplars: the points name their trace
+        m.turn_duration.record(final.duration_ms / 1000.0, {n.L_STOP_REASON: stop_reason},
+                               context=in_turn)
+        m.turn_cost.record(final.cost_usd, self._labels_project(session, {}), context=in_turn)
         session.previous_turn = span.get_span_context()
         session.turn = None
         self.turns_closed += 1
@@ -768,10 +770,13 @@ class Translator:
                    n.GEN_AI_REQUEST_MODEL: bounded_model}
         m.token_usage.record(tokens[0], {**semconv, n.GEN_AI_TOKEN_TYPE: "input"})
         m.token_usage.record(tokens[1], {**semconv, n.GEN_AI_TOKEN_TYPE: "output"})
-        m.operation_duration.record(max(end_ns - step.start_ns, 0) / _NS_PER_S, semconv)
+        in_call = trace.set_span_in_context(span)
+        m.operation_duration.record(max(end_ns - step.start_ns, 0) / _NS_PER_S, semconv,
+                                    context=in_call)
         if step.first_chunk_ns:
             m.time_to_first_chunk.record((step.first_chunk_ns - step.start_ns) / _NS_PER_S,
-                                         {n.L_PROVIDER: provider, n.L_MODEL: bounded_model})
+                                         {n.L_PROVIDER: provider, n.L_MODEL: bounded_model},
+                                         context=in_call)
 
     def _stream_target(self, run: _Run) -> tuple[trace.Span, _Step | None]:
         step = run.step
@@ -858,7 +863,8 @@ class Translator:
         m = self.metrics
         labels = {n.L_TOOL: m.tool_value(tool.name), n.L_KIND: kind or "unknown"}
         m.tool_calls.add(1, {**labels, n.L_OUTCOME: outcome})
-        m.tool_duration.record(max(ts_ns - tool.start_ns, 0) / _NS_PER_S, labels)
+        m.tool_duration.record(max(ts_ns - tool.start_ns, 0) / _NS_PER_S, labels,
+                               context=trace.set_span_in_context(span))
 
     def _on_tool_execution(self, session: _Session, run: _Run, event: ev.Event) -> None:
         tool = run.tools.get(event.data.ToolCallID) if isinstance(run, _Turn) else None
