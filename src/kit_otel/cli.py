@@ -120,9 +120,10 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
                         feed_lines(pipeline, tailer.path, lines, max_bytes)
                 pipeline.translator.sweep(time.time_ns())
                 if not got:
-                    time.sleep(0.2)
+                    sidecars.wait(0.2)
         except KeyboardInterrupt:
             pass
+        sidecars.close()
     for tailer in tailers:
         tailer.close()
     return missing

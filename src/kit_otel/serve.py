@@ -237,6 +237,8 @@ class Server:
             "kit_otel.spool.files", unit="{file}", description="Spool files being followed",
             callbacks=[lambda options: [self._observation(len(self.file_owner))]])
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        if self.sidecars.fileno() is not None:
+            self._selector.register(self.sidecars.fileno(), selectors.EVENT_READ, "sidecars")
         self._scan()
         inputs = [f"spool {self.spool_dir}"]
         if self.socket_path:
@@ -539,6 +541,8 @@ class Server:
                     pass
             elif key.data == "listener":
                 self._accept(key.fileobj)
+            elif key.data == "sidecars":  # a session directory changed: read its sidecar now
+                self.sidecars.poll()
             else:
                 self._read(key.data)
 
@@ -751,6 +755,7 @@ class Server:
         for stream in self.streams.values():
             stream.close()
         self._close_quietly()
+        self.sidecars.close()
         log.info("stopped")
 
     def _close_listeners(self) -> None:

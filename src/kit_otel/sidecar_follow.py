@@ -4,13 +4,19 @@ Used by `replay --follow` and `serve`: every session with a file in the sessions
 `<session>.ext-state.json` watched; a change read from it reaches the translator as external
 state, for sessions whose envelopes carry none (a bridge's `state` is exactly ordered with the
 events, so for those it is the only source).
+
+Where inotify works, a rename or creation in a session directory wakes the reader at once
+(`fileno()` / `wait()`); the `stat` comparison decides what changed and also runs on a timer,
+the fallback everywhere else.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
+from .dir_watch import DirectoryWatcher
 from .sessions import is_inside
 from .sidecar import SidecarWatcher
 from .translator import Translator
@@ -26,6 +32,26 @@ class SidecarFollower:
         self.watcher = watcher or SidecarWatcher()
         self._watched: set[str] = set()
         self.errors = 0
+        try:
+            self.directories: DirectoryWatcher | None = DirectoryWatcher()
+        except OSError as exc:
+            log.info("no inotify (%s): ext-state sidecars are polled only", exc)
+            self.directories = None
+
+    def fileno(self) -> int | None:
+        """A descriptor that becomes readable when a watched directory changes (or None)."""
+        return self.directories.fileno() if self.directories is not None else None
+
+    def wait(self, timeout: float) -> None:
+        """Sleep up to `timeout`, waking early when a session directory changes."""
+        if self.directories is not None:
+            self.directories.wait(timeout)
+        else:
+            time.sleep(timeout)
+
+    def close(self) -> None:
+        if self.directories is not None:
+            self.directories.close()
 
     def sync(self) -> None:
         """Watch the sidecar of every session seen so far (inside the sessions root only:
@@ -34,12 +60,16 @@ class SidecarFollower:
                 if self.root is not None and is_inside(Path(p), self.root)}
         for path in live - self._watched:
             self.watcher.watch(path)
+            if self.directories is not None:
+                self.directories.watch(Path(path).parent)
         for path in self._watched - live:
             self.watcher.unwatch(path)
         self._watched = live
 
     def poll(self) -> int:
         """Apply what changed on disk; returns how many sessions' state changed."""
+        if self.directories is not None:
+            self.directories.changed()  # consumed: the stat comparison below decides
         self.sync()
         changed = 0
         for change in self.watcher.poll():

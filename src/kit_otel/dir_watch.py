@@ -1,0 +1,91 @@
+"""Wake-ups when files are created in or renamed into watched directories (Linux inotify).
+
+KIT and `StateStore` replace a sidecar by renaming a finished temp file over it, so the file to
+watch for is the directory's: `IN_MOVED_TO` / `IN_CREATE` / `IN_CLOSE_WRITE` name the entry.
+This only says *when* to look: what changed is still decided by the sidecar watcher's `stat`
+comparison, which also runs on a timer as the fallback (no inotify on this system, network
+filesystems, a full event queue). Called through ctypes: a dependency for three system calls
+would not earn its place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import select
+import struct
+from pathlib import Path
+
+IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_TO = 0x00000080
+IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
+IN_Q_OVERFLOW = 0x00004000
+IN_NONBLOCK = 0o4000
+IN_CLOEXEC = 0o2000000
+_MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE
+_HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
+
+
+class DirectoryWatcher:
+    """`changed()` returns the paths named by events since the last call (None among them when
+    the kernel dropped events: look at everything). Raises OSError where inotify is missing."""
+
+    def __init__(self):
+        name = ctypes.util.find_library("c")
+        libc = ctypes.CDLL(name, use_errno=True) if name else None
+        if libc is None or not hasattr(libc, "inotify_init1"):
+            raise OSError(errno.ENOSYS, "inotify is not available here")
+        self._libc = libc
+        self._fd = libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1 failed")
+        self._dirs: dict[int, Path] = {}
+        self._wds: dict[Path, int] = {}
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def watch(self, directory: Path) -> bool:
+        """Watch a directory (again, harmlessly); False when it cannot be watched (yet)."""
+        directory = Path(directory)
+        if directory in self._wds:
+            return True
+        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), _MASK)
+        if wd < 0:
+            return False
+        self._dirs[wd] = directory
+        self._wds[directory] = wd
+        return True
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to `timeout` seconds for an event; True when one is waiting."""
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        return bool(ready)
+
+    def changed(self) -> set[Path | None]:
+        found: set[Path | None] = set()
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return found
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                wd, mask, _cookie, length = _HEADER.unpack_from(data, offset)
+                raw = data[offset + _HEADER.size: offset + _HEADER.size + length]
+                offset += _HEADER.size + length
+                if mask & IN_Q_OVERFLOW:
+                    found.add(None)
+                    continue
+                directory = self._dirs.get(wd)
+                name = raw.rstrip(b"\0")
+                if directory is not None and name:
+                    found.add(directory / os.fsdecode(name))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
