@@ -32,7 +32,8 @@ def test_demo_prints_a_useful_summary(demo):
     out = result.stdout
     for needle in ("Per turn", "Per model", "Span tree of the richest turn", "invoke_agent kit",
                    "execute_tool", "anthropic/claude-sonnet-4-5-20250929", "subagent", "error",
-                   "OTLP-JSON written", "Prometheus metrics: http://127.0.0.1:"):
+                   "OTLP-JSON written", "Prometheus metrics were served at http://127.0.0.1:",
+                   "└─ invoke_agent subagent", "│     ├─ chat"):  # the tree shows the nesting
         assert needle in out, needle
     assert "3 session(s), 18 turn(s)" in out
 

@@ -191,9 +191,12 @@ def cmd_demo(args) -> int:
         print(f"events saved: {args.save_events} (the same spans again: "
               f"KIT_OTEL_SESSIONS_ROOT={sessions_root} kit-otel replay {args.save_events})")
     if pipeline.prometheus and pipeline.prometheus.url:
-        print(f"Prometheus metrics: {pipeline.prometheus.url}")
+        if args.serve:
+            print(f"Prometheus metrics: {pipeline.prometheus.url} (until Ctrl-C)")
+        else:
+            print(f"Prometheus metrics were served at {pipeline.prometheus.url} while the demo "
+                  "ran; `kit-otel demo --serve` keeps them up")
     if args.serve and pipeline.prometheus:
-        print("serving /metrics until Ctrl-C …")
         try:
             signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
             while True:

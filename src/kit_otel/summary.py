@@ -13,6 +13,21 @@ from .names import SPAN_TURN
 from .translator import Translator
 
 
+def _richness(spans: list[ReadableSpan]) -> tuple[int, int]:
+    """(span count, nesting depth): of equally large turns, the deeper one shows more."""
+    if not spans:
+        return (0, 0)
+    parents = {s.context.span_id: s.parent.span_id if s.parent else None for s in spans}
+
+    def depth(span_id):
+        d = 0
+        while parents.get(span_id) is not None and d < 64:
+            span_id, d = parents[span_id], d + 1
+        return d
+
+    return (len(spans), max(depth(s.context.span_id) for s in spans))
+
+
 class RichestTurnKeeper(SpanProcessor):
     """Keeps the spans of the turn trace with the most spans, and nothing else for long."""
 
@@ -27,7 +42,7 @@ class RichestTurnKeeper(SpanProcessor):
         spans.append(span)
         if span.parent is None:
             self._open.pop(trace_id, None)
-            if span.name == SPAN_TURN and len(spans) > len(self.best):
+            if span.name == SPAN_TURN and _richness(spans) > _richness(self.best):
                 self.best = spans
         elif len(self._open) > self._max_open:  # traces whose root never ends here
             self._open.pop(next(iter(self._open)))
