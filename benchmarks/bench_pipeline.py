@@ -98,18 +98,26 @@ class _RecTracer:
 
 
 class _RecInstrument:
-    def __init__(self, log, real, method):
-        self._log, self._real, self._method = log, real, method
+    def __init__(self, log, real, method, tracer):
+        self._log, self._real, self._method, self._tracer = log, real, method, tracer
 
     def __getattr__(self, name):
         real_method = getattr(self._real, name)
 
-        def record(value, attributes=None):
+        def record(value, attributes=None, context=None):
             if name == "add_key":  # (label key, amount): replayed with the same frozen key
-                self._log.append(("metric", self._method, name, value, attributes))
+                self._log.append(("metric", self._method, name, value, attributes, None))
+                real_method(value, attributes)
+                return
+            # a histogram point made inside a span (its exemplar): replayed inside that span
+            handle = self._tracer._handles.get(id(trace.get_current_span(context))) \
+                if context is not None else None
+            self._log.append(("metric", self._method, name, value, dict(attributes or {}),
+                              handle))
+            if context is not None:
+                real_method(value, attributes, context=context)
             else:
-                self._log.append(("metric", self._method, name, value, dict(attributes or {})))
-            real_method(value, attributes)
+                real_method(value, attributes)
         return record
 
 
@@ -121,7 +129,7 @@ def record_sdk_calls(lines: list[bytes]) -> list[list[tuple]]:
     m = translator.metrics
     for attr, value in list(vars(m).items()):
         if hasattr(value, "add") or hasattr(value, "record") or hasattr(value, "set"):
-            setattr(m, attr, _RecInstrument(log, value, attr))
+            setattr(m, attr, _RecInstrument(log, value, attr, translator.tracer))
     per_line = []
     for line in lines:
         start = len(log)
@@ -159,9 +167,13 @@ def floor_run(lines, calls_per_line) -> float:
             elif op == "attrs":
                 spans[call[1]].set_attributes(call[2])
             elif op == "end":
-                spans.pop(call[1]).end(end_time=call[2])
+                spans[call[1]].end(end_time=call[2])  # kept: exemplars may follow the end
             elif op == "metric":
-                getattr(getattr(meter_instruments, call[1]), call[2])(call[3], call[4])
+                method = getattr(getattr(meter_instruments, call[1]), call[2])
+                if call[5] is not None and call[5] in spans:
+                    method(call[3], call[4], context=set_span_in_context(spans[call[5]]))
+                else:
+                    method(call[3], call[4])
             elif op == "status":
                 spans[call[1]].set_status(call[2])
             elif op == "name":

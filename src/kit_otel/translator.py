@@ -260,34 +260,43 @@ class Translator:
     # ── entry points ─────────────────────────────────────────────────────────────────────────
 
     def process(self, event: ev.Event) -> None:
+        # the hot path of every source: locals and early exits matter here
         self.events_seen += 1
-        m = self.metrics
-        key = self._event_type_keys.get(event.type)
+        etype = event.type
+        key = self._event_type_keys.get(etype)
         if key is None:
-            key = self._event_type_keys[event.type] = frozenset(
-                {n.L_TYPE: m.event_type_value(event.type)}.items())
-        m.events.add_key(key, 1)
+            key = self._event_type_keys[etype] = frozenset(
+                {n.L_TYPE: self.metrics.event_type_value(etype)}.items())
+        self.metrics.events.add_key(key, 1)
         if event.dropped:
-            m.dropped.add(event.dropped, {n.L_SOURCE: event.source or "unknown"})
-        if event.ts_ns > self.clock_ns:
-            self.clock_ns = event.ts_ns
-        if event.type in ev.META_TYPES:
+            self.metrics.dropped.add(event.dropped, {n.L_SOURCE: event.source or "unknown"})
+        ts = event.ts_ns
+        if ts > self.clock_ns:
+            self.clock_ns = ts
+        if etype in ev.META_TYPES:
             return
-        subagent = self._child_target(event)
-        if subagent is not None:
-            self._on_child_event(subagent, event)
+        if not event.session_path and event.agent != "main" and \
+                self.open_subagents.get(event.pid):
+            self._on_child_event(self._child_target(event), event)
         else:
-            session = self._session(event)
-            session.last_ns = event.ts_ns
+            session = self.sessions.get((event.pid, event.session_path))
+            if session is None or event.session_id:
+                session = self._session(event)
+            session.last_ns = ts
             if event.state is not None:
                 self._apply_state(session, event)
-            handler = self._handlers.get(event.type)
-            if handler is not None:
-                handler(session, event)
+            run_handler = self._run_handlers.get(etype)
+            if run_handler is not None:  # most events belong to a turn
+                turn = session.turn
+                if turn is None:
+                    turn = self._open_turn(session, event)
+                if ts > turn.last_ns:
+                    turn.last_ns = ts
+                run_handler(session, turn, event)
             else:
-                run_handler = self._run_handlers.get(event.type)
-                if run_handler is not None:
-                    run_handler(session, self._turn(session, event), event)
+                handler = self._handlers.get(etype)
+                if handler is not None:
+                    handler(session, event)
                 else:
                     self._on_generic(session, event)
         if self.auto_sweep and self.events_seen % _SWEEP_EVERY == 0:
@@ -795,6 +804,17 @@ class Translator:
         self._span_event(span, event)
 
     def _on_message_update(self, session: _Session, run: _Run, event: ev.Event) -> None:
+        step = run.step
+        if step is not None and not step.stream_end_ns:  # the common case, kept short
+            if not step.first_chunk_ns:
+                step.first_chunk_ns = event.ts_ns
+            deltas = step.message
+            chunk = event.data.Chunk
+            deltas.count += 1
+            deltas.bytes += len(chunk) if chunk.isascii() else len(chunk.encode())
+            if deltas.count == 1 or self.settings.record_all_deltas:
+                self._span_event(step.span, event)
+            return
         span, step = self._stream_target(run)
         self._mark_first_chunk(step, event.ts_ns)
         deltas = step.message if step is not None else _Deltas()
