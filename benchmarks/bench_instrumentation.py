@@ -143,15 +143,18 @@ class _RecTracer:
 
 
 class _RecInstrument:
-    def __init__(self, log, attr, real):
-        self._log, self._attr, self._real = log, attr, real
+    def __init__(self, log, attr, real, known):
+        self._log, self._attr, self._real, self._known = log, attr, real, known
 
     def __getattr__(self, method):
         real = getattr(self._real, method)
 
-        def record(*args):
-            self._log.append(("metric", self._attr, method, args))
-            return real(*args)
+        def record(*args, context=None):
+            # a histogram point made inside a span (its exemplar): replayed inside that span
+            handle = self._known.get(id(trace.get_current_span(context)), 0) \
+                if context is not None else None
+            self._log.append(("metric", self._attr, method, args, handle))
+            return real(*args) if context is None else real(*args, context=context)
         return record
 
 
@@ -168,7 +171,7 @@ def record_one_call(translator, call) -> tuple[list[tuple], list]:
     for attr, value in list(vars(metrics).items()):
         if any(hasattr(value, m) for m in ("add", "add_key", "record", "set")):
             saved[attr] = value
-            setattr(metrics, attr, _RecInstrument(log, attr, value))
+            setattr(metrics, attr, _RecInstrument(log, attr, value, known))
 
     def process(event):
         events.append(event)
@@ -203,9 +206,12 @@ def compile_replay(log: list[tuple]):
             target = "turn" if h == -1 else f"s{h}"
             body.append(f"{target}.{method}(*p{i})")
         elif call[0] == "metric":
-            _, attr, method, args = call
+            _, attr, method, args, handle = call
             consts[f"p{i}"] = args
-            body.append(f"inst.{attr}.{method}(*p{i})")
+            in_span = "" if handle is None else \
+                ", context=set_span_in_context(turn)" if handle == -1 else \
+                f", context=set_span_in_context(s{handle})" if handle else ""
+            body.append(f"inst.{attr}.{method}(*p{i}{in_span})")
     consts["EMPTY"] = Context()
     source = "def replay(tracer, inst, turn):\n" + "".join(f"    {line}\n" for line in body) \
         + "    return None\n"
