@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,8 @@ import urllib.request
 
 import pytest
 
-from ._common import CONTRACT_SERIES, DASHBOARDS_DIR, load_yaml, promql_metric_names
+from ._common import (CONTRACT_SERIES, DASHBOARDS_DIR, free_port, get_json, load_yaml,
+                      promql_metric_names)
 from .dashboard_queries import BUILTIN_DEFAULTS, iter_panels, panel_queries, panel_query_specs
 
 DASHBOARD_FILES = ("kit-overview.json", "kit-budget.json")
@@ -291,18 +291,8 @@ def test_provisioning_files():
 
 # ── 4. every query on a real Prometheus ──────────────────────────────────────────────────────
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _get(url: str) -> dict:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:  # 400/422 carry the PromQL error as JSON
-        return json.loads(exc.read())
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +313,7 @@ def prometheus(tmp_path_factory):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     config = work / "prometheus.yml"
     config.write_text("global:\n  scrape_interval: 1m\n")
-    port = _free_port()
+    port = free_port()
     log = (work / "prometheus.log").open("w")
     server = subprocess.Popen([prom, f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
                                f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=10y"],
@@ -365,7 +355,7 @@ def test_every_query_returns_data_on_prometheus(prometheus, name):
         else:
             url = f"{base}/api/v1/query_range?" + urllib.parse.urlencode(
                 {"query": spec["expr"], "start": end - 3600, "end": end, "step": 60})
-        body = _get(url)
+        body = get_json(url)
         where = f"{spec['title']} [{spec['ref_id']}]"
         if body.get("status") != "success":
             failures.append(f"{where}: {body.get('error')} — {spec['expr']}")
@@ -381,6 +371,6 @@ def test_label_values_of_variables_exist(prometheus):
             if var["type"] != "query":
                 continue
             metric, label = var["query"]["query"][len("label_values("):-1].split(", ")
-            body = _get(f"{base}/api/v1/label/{label}/values?" + urllib.parse.urlencode(
+            body = get_json(f"{base}/api/v1/label/{label}/values?" + urllib.parse.urlencode(
                 {"match[]": metric, "start": end - 3600, "end": end}))
             assert body["status"] == "success" and body["data"], (name, var["name"])

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from ._common import ALERTS_DIR, DASHBOARDS_DIR, load_yaml
+from ._common import ALERTS_DIR, DASHBOARDS_DIR, free_port, get_json, load_yaml
 from .dashboard_queries import panel_query_specs
 
 FEED_SECONDS = 15
@@ -39,18 +38,8 @@ BUDGETS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _get(url: str) -> dict:
-    try:
-        with urllib.request.urlopen(url, timeout=30) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, log: Path, what: str) -> None:
@@ -84,7 +73,7 @@ class Scenario:
         config.write_text(
             f"budget_day_usd = {budgets['day']}\nbudget_month_usd = {budgets['month']}\n"
             f"budget_turn_usd = {budgets['turn']}\n" + scoped)
-        self.metrics_port, self.prom_port = _free_port(), _free_port()
+        self.metrics_port, self.prom_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "KIT_OTEL_"))}
         env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "prometheus",
                     "KIT_OTEL_CONFIG": str(config), "KIT_OTEL_PROMETHEUS_PORT": str(self.metrics_port),
@@ -138,7 +127,7 @@ class Scenario:
         return out
 
     def query(self, expr: str) -> list:
-        body = _get(f"{self.base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        body = get_json(f"{self.base}/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
         assert body["status"] == "success", body
         return body["data"]["result"]
 
@@ -210,7 +199,7 @@ def test_every_panel_query_returns_data_from_the_live_stack(stack, dashboard):
         else:
             url = f"{over.base}/api/v1/query_range?" + urllib.parse.urlencode(
                 {"query": spec["expr"], "start": over.start, "end": over.end, "step": 1})
-        body = _get(url)
+        body = get_json(url)
         where = f"{spec['title']} [{spec['ref_id']}]"
         if body.get("status") != "success":
             failures.append(f"{where}: {body.get('error')} — {spec['expr']}")
@@ -231,7 +220,7 @@ def test_live_totals_equal_the_streams(stack):
 def _stretched_series(s: Scenario) -> tuple[list[dict], int]:
     """Every series Prometheus scraped from kit-otel, one sample a second, as promtool input
     series with one sample a minute; the last value held for 90 more minutes."""
-    body = _get(f"{s.base}/api/v1/query_range?" + urllib.parse.urlencode({
+    body = get_json(f"{s.base}/api/v1/query_range?" + urllib.parse.urlencode({
         "query": '{job="kit-otel"}', "start": int(s.start), "end": int(s.end) + 1, "step": 1}))
     assert body["status"] == "success", body
     grid = list(range(int(s.start), int(s.end) + 2))
