@@ -391,3 +391,16 @@ def test_histogram_points_carry_exemplars_of_their_spans():
     chat_spans = {e.span_id for p in collected["gen_ai.client.operation.duration"]
                   for e in p.exemplars}
     assert chat_spans and chat_spans <= {s.context.span_id for s in h.spans_named(SONNET)}
+
+
+def test_new_session_without_session_start_is_counted_once():
+    """KIT's /new moves to a new session file and fires no session_start."""
+    s = sc.simple_turn()
+    s.hot_reload()
+    first = s.events
+    other = sc.script(path=sc.PATH_A.replace("3f9a1c2b7d4e", "0000000000aa"), start=s.now)
+    other.turn("after /new", [sc.Step(text="ok", usage=sc.Usage(1, 1))])
+    h = run(first + other.events)
+    assert h.total("kit.sessions", project="proj") == 2
+    ids = {t.attributes[n.SESSION_ID] for t in h.spans_named(n.SPAN_TURN)}
+    assert len(ids) == 2

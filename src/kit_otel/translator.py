@@ -203,7 +203,8 @@ class _Session:
     model: str = ""
     turn: _Turn | None = None
     previous_turn: trace.SpanContext | None = None
-    started: bool = False
+    started: bool = False  # a session_start was seen: the next one is a hot reload
+    counted: bool = False  # in kit_sessions_total
     shut_down: bool = False  # session_shutdown seen (and no session_start since)
     state: dict[str, str] = field(default_factory=dict)
     state_ts_ns: int = 0  # time of the newest state an envelope carried
@@ -380,6 +381,10 @@ class Translator:
         if session is None:
             session = self._new_session(event)
             self.sessions[key] = session
+            if event.session_path:
+                # Counted at first sight: KIT's /new switches to a new session file without a
+                # session_start, and a session_start seen later is then a hot reload.
+                self._count_session(session)
         elif event.session_id and event.session_id != session.session_id:
             self._set_session_id(session, event.session_id)
         return session
@@ -565,9 +570,13 @@ class Translator:
         reload = session.started  # hot reloads fire session_start again
         session.started = True
         session.shut_down = False
-        if not reload:
-            self.metrics.sessions.add(1, self._labels_project(session, {}))
+        self._count_session(session)  # a session without a file counts from its start
         self._out_of_turn(session, event, {n.KIT_SESSION_RELOAD: reload})
+
+    def _count_session(self, session: _Session) -> None:
+        if not session.counted:
+            session.counted = True
+            self.metrics.sessions.add(1, self._labels_project(session, {}))
 
     def _on_session_shutdown(self, session: _Session, event: ev.Event) -> None:
         session.shut_down = True  # forgotten after the idle timeout, unless it starts again
