@@ -90,16 +90,22 @@ class MetricPoint:
     resource: dict[str, Any] = field(default_factory=dict)
 
 
+def _accept(receiver: "OTLPReceiver", kind: str, request, context, response):
+    """One gRPC Export: refused while the receiver is told to fail, else kept."""
+    code = receiver._refusal()
+    if code is not None:
+        context.abort(getattr(grpc.StatusCode, code), f"test receiver refuses: {code}")
+    receiver._keep(kind, request)
+    return response
+
+
 class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, receiver: "OTLPReceiver"):
         self.receiver = receiver
 
     def Export(self, request, context):
-        code = self.receiver._refusal()
-        if code is not None:
-            context.abort(getattr(grpc.StatusCode, code), f"test receiver refuses: {code}")
-        self.receiver._keep("traces", request)
-        return trace_service_pb2.ExportTraceServiceResponse()
+        return _accept(self.receiver, "traces", request, context,
+                       trace_service_pb2.ExportTraceServiceResponse())
 
 
 class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
@@ -107,11 +113,8 @@ class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
         self.receiver = receiver
 
     def Export(self, request, context):
-        code = self.receiver._refusal()
-        if code is not None:
-            context.abort(getattr(grpc.StatusCode, code), f"test receiver refuses: {code}")
-        self.receiver._keep("metrics", request)
-        return metrics_service_pb2.ExportMetricsServiceResponse()
+        return _accept(self.receiver, "metrics", request, context,
+                       metrics_service_pb2.ExportMetricsServiceResponse())
 
 
 def _http_handler(receiver: "OTLPReceiver"):
