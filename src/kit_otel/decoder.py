@@ -7,6 +7,7 @@ the next line, so the good events around it are processed normally.
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 from dataclasses import dataclass
 from typing import IO, Iterable, Iterator
 
@@ -16,6 +17,9 @@ from .events import DATA_TYPES, FORMAT_VERSION, Count, Event, EventData, Unknown
 from .timestamps import format_ts, parse_ts
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
+# KIT's deepest real structure is a tool's ParsedArgs (JSON a model wrote); a few levels is
+# typical, 64 is generous, and it keeps every recursive walk far below Python's stack limit.
+MAX_NESTING_DEPTH = 64
 
 
 class _Wire(msgspec.Struct, kw_only=True):
@@ -68,6 +72,22 @@ _any_decoder = msgspec.json.Decoder()
 _MISSING_RE = re.compile(r"Object missing required field `([^`]*)`")
 
 
+def _msgspec_failure(exc: Exception, where: str, fail) -> DecodeFailure:
+    """One DecodeFailure for anything msgspec raised while decoding `where` ("" = the envelope)."""
+    if isinstance(exc, msgspec.ValidationError):
+        field, reason = _split_msgspec_error(exc)
+        field = f"{where}.{field}" if where and field else (field or where)
+        return fail(field, reason, "invalid_field")
+    if isinstance(exc, UnicodeDecodeError):
+        return fail(where, f"invalid UTF-8: {exc.reason} at byte {exc.start}", "malformed_json")
+    text = str(exc)
+    if "UTF-8" in text:
+        return fail(where, f"invalid UTF-8: {text}", "malformed_json")
+    if isinstance(exc, msgspec.MsgspecError):
+        return fail(where, f"malformed JSON: {text}", "malformed_json")
+    return fail(where, f"undecodable ({type(exc).__name__}: {text[:200]})", "malformed_json")
+
+
 def _split_msgspec_error(exc: Exception) -> tuple[str, str]:
     text = str(exc)
     match = _PATH_RE.search(text)
@@ -77,6 +97,24 @@ def _split_msgspec_error(exc: Exception) -> tuple[str, str]:
         path = f"{path}.{missing.group(1)}" if path else missing.group(1)
         reason = "required field is missing"
     return path, reason
+
+
+# A JSON string, escapes included; an unterminated one runs to the end, so the scan stays linear.
+_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*+"?', re.DOTALL)
+_OPEN_CLOSE = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+
+
+def _nesting_depth_over(line: bytes, limit: int) -> bool:
+    """True if the JSON in `line` opens arrays/objects deeper than `limit`.
+
+    msgspec recurses per level and raises RecursionError far down, so depth is bounded before
+    it parses. Counting brackets is C-speed and settles almost every line; only a line with more
+    brackets than the limit is measured (strings removed, then the running open-minus-close)."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return False
+    steps = _STRING_RE.sub(b"", line).translate(None, _NOT_BRACKETS).translate(_OPEN_CLOSE)
+    return max(accumulate(memoryview(steps).cast("b")), default=0) > limit
 
 
 def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
@@ -90,16 +128,12 @@ def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
 
     if len(line) > max_bytes:
         raise fail("", f"line of {len(line)} bytes exceeds the limit of {max_bytes}", "oversize")
+    if _nesting_depth_over(line, MAX_NESTING_DEPTH):
+        raise fail("", f"JSON nested deeper than {MAX_NESTING_DEPTH} levels", "malformed_json")
     try:
         wire = _wire_decoder.decode(line)
-    except UnicodeDecodeError as exc:
-        raise fail("", f"invalid UTF-8: {exc.reason} at byte {exc.start}",
-                   "malformed_json") from None
-    except msgspec.ValidationError as exc:
-        field, reason = _split_msgspec_error(exc)
-        raise fail(field, reason, "invalid_field") from None
-    except msgspec.DecodeError as exc:
-        raise fail("", f"malformed JSON: {exc}", "malformed_json") from None
+    except Exception as exc:  # msgspec's whole family, and whatever a future release adds
+        raise _msgspec_failure(exc, "", fail) from None
     if wire.v != FORMAT_VERSION:
         raise fail("v", f"unsupported format version {wire.v} (expected {FORMAT_VERSION})",
                    "unsupported_version")
@@ -118,12 +152,10 @@ def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
                 raise fail("data", f"expected an object, got {type(fields).__name__}",
                            "invalid_field")
             data = UnknownData(fields=fields)
-    except msgspec.ValidationError as exc:
-        field, reason = _split_msgspec_error(exc)
-        raise fail(f"data.{field}" if field else "data", reason, "invalid_field") from None
-    except UnicodeDecodeError as exc:
-        raise fail("data", f"invalid UTF-8: {exc.reason} at byte {exc.start}",
-                   "malformed_json") from None
+    except DecodeFailure:
+        raise
+    except Exception as exc:
+        raise _msgspec_failure(exc, "data", fail) from None
     return Event(type=wire.type, data=data, ts_ns=ts_ns, v=wire.v, seq=wire.seq, pid=wire.pid,
                  session_path=wire.session_path, session_id=wire.session_id, source=wire.source,
                  agent=wire.agent, kit_version=wire.kit_version, dropped=wire.dropped,
