@@ -99,3 +99,32 @@ def get_json(url: str) -> dict:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return json.loads(exc.read())
+
+
+def find_otelcol() -> str | None:
+    """A real Collector: $KIT_OTEL_OTELCOL, otelcol-contrib / otelcol on PATH, then the shared
+    tools beside the repository (../shared/tools/otelcol, as CI lays it out)."""
+    import os
+    import shutil
+    explicit = os.environ.get("KIT_OTEL_OTELCOL")
+    if explicit:
+        return explicit if os.access(explicit, os.X_OK) else None
+    for name in ("otelcol-contrib", "otelcol"):
+        found = shutil.which(name)
+        if found:
+            return found
+    for candidate in (ROOT.parent / "shared" / "tools" / "otelcol",
+                      Path("/work/shared/tools/otelcol")):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
+
+
+def require_otelcol() -> str:
+    """The Collector binary, or a skip (which CI, with KIT_OTEL_REQUIRE_TOOLS=1, turns into a
+    failure)."""
+    found = find_otelcol()
+    if found is None:
+        pytest.skip("no OpenTelemetry Collector: set KIT_OTEL_OTELCOL, put otelcol-contrib on "
+                    "PATH, or provide ../shared/tools/otelcol")
+    return found

@@ -156,7 +156,107 @@ def test_memory_limiter_first_and_batch_last(raw_config):
     for pname, pipe in pipelines(cfg).items():
         procs = pipe.get("processors") or []
         assert procs and ctype(procs[0]) == "memory_limiter", f"{name}: {pname} must start with memory_limiter"
-        assert ctype(procs[-1]) == "batch", f"{name}: {pname} must end with batch"
+        batches = [i for i, p in enumerate(procs) if ctype(p) == "batch"]
+        assert batches in ([], [len(procs) - 1]), f"{name}: {pname}: batch, if any, comes last"
+
+
+def test_agent_acknowledges_only_what_its_disk_queue_holds():
+    """C2: a batch processor answers kit-otel before the persistent queue holds the data, so an
+    agent killed inside its timeout loses spans kit-otel already counted as delivered. The agent
+    batches inside each exporter's persistent sending_queue instead."""
+    agent = load("agent.yaml")
+    for pname, pipe in pipelines(agent).items():
+        assert not any(ctype(p) == "batch" for p in pipe.get("processors") or []), pname
+        for eid in pipe["exporters"]:
+            queue = agent["exporters"][eid]["sending_queue"]
+            assert queue["enabled"] is True and queue["storage"], eid
+            assert queue["batch"]["sizer"] in ("items", "bytes"), eid
+
+
+# ── value types, as the Collector decodes them (no weak typing) ──────────────────────────────
+
+_DURATION_KEYS = re.compile(r"(timeout|interval|decision_wait|max_stale|max_elapsed_time)$")
+_BOOL_KEYS = frozenset({"insecure", "enabled", "create_directory", "on_start", "on_rebound",
+                        "override", "enable_open_metrics"})
+_INT_KEYS = re.compile(r"(_size|_percentage|queue_size|num_consumers|threshold_ms|num_traces|"
+                       r"expected_new_traces_per_sec|sampled_cache_size|min_size|max_size)$")
+
+
+def type_errors(value, path: tuple = ()) -> list[str]:
+    """Where a resolved config holds a value of a type the Collector would refuse: strings for
+    endpoints, hostnames and the loadbalancing resolver's port, durations as Go duration strings,
+    booleans and integers where the component declares them."""
+    if isinstance(value, dict):
+        return [e for k, v in value.items() for e in type_errors(v, path + (str(k),))]
+    if isinstance(value, list):
+        return [e for i, v in enumerate(value) for e in type_errors(v, path + (str(i),))]
+    key, where = (path[-1] if path else ""), ".".join(path)
+    in_resolver = "resolver" in path
+    if key in ("endpoint", "hostname", "directory", "storage") or (key == "port" and in_resolver):
+        ok = isinstance(value, str)
+    elif key == "port":  # service::telemetry readers
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif key == "sampling_percentage":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif _DURATION_KEYS.search(key):
+        ok = isinstance(value, str) and re.fullmatch(r"(\d+(\.\d+)?(ns|us|ms|s|m|h))+", value) is not None
+    elif key in _BOOL_KEYS:
+        ok = isinstance(value, bool)
+    elif _INT_KEYS.search(key):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        return []
+    return [] if ok else [f"{where}: {value!r} ({type(value).__name__})"]
+
+
+def test_values_have_the_types_the_collector_decodes(raw_config):
+    name, cfg = raw_config
+    assert type_errors(resolve_env(cfg)) == [], name
+
+
+def test_type_check_refuses_what_the_collector_refuses():
+    # C1: `port: 4317` under resolver.dns stopped the agent from starting
+    bad = {"exporters": {"loadbalancing": {"resolver": {"dns": {"hostname": "gw", "port": 4317}}},
+                         "otlp": {"timeout": 10, "tls": {"insecure": "yes"}}},
+           "service": {"telemetry": {"metrics": {"readers": [{"pull": {"exporter": {
+               "prometheus": {"host": "127.0.0.1", "port": "8888"}}}}]}}}}
+    errors = type_errors(bad)
+    assert len(errors) == 4, errors
+    assert any("resolver.dns.port: 4317" in e for e in errors)
+
+
+def _listeners(cfg) -> list[tuple[str, str, int]]:
+    """(what, host, port) of every socket a config listens on."""
+    out = []
+    for cid, receiver in (cfg.get("receivers") or {}).items():
+        for proto, spec in ((receiver or {}).get("protocols") or {}).items():
+            out.append((f"{cid}.{proto}", *host_port(spec["endpoint"])))
+    for cid, ext in (cfg.get("extensions") or {}).items():
+        if ext and "endpoint" in ext:
+            out.append((cid, *host_port(ext["endpoint"])))
+    for cid, exp in (cfg.get("exporters") or {}).items():
+        if ctype(cid) == "prometheus":
+            out.append((cid, *host_port(exp["endpoint"])))
+    for reader in cfg["service"].get("telemetry", {}).get("metrics", {}).get("readers") or []:
+        prom = reader.get("pull", {}).get("exporter", {}).get("prometheus")
+        if prom:
+            out.append(("telemetry", prom["host"], int(prom["port"])))
+    return out
+
+
+def test_every_gateway_listener_follows_its_listen_host():
+    """C9: next to an agent (which holds the loopback ports), a gateway on the host's own address
+    must not bind anything else: its own metrics were fixed to 0.0.0.0:8888."""
+    env = {"KIT_GATEWAY_LISTEN_HOST": "10.1.2.3"}
+    gateway = resolve_env(load_yaml(COLLECTOR_DIR / "gateway.yaml"), env)
+    listeners = _listeners(gateway)
+    assert {"otlp.grpc", "health_check", "telemetry"} <= {what for what, _, _ in listeners}
+    assert {host for _, host, _ in listeners} == {"10.1.2.3"}, listeners
+    agent = _listeners(load("agent.yaml"))
+    taken = {(host, port) for _, host, port in agent}
+    for what, host, port in listeners:
+        assert (host, port) not in taken and ("0.0.0.0", port) not in taken, what
+    assert {host for _, host, _ in agent} == {"127.0.0.1"}, agent
 
 
 def test_queue_storage_references_enabled_file_storage(raw_config):
