@@ -205,7 +205,7 @@ def bounded_values(instruments: KitInstruments) -> dict[str, list[str]]:
     """The label values each cardinality limiter has let through (so `other` folds the same
     values after a restart)."""
     return {name: sorted(getattr(instruments, name)._seen.copy())
-            for name in ("tool_value", "model_value", "event_type_value")}
+            for name in ("tool_value", "model_value", "event_type_value", "project_value")}
 
 
 def restore_bounded_values(instruments: KitInstruments, saved: dict[str, list[str]]) -> None:

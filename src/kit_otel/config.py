@@ -62,6 +62,7 @@ class Settings:
     session_id_label: bool = False
     max_tools: int = 100
     max_models: int = 100
+    max_projects: int = 100
     max_line_bytes: int = 1 << 20
     state_allow: tuple[str, ...] = ("*",)
     state_deny: tuple[str, ...] = ()

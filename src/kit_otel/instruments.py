@@ -77,9 +77,11 @@ class BoundedValues:
 
 class KitInstruments:
     def __init__(self, meter: Meter, *, max_tools: int = 100, max_models: int = 100,
-                 max_event_types: int = 100):
+                 max_event_types: int = 100, max_projects: int = 100):
         self.tool_value = BoundedValues(max_tools)
         self.model_value = BoundedValues(max_models)
+        # the project label is a cwd basename: CI workspaces make a new one per job
+        self.project_value = BoundedValues(max_projects)
         self.event_type_value = BoundedValues(max_event_types)
         made = {}
         for spec in n.ALL_METRICS:

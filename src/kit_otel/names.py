@@ -152,7 +152,7 @@ SESSIONS = MetricSpec("kit.sessions", "{session}", "counter",
                       "kit_sessions_total")
 BUDGET = MetricSpec("kit.budget.usd", "{USD}", "gauge",
                     "Configured spend budget in US dollars, by window and scope", "kit_budget_usd")
-EXT_STATE_VALUE = MetricSpec("kit.ext_state.value", "1", "gauge",
+EXT_STATE_VALUE = MetricSpec("kit.ext_state.value", "{value}", "gauge",
                              "Numeric KIT extension-state values named in configuration",
                              "kit_ext_state_value")
 OTEL_EVENTS = MetricSpec("kit_otel.events", "{event}", "counter",

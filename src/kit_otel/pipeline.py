@@ -20,6 +20,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_INSTANCE_ID
 
 from . import __version__
 from . import names as n
@@ -120,13 +121,15 @@ class Pipeline:
     def __init__(self, settings: Settings, *, span_processors: Iterable[SpanProcessor] = (),
                  metric_readers: Iterable[MetricReader] = (), serve_prometheus: bool = True,
                  span_exporters_processor: Callable[[list], SpanProcessor] | None = None,
-                 id_generator: IdGenerator | None = None):
+                 id_generator: IdGenerator | None = None, instance_id: str | None = None):
         """`span_exporters_processor`, when given, receives the configured span exporters and
         returns the one processor that feeds them all (instead of a BatchSpanProcessor each);
-        `kit-otel serve` uses it for exporting with retries and checkpoints."""
+        `kit-otel serve` uses it for exporting with retries and checkpoints. `instance_id`
+        replaces the SDK's random service.instance.id (serve passes its stable one)."""
         self.settings = settings
         resource = Resource.create({"service.name": settings.service_name,
-                                    "service.version": __version__})
+                                    "service.version": __version__,
+                                    **({SERVICE_INSTANCE_ID: instance_id} if instance_id else {})})
         self.tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
         self.output_dir = Path(settings.output_dir).expanduser()
         self.prometheus: PrometheusEndpoint | None = None
@@ -211,7 +214,8 @@ class Pipeline:
             except ValueError:
                 continue
             self.translator.metrics.ext_state_value.set(
-                value, {"key": key, n.L_PROJECT: session.project})
+                value, {"key": key,
+                        n.L_PROJECT: self.translator.metrics.project_value(session.project)})
 
     # ── running ──────────────────────────────────────────────────────────────────────────────
 
@@ -263,4 +267,5 @@ def translator_settings(settings: Settings) -> TranslatorSettings:
         session_forget_s=settings.session_forget_s,
         sessions_root=str(Path(settings.sessions_root).expanduser()),
         session_id_label=settings.session_id_label,
-        max_tools=settings.max_tools, max_models=settings.max_models)
+        max_tools=settings.max_tools, max_models=settings.max_models,
+        max_projects=settings.max_projects)

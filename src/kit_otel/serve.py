@@ -39,6 +39,7 @@ from .checkpoint import (AttributedCounters, CheckpointError, CheckpointStore, T
                          restore_sessions, snapshot_sessions)
 from .config import Settings, load_settings
 from .decoder import DecodeError
+from .instance_id import service_instance_id
 from .pipeline import Pipeline
 from .reliable_export import DeterministicIdGenerator, ReliableSpanProcessor, event_seed
 from .sidecar_follow import SidecarFollower
@@ -211,7 +212,8 @@ class Server:
 
         try:
             self.pipeline = Pipeline(self.settings, span_exporters_processor=make_processor,
-                                     id_generator=self.ids)
+                                     id_generator=self.ids,
+                                     instance_id=service_instance_id(self.settings.state_dir))
         except OSError as exc:
             raise ServeError(f"cannot start the exporters: {exc}") from None
         except ValueError as exc:

@@ -118,6 +118,7 @@ class TranslatorSettings:
     session_id_label: bool = False
     max_tools: int = 100
     max_models: int = 100
+    max_projects: int = 100
 
 
 # ── per-span state ──────────────────────────────────────────────────────────────────────────
@@ -218,7 +219,8 @@ class Translator:
         self.tracer = tracer_provider.get_tracer("kit_otel", __version__)
         self.metrics = KitInstruments(meter_provider.get_meter("kit_otel", __version__),
                                       max_tools=self.settings.max_tools,
-                                      max_models=self.settings.max_models)
+                                      max_models=self.settings.max_models,
+                                      max_projects=self.settings.max_projects)
         self.content = self.settings.content
         self.sessions: dict[tuple[int, str], _Session] = {}
         self.open_subagents: dict[int, list[_Subagent]] = {}  # pid → open subagents, oldest first
@@ -412,7 +414,7 @@ class Translator:
         session.base_attributes[n.GEN_AI_CONVERSATION_ID] = session_id
 
     def _labels_project(self, session: _Session, labels: dict) -> dict:
-        labels[n.L_PROJECT] = session.project
+        labels[n.L_PROJECT] = self.metrics.project_value(session.project)
         if self.settings.session_id_label:
             labels[n.L_SESSION_ID] = session.session_id
         return labels

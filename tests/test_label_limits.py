@@ -1,0 +1,38 @@
+"""The project label (a cwd basename) is bounded like tools and models: CI workspaces that make a
+new directory per job fold into `other` instead of a new series set each."""
+
+from __future__ import annotations
+
+import pytest
+from harness import make_harness
+from scenarios import T0, script
+
+from kit_otel.generator import Step, Usage
+from kit_otel.translator import TranslatorSettings
+
+
+def _session_in(project: str, pid: int):
+    path = f"/home/ci/.kit/sessions/builds--{project}/2026-06-09T13-18-10-000Z_{pid:012x}.jsonl"
+    s = script(path=path, pid=pid, start=T0 + pid * 10**9)
+    s.session_start()
+    s.turn("build", [Step(text="done", usage=Usage(1000, 100, 0, 0))])
+    return s
+
+
+def test_projects_beyond_the_limit_fold_into_other_and_keep_every_dollar():
+    h = make_harness(TranslatorSettings(sessions_root=None, max_projects=3))
+    projects = [f"job-{i}" for i in range(6)]
+    for pid, project in enumerate(projects, start=100):
+        h.feed(_session_in(project, pid).events)
+    h.close()
+    labels = {dict(p.attributes)["project"] for p in h.points("kit.cost.usd")}
+    assert labels == {"job-0", "job-1", "job-2", "other"}
+    turn_labels = {dict(p.attributes)["project"] for p in h.points("kit.turns")}
+    assert turn_labels == labels
+    per_project = h.total("kit.cost.usd", project="job-0")
+    assert per_project > 0
+    assert h.total("kit.cost.usd", project="other") == pytest.approx(3 * per_project, rel=1e-9)
+    # spans keep the real project: only the metric label is bounded
+    span_projects = {s.attributes.get("kit.project") for s in h.spans_named("invoke_agent kit")}
+    assert span_projects == set(projects)
+
