@@ -32,9 +32,9 @@ def _sample(value_type, name: str):
         return f"{name}-välue"
     if "ContextMessage" in text:
         return [ev.ContextMessage(Index=1, Role="user", Content="hi")]
-    if "list[str]" in text:
+    if "list[str]" in text or "list[typing.Annotated[str" in text:
         return ["read", "grep"]
-    if "dict[str, str]" in text:
+    if "dict[str, str]" in text or "dict[typing.Annotated[str" in text:
         return {"k": "v"}
     if "dict" in text or origin is dict:
         return {"path": "a.go", "n": 1}

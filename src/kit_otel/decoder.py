@@ -6,15 +6,17 @@ the next line, so the good events around it are processed normally.
 
 from __future__ import annotations
 
+import math
 import re
 from itertools import accumulate
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator
+from typing import IO, Annotated, Any, Iterable, Iterator
 
 import msgspec
 
-from .events import DATA_TYPES, FORMAT_VERSION, Count, Event, EventData, UnknownData
-from .timestamps import format_ts, parse_ts
+from .events import (DATA_TYPES, FORMAT_VERSION, INT64_MAX, MAX_NAME_CHARS, AgentEnd, Count, Event,
+                     EventData, Int, Name, PathText, StateMap, UnknownData)
+from .timestamps import MAX_TS_NS, format_ts, parse_ts
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 # KIT's deepest real structure is a tool's ParsedArgs (JSON a model wrote); a few levels is
@@ -25,19 +27,19 @@ MAX_NESTING_DEPTH = 64
 class _Wire(msgspec.Struct, kw_only=True):
     """The envelope as it is on the wire; `data` stays raw until `type` says what it is."""
 
-    v: int
-    ts: str
-    type: str
-    seq: int = 0
-    pid: int = 0
-    session_path: str = ""
+    v: Int
+    ts: Annotated[str, msgspec.Meta(max_length=64)]
+    type: Name
+    seq: Count = 0
+    pid: Int = 0
+    session_path: PathText = ""
     data: msgspec.Raw = msgspec.Raw(b"{}")
-    session_id: str = ""
-    source: str = ""
-    agent: str = ""
-    kit_version: str = ""
+    session_id: Name = ""
+    source: Name = ""
+    agent: Name = ""
+    kit_version: Name = ""
     dropped: Count = 0
-    state: dict[str, str] | None = None
+    state: StateMap | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,29 @@ _any_decoder = msgspec.json.Decoder()
 
 
 _MISSING_RE = re.compile(r"Object missing required field `([^`]*)`")
+
+
+def _unencodable(value: Any) -> tuple[str, str] | None:
+    """(path, reason) of the first value in an unknown event's data that no OTLP attribute can
+    carry (an integer beyond int64, a float beyond double, an over-long key), else None."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if len(key) > MAX_NAME_CHARS:
+                return key[:40] + "...", f"field name longer than {MAX_NAME_CHARS} characters"
+            problem = _unencodable(item)
+            if problem:
+                return (f"{key}.{problem[0]}" if problem[0] else key), problem[1]
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = _unencodable(item)
+            if problem:
+                return (f"[{index}].{problem[0]}" if problem[0] else f"[{index}]"), problem[1]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if not -INT64_MAX - 1 <= value <= INT64_MAX:
+            return "", "integer outside int64"
+    elif isinstance(value, float) and not math.isfinite(value):
+        return "", "not a finite number"
+    return None
 
 
 def _msgspec_failure(exc: Exception, where: str, fail) -> DecodeFailure:
@@ -141,6 +166,9 @@ def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
         ts_ns = parse_ts(wire.ts)
     except ValueError as exc:
         raise fail("ts", str(exc), "invalid_field") from None
+    if not 0 <= ts_ns <= MAX_TS_NS:
+        raise fail("ts", "outside 1970-01-01 .. 2262-04-11 (what OTLP's int64 nanoseconds carry)",
+                   "invalid_field")
     decoder = _data_decoders.get(wire.type)
     data: EventData
     try:
@@ -151,11 +179,17 @@ def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
             if not isinstance(fields, dict):
                 raise fail("data", f"expected an object, got {type(fields).__name__}",
                            "invalid_field")
+            problem = _unencodable(fields)
+            if problem:
+                raise fail(f"data.{problem[0]}" if problem[0] else "data", problem[1],
+                           "invalid_field")
             data = UnknownData(fields=fields)
     except DecodeFailure:
         raise
     except Exception as exc:
         raise _msgspec_failure(exc, "data", fail) from None
+    if isinstance(data, AgentEnd) and data.DurationMs * 1_000_000 > ts_ns:
+        raise fail("data.DurationMs", "the turn would have started before 1970", "invalid_field")
     return Event(type=wire.type, data=data, ts_ns=ts_ns, v=wire.v, seq=wire.seq, pid=wire.pid,
                  session_path=wire.session_path, session_id=wire.session_id, source=wire.source,
                  agent=wire.agent, kit_version=wire.kit_version, dropped=wire.dropped,

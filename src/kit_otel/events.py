@@ -14,10 +14,31 @@ import msgspec
 
 FORMAT_VERSION = 1
 
-# Counts, sizes, tokens and money are never negative; a negative one is bad input (it would
-# make a monotonic counter go down), rejected with its field's name.
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Amount = Annotated[float, msgspec.Meta(ge=0)]
+# What one field may carry is checked when a line is decoded, so that nothing accepted can
+# fail an export later (OTLP carries int64 values and int64 nanosecond times; a collector
+# refuses oversized requests). A value outside its type is rejected with its field's name.
+INT64_MAX = (1 << 63) - 1
+# Counts, sizes, tokens and money are never negative; a negative one would make a monotonic
+# counter go down. Upper bounds are far above anything real, and low enough that a counter
+# summing millions of maximal values still fits in int64.
+MAX_COUNT = 1 << 40  # ~1.1e12: sizes in bytes, message and call counts, milliseconds (35 years)
+MAX_TOKENS = 10**9  # per event: 500 times the largest context window
+MAX_AMOUNT = 1e9  # USD per event, or a percentage
+MAX_NAME_CHARS = 256  # ids, tool/model/provider names, kinds, reasons, versions
+MAX_PATH_CHARS = 4096  # PATH_MAX: a session file's path is on every span of its session
+MAX_LIST_ITEMS = 4096  # names in one list (an agent_end's ToolNames)
+MAX_STATE_KEYS = 256  # extension-state keys in one envelope
+MAX_STATE_VALUE_CHARS = 1 << 16
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_COUNT)]
+Tokens = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
+Amount = Annotated[float, msgspec.Meta(ge=0, le=MAX_AMOUNT)]
+Int = Annotated[int, msgspec.Meta(ge=-INT64_MAX - 1, le=INT64_MAX)]
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+PathText = Annotated[str, msgspec.Meta(max_length=MAX_PATH_CHARS)]
+NameList = Annotated[list[Name], msgspec.Meta(max_length=MAX_LIST_ITEMS)]
+StateMap = Annotated[dict[Name, Annotated[str, msgspec.Meta(max_length=MAX_STATE_VALUE_CHARS)]],
+                     msgspec.Meta(max_length=MAX_STATE_KEYS)]
 
 
 class EventData(msgspec.Struct, kw_only=True):
@@ -25,59 +46,59 @@ class EventData(msgspec.Struct, kw_only=True):
 
 
 class ContextMessage(msgspec.Struct, kw_only=True):
-    Index: int = 0
-    Role: str = ""
+    Index: Int = 0
+    Role: Name = ""
     Content: str = ""
 
 
 class ToolCall(EventData):
-    ToolName: str = ""
-    ToolCallID: str = ""
-    ToolKind: str = ""
+    ToolName: Name = ""
+    ToolCallID: Name = ""
+    ToolKind: Name = ""
     Input: str = ""
     ParsedArgs: dict[str, Any] | None = None
-    Source: str = ""
+    Source: Name = ""
 
 
 class ToolCallInputStart(EventData):
-    ToolCallID: str = ""
-    ToolName: str = ""
-    ToolKind: str = ""
+    ToolCallID: Name = ""
+    ToolName: Name = ""
+    ToolKind: Name = ""
 
 
 class ToolCallInputDelta(EventData):
-    ToolCallID: str = ""
+    ToolCallID: Name = ""
     Delta: str = ""
 
 
 class ToolCallInputEnd(EventData):
-    ToolCallID: str = ""
+    ToolCallID: Name = ""
 
 
 class ToolExecutionStart(EventData):
-    ToolCallID: str = ""
-    ToolName: str = ""
-    ToolKind: str = ""
+    ToolCallID: Name = ""
+    ToolName: Name = ""
+    ToolKind: Name = ""
 
 
 class ToolExecutionEnd(EventData):
-    ToolCallID: str = ""
-    ToolName: str = ""
-    ToolKind: str = ""
+    ToolCallID: Name = ""
+    ToolName: Name = ""
+    ToolKind: Name = ""
 
 
 class ToolOutput(EventData):
-    ToolCallID: str = ""
-    ToolName: str = ""
-    ToolKind: str = ""
+    ToolCallID: Name = ""
+    ToolName: Name = ""
+    ToolKind: Name = ""
     Chunk: str = ""
     IsStderr: bool = False
 
 
 class ToolResult(EventData):
-    ToolCallID: str = ""
-    ToolName: str = ""
-    ToolKind: str = ""
+    ToolCallID: Name = ""
+    ToolName: Name = ""
+    ToolKind: Name = ""
     Input: str = ""
     Content: str = ""
     IsError: bool = False
@@ -86,7 +107,7 @@ class ToolResult(EventData):
 
 class Input(EventData):
     Text: str = ""
-    Source: str = ""
+    Source: Name = ""
 
 
 class BeforeAgentStart(EventData):
@@ -99,14 +120,14 @@ class AgentStart(EventData):
 
 class AgentEnd(EventData):
     Response: str = ""
-    StopReason: str = ""
+    StopReason: Name = ""
     ToolCallCount: Count = 0
-    ToolNames: list[str] | None = None
+    ToolNames: NameList | None = None
     LLMCallCount: Count = 0
-    InputTokensDelta: Count = 0
-    OutputTokensDelta: Count = 0
-    CacheReadTokensDelta: Count = 0
-    CacheWriteTokensDelta: Count = 0
+    InputTokensDelta: Tokens = 0
+    OutputTokensDelta: Tokens = 0
+    CacheReadTokensDelta: Tokens = 0
+    CacheWriteTokensDelta: Tokens = 0
     CostDelta: Amount = 0.0
     DurationMs: Count = 0
 
@@ -124,7 +145,7 @@ class MessageEnd(EventData):
 
 
 class SessionStart(EventData):
-    SessionID: str = ""
+    SessionID: Name = ""
 
 
 class SessionShutdown(EventData):
@@ -132,9 +153,9 @@ class SessionShutdown(EventData):
 
 
 class ModelChange(EventData):
-    NewModel: str = ""
-    PreviousModel: str = ""
-    Source: str = ""
+    NewModel: Name = ""
+    PreviousModel: Name = ""
+    Source: Name = ""
 
 
 class ContextPrepare(EventData):
@@ -145,63 +166,63 @@ class ContextPrepare(EventData):
 
 
 class BeforeFork(EventData):
-    TargetID: str = ""
+    TargetID: Name = ""
     IsUserMessage: bool = False
     UserText: str = ""
 
 
 class BeforeSessionSwitch(EventData):
-    Reason: str = ""
+    Reason: Name = ""
     InitialPrompt: str = ""
 
 
 class BeforeCompact(EventData):
-    EstimatedTokens: Count = 0
-    ContextLimit: Count = 0
+    EstimatedTokens: Tokens = 0
+    ContextLimit: Tokens = 0
     UsagePercent: Amount = 0.0
     MessageCount: Count = 0
     IsAutomatic: bool = False
 
 
 class SubagentStart(EventData):
-    ToolCallID: str = ""
+    ToolCallID: Name = ""
     Task: str = ""
 
 
 class SubagentChunk(EventData):
-    ToolCallID: str = ""
+    ToolCallID: Name = ""
     Task: str = ""
-    ChunkType: str = ""
+    ChunkType: Name = ""
     Content: str = ""
-    ToolName: str = ""
+    ToolName: Name = ""
     ToolArgs: str = ""
     ToolResult: str = ""
     IsError: bool = False
 
 
 class SubagentEnd(EventData):
-    ToolCallID: str = ""
+    ToolCallID: Name = ""
     Task: str = ""
     Response: str = ""
     ErrorMsg: str = ""
 
 
 class StepStart(EventData):
-    StepNumber: int = 0
+    StepNumber: Int = 0
 
 
 class StepFinish(EventData):
-    StepNumber: int = 0
+    StepNumber: Int = 0
     HasToolCalls: bool = False
-    FinishReason: str = ""
-    InputTokens: Count = 0
-    OutputTokens: Count = 0
-    CacheReadTokens: Count = 0
-    CacheWriteTokens: Count = 0
+    FinishReason: Name = ""
+    InputTokens: Tokens = 0
+    OutputTokens: Tokens = 0
+    CacheReadTokens: Tokens = 0
+    CacheWriteTokens: Tokens = 0
 
 
 class ReasoningStart(EventData):
-    ID: str = ""
+    ID: Name = ""
 
 
 class Warnings(EventData):
@@ -209,8 +230,8 @@ class Warnings(EventData):
 
 
 class Source(EventData):
-    SourceType: str = ""
-    ID: str = ""
+    SourceType: Name = ""
+    ID: Name = ""
     URL: str = ""
     Title: str = ""
 
@@ -220,52 +241,52 @@ class Error(EventData):
 
 
 class Retry(EventData):
-    Attempt: int = 0
+    Attempt: Int = 0
     Error: str = ""
 
 
 class PrepareStep(EventData):
-    StepNumber: int = 0
+    StepNumber: Int = 0
     Messages: list[ContextMessage] | None = None
     MessageCount: Count = 0
     MessageBytes: Count = 0
 
 
 class LLMUsage(EventData):
-    InputTokens: Count = 0
-    OutputTokens: Count = 0
-    CacheReadTokens: Count = 0
-    CacheWriteTokens: Count = 0
+    InputTokens: Tokens = 0
+    OutputTokens: Tokens = 0
+    CacheReadTokens: Tokens = 0
+    CacheWriteTokens: Tokens = 0
     Cost: Amount = 0.0
-    Model: str = ""
-    Provider: str = ""
-    RequestID: str = ""
-    StepNumber: int = 0
-    FinishReason: str = ""
+    Model: Name = ""
+    Provider: Name = ""
+    RequestID: Name = ""
+    StepNumber: Int = 0
+    FinishReason: Name = ""
 
 
 class ThinkingLevelChange(EventData):
-    NewLevel: str = ""
-    PreviousLevel: str = ""
-    Source: str = ""
+    NewLevel: Name = ""
+    PreviousLevel: Name = ""
+    Source: Name = ""
 
 
 class TerminalResize(EventData):
-    Width: int = 0
-    Height: int = 0
+    Width: Int = 0
+    Height: Int = 0
 
 
 class TurnStateChange(EventData):
-    State: str = ""
-    Previous: str = ""
+    State: Name = ""
+    Previous: Name = ""
 
 
 class BridgeStart(EventData):
     """First line of every bridge spool file (not a KIT event): who wrote the file."""
 
-    BridgeVersion: str = ""
-    StartedAt: str = ""
-    Options: dict[str, str] | None = None
+    BridgeVersion: Name = ""
+    StartedAt: Name = ""
+    Options: StateMap | None = None
 
 
 class UnknownData(EventData):

@@ -10,6 +10,9 @@ from datetime import datetime, timezone
 from functools import lru_cache
 
 _NS = 1_000_000_000
+# The latest time int64 nanoseconds since the epoch can hold (2262-04-11T23:47:16Z): OTLP-JSON
+# readers, Go's time.UnixNano and most backends store times that way.
+MAX_TS_NS = (1 << 63) - 1
 
 
 @lru_cache(maxsize=4096)

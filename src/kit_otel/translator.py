@@ -495,7 +495,7 @@ class Translator:
             self._end_tool_span(tool, tool.result_ns or end_ns, unfinished=not tool.result_ns)
             del turn.tools[call_id]
         computed = turn.aggregate
-        computed.duration_ms = (end_ns - (turn.agent_start_ns or turn.start_ns)) // 1_000_000
+        computed.duration_ms = max(end_ns - (turn.agent_start_ns or turn.start_ns), 0) // 1_000_000
         span = turn.span
         if agent_end is not None and has_enriched_fields(agent_end):
             reported = TurnAggregate.from_agent_end(agent_end)
@@ -794,7 +794,7 @@ class Translator:
         m.operation_duration.record(max(end_ns - step.start_ns, 0) / _NS_PER_S, semconv,
                                     context=in_call)
         if step.first_chunk_ns:
-            m.time_to_first_chunk.record((step.first_chunk_ns - step.start_ns) / _NS_PER_S,
+            m.time_to_first_chunk.record(max(step.first_chunk_ns - step.start_ns, 0) / _NS_PER_S,
                                          {n.L_PROVIDER: provider, n.L_MODEL: bounded_model},
                                          context=in_call)
 
@@ -931,7 +931,7 @@ class Translator:
             tool.result_ns = event.ts_ns  # the subagent span ends first; this span waits
             return
         del run.tools[data.ToolCallID]
-        tool.span.end(end_time=event.ts_ns)
+        tool.span.end(end_time=max(event.ts_ns, tool.start_ns))
 
     def _delta_attributes_on(self, span: trace.Span, prefix: str, deltas: _Deltas) -> None:
         attrs: dict = {}
@@ -993,7 +993,7 @@ class Translator:
             else:
                 queue.popleft()
                 self._finish_tool(tool, "subagent", data.ToolResult, data.IsError, event.ts_ns)
-                tool.span.end(end_time=event.ts_ns)
+                tool.span.end(end_time=max(event.ts_ns, tool.start_ns))
         else:  # turn_start, turn_end and kinds a newer KIT adds
             self._span_event(subagent.span, event)
 
@@ -1034,7 +1034,7 @@ class Translator:
         tool = turn.tools.get(subagent.call_id)
         if tool is not None and tool.result_ns:
             del turn.tools[subagent.call_id]
-            tool.span.end(end_time=max(tool.result_ns, end_ns))
+            tool.span.end(end_time=max(tool.result_ns, end_ns, tool.start_ns))
 
     def _child_target(self, event: ev.Event) -> _Subagent | None:
         """The open subagent a child agent's event belongs to, if it is one."""

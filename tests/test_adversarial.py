@@ -1,0 +1,123 @@
+"""One test per poison input of issue 9 (part A): each is one clear rejection, and the good
+events around it are processed as if it were not there."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import scenarios as sc
+from harness import make_harness, names_tree
+
+from kit_otel.decoder import DecodeError, Event, decode_line, encode_event, iter_stream
+from kit_otel.events import MAX_COUNT, MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS
+
+TS = "2026-06-09T13:18:12Z"
+
+
+def _line(body: str, *, ts: str = TS, type: str = "input", envelope: str = "") -> bytes:
+    return (f'{{"v":1,"ts":"{ts}","type":"{type}","seq":1,"pid":9,"session_path":"/s.jsonl"'
+            f'{envelope},"data":{body}}}').encode()
+
+
+def _around(poison: bytes) -> tuple[list[Event], list[DecodeError]]:
+    """A real turn with the poison line in its middle, read as a file would be."""
+    good = [encode_event(e) for e in sc.tools_turn().events]
+    middle = len(good) // 2
+    stream = io.BytesIO(b"".join(good[:middle]) + poison + b"\n" + b"".join(good[middle:]))
+    items = list(iter_stream(stream, source="spool/kit-9.ndjson"))
+    events = [i for i in items if isinstance(i, Event)]
+    errors = [i for i in items if isinstance(i, DecodeError)]
+    assert len(events) == len(good), "a good neighbour of the poison line was lost"
+    assert len(errors) == 1
+    assert errors[0].lineno == middle + 1 and errors[0].source == "spool/kit-9.ndjson"
+    clean = make_harness().feed(sc.tools_turn().events).close()
+    poisoned = make_harness().feed(events).close()
+    assert names_tree(poisoned.spans) == names_tree(clean.spans)
+    return events, errors
+
+
+@pytest.mark.parametrize("poison,field,reason", [
+    (_line('{"Text":"ok"}').replace(b'"ok"', b'"\xff\xfe"'), "data", "invalid UTF-8"),
+    (_line('{"Text":"ok"}', envelope=',"agent":"?"').replace(b'"?"', b'"\xff"'), "",
+     "invalid UTF-8"),
+    (_line('{"Text":' + "[" * 1000 + "]" * 1000 + "}"), "", "nested deeper than 64"),
+    (_line('{"Text":"ok","X":' + "{\"a\":" * 1000 + "1" + "}" * 1000 + "}"), "",
+     "nested deeper than 64"),
+    (_line('{"Text":' + "[" * 5000), "", "nested deeper than 64"),  # and never closed
+])
+def test_invalid_utf8_and_deep_nesting_are_one_rejection(poison, field, reason):
+    _events, (error,) = _around(poison)
+    assert (error.field, error.reason_code) == (field, "malformed_json")
+    assert reason in error.reason
+
+
+def test_nesting_inside_strings_is_not_nesting():
+    event = decode_line(_line('{"Text":"' + "[{" * 3000 + '"}'))
+    assert event.data.Text == "[{" * 3000
+
+
+@pytest.mark.parametrize("ts", ["1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z",
+                                "2262-04-11T23:47:16.854775808Z", "2554-07-21T23:34:34Z",
+                                "9999-12-31T23:59:59.999999999Z"])
+def test_timestamps_outside_what_otlp_carries_are_rejected(ts):
+    _events, (error,) = _around(_line('{"Text":"hi"}', ts=ts))
+    assert error.field == "ts" and "1970" in error.reason
+
+
+def test_the_encodable_extremes_are_accepted():
+    assert decode_line(_line("{}", ts="1970-01-01T00:00:00Z")).ts_ns == 0
+    assert decode_line(_line("{}", ts="2262-04-11T23:47:16.854775807Z")).ts_ns == (1 << 63) - 1
+
+
+def test_agent_end_whose_duration_reaches_before_1970_is_rejected():
+    # 1980-01-01 is 315532800000 ms after the epoch
+    _events, (error,) = _around(_line('{"DurationMs":315532800001}', type="agent_end",
+                                      ts="1980-01-01T00:00:00Z"))
+    assert error.field == "data.DurationMs" and "before 1970" in error.reason
+    ok = decode_line(_line('{"DurationMs":315532800000}', type="agent_end",
+                           ts="1980-01-01T00:00:00Z"))
+    assert ok.data.DurationMs == 315532800000
+
+
+@pytest.mark.parametrize("poison,field", [
+    (_line('{"InputTokens":9223372036854775808}', type="llm_usage"), "data.InputTokens"),
+    (_line(f'{{"OutputTokensDelta":{MAX_TOKENS + 1}}}', type="agent_end"),
+     "data.OutputTokensDelta"),
+    (_line(f'{{"MessageBytes":{MAX_COUNT + 1}}}', type="context_prepare"), "data.MessageBytes"),
+    (_line('{"Text":"x"}', envelope=',"dropped":9223372036854775807'), "dropped"),
+    (_line('{"Text":"x"}').replace(b'"seq":1', b'"seq":18446744073709551616'), "seq"),
+    (_line('{"StepNumber":9223372036854775808}', type="step_start"), "data.StepNumber"),
+    (_line('{"Cost":1e400}', type="llm_usage"), "data.Cost"),
+    (_line('{"Big":9223372036854775808}', type="future_event"), "data.Big"),
+    (_line('{"Deep":{"n":[1,2,-9223372036854775809]}}', type="future_event"),
+     "data.Deep.n.[2]"),
+])
+def test_counts_beyond_int64_or_any_real_value_are_rejected(poison, field):
+    _events, (error,) = _around(poison)
+    assert (error.field, error.reason_code) == (field, "invalid_field"), str(error)
+
+
+@pytest.mark.parametrize("poison,field", [
+    (_line('{"Text":"x"}').replace(b'"/s.jsonl"', b'"/' + b"p" * 900_000 + b'"'), "session_path"),
+    (_line('{"Text":"x"}').replace(b'"/s.jsonl"', b'"/' + b"p" * MAX_PATH_CHARS + b'"'),
+     "session_path"),
+    (_line(f'{{"ToolName":"{"t" * (MAX_NAME_CHARS + 1)}"}}', type="tool_call"), "data.ToolName"),
+    (_line(f'{{"ToolCallID":"{"i" * 5000}"}}', type="tool_result"), "data.ToolCallID"),
+    (_line(f'{{"Model":"{"m" * 5000}"}}', type="llm_usage"), "data.Model"),
+    (_line('{"Text":"x"}', envelope=f',"session_id":"{"s" * 5000}"'), "session_id"),
+    (_line('{"Text":"x"}', type="t" * 300), "type"),
+    (_line('{"Text":"x"}', envelope=',"state":{' + ",".join(f'"k{i}":"v"' for i in range(300))
+           + "}"), "state"),
+])
+def test_big_fields_are_rejected_at_decode_time(poison, field):
+    _events, (error,) = _around(poison)
+    assert (error.field, error.reason_code) == (field, "invalid_field"), str(error)
+    assert "length" in error.reason
+
+
+def test_free_text_stays_as_long_as_a_line_allows():
+    # prompt and output text are content: capped by the line limit and the content policy,
+    # not rejected for being long
+    event = decode_line(_line('{"Text":"' + "w" * 500_000 + '"}'))
+    assert len(event.data.Text) == 500_000
