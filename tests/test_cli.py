@@ -113,7 +113,7 @@ def test_replay_reports_bad_lines_and_keeps_going(tmp_path, demo):
     assert "1 rejected line(s)" in result.stdout
     missing = run(["replay", str(tmp_path / "nope.ndjson")], tmp_path,
                   env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"})
-    assert missing.returncode == 1 and "no such file" in missing.stderr
+    assert missing.returncode == 3 and "no such file" in missing.stderr
 
 
 def test_replay_and_summary_read_a_pipe(tmp_path, demo):

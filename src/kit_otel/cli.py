@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import stat
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__
@@ -29,12 +32,62 @@ EPILOG = """examples:
 """
 
 
+# Exit codes: each says what went wrong, so a script can tell "fix your input" from "start a
+# Collector". 2 is argparse's own code for a bad command line; config errors share it.
+EXIT_OK = 0
+EXIT_NOT_DELIVERED = 1  # some telemetry did not reach an exporter's destination
+EXIT_USAGE = 2  # a bad argument, setting or environment variable
+EXIT_INPUT = 3  # an input file could not be read
+EXIT_UNUSABLE = 4  # an output directory, file or port could not be used
+EXIT_INTERNAL = 70  # a bug (EX_SOFTWARE): one line, the traceback only with -v
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_BROKEN_PIPE = 141  # stdout closed by its reader (128 + SIGPIPE), e.g. `| head`
+
+
+class UserError(Exception):
+    """A mistake the user can fix: one line naming what to change, and its exit code."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
 def _settings(args, **overrides):
     try:
         return load_settings(config_file=getattr(args, "config", None),
                              overrides={k: v for k, v in overrides.items() if v is not None})
     except ValueError as exc:
-        raise SystemExit(f"kit-otel: {exc}")
+        raise UserError(str(exc), EXIT_USAGE) from None
+
+
+def _is_default(settings, name: str) -> bool:
+    return settings.sources.get(name, "default") == "default"
+
+
+def _pipeline(settings, command: str, **kwargs) -> Pipeline:
+    """The Pipeline, or a UserError naming the setting to change.
+
+    `replay` next to a running `kit-otel serve` (the README's own setup) finds the default
+    /metrics port taken; a replay's /metrics lives only as long as the replay, so it then goes
+    without rather than failing. A port the user chose is theirs: failing to get it is an error."""
+    try:
+        return Pipeline(settings, **kwargs)
+    except ValueError as exc:  # an unknown exporter name and the like
+        raise UserError(str(exc), EXIT_USAGE) from None
+    except (OSError, OverflowError) as exc:
+        if getattr(exc, "filename", None):
+            raise UserError(f"cannot write {exc.filename}: {exc.strerror} (choose another "
+                            "output directory: --out or KIT_OTEL_OUTPUT_DIR)",
+                            EXIT_UNUSABLE) from None
+        where = f"{settings.prometheus_host}:{settings.prometheus_port}"
+        reason = getattr(exc, "strerror", None) or str(exc)
+        if command == "replay" and _is_default(settings, "prometheus_port") and \
+                getattr(exc, "errno", None) == errno.EADDRINUSE:
+            print(f"kit-otel: {where} is in use (a kit-otel serve?); this replay serves no "
+                  "/metrics (KIT_OTEL_PROMETHEUS_PORT picks a port)", file=sys.stderr)
+            return Pipeline(settings, **{**kwargs, "serve_prometheus": False})
+        raise UserError(f"cannot serve /metrics on {where}: {reason} (KIT_OTEL_PROMETHEUS_HOST, "
+                        "KIT_OTEL_PROMETHEUS_PORT)", EXIT_UNUSABLE) from None
 
 
 class _Progress:
@@ -77,20 +130,60 @@ def feed_lines(pipeline: Pipeline, source: str, lines, max_bytes: int) -> None:
             pipeline.feed(failure.error)
 
 
+def _unreadable(name: str) -> str:
+    """Why `name` cannot be replayed ("" if it can): said the way a user fixes it."""
+    try:
+        mode = os.stat(name).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if stat.S_ISDIR(mode):
+        return "is a directory (name the .ndjson files in it)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (pipe it in with '-' instead)"
+    try:
+        with open(name, "rb"):
+            return ""
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _feed_unterminated_last_line(pipeline: Pipeline, tailer: FileTailer, max_bytes: int) -> None:
+    """A tailer waits for a line's newline; a file that is complete may end without one."""
+    try:
+        with open(tailer.path, "rb") as fh:
+            fh.seek(tailer.offset)
+            rest = fh.read(max_bytes + 1)
+    except OSError:
+        return
+    if rest.strip():
+        feed_lines(pipeline, tailer.path, [_Line(tailer.lineno + 1, rest)], max_bytes)
+
+
+@dataclass
+class _Line:
+    lineno: int
+    data: bytes
+
+
 def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: bool) -> int:
     max_bytes = pipeline.settings.max_line_bytes
     missing = 0
     tailers: list[FileTailer] = []
     for name in files:
         if name == "-":
+            log.debug("reading <stdin>")
             # a pipe cannot be re-read from an offset: read it once, to its end
             for item in iter_stream(sys.stdin.buffer, source="<stdin>", max_bytes=max_bytes):
                 pipeline.feed(item)
-        elif not os.path.isfile(name):
-            print(f"kit-otel: {name}: no such file", file=sys.stderr)
-            missing += 1
         else:
-            tailers.append(FileTailer(name, max_bytes=max_bytes))
+            problem = _unreadable(name)
+            if problem:
+                print(f"kit-otel: {name}: {problem}", file=sys.stderr)
+                missing += 1
+            else:
+                tailers.append(FileTailer(name, max_bytes=max_bytes))
     total = sum(t.size() for t in tailers)
     bar = _Progress(total, progress and total > (8 << 20) and sys.stderr.isatty())
     done_before = 0
@@ -102,6 +195,8 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
                 break
             feed_lines(pipeline, source, lines, max_bytes)
             bar.update(done_before + tailer.offset)
+        if not follow:  # the end of a finished file is the end of its last line
+            _feed_unterminated_last_line(pipeline, tailer, max_bytes)
         done_before += tailer.offset
     bar.finish()
     if follow:
@@ -129,34 +224,58 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
     return missing
 
 
+def _undelivered(pipeline: Pipeline) -> list[str]:
+    """One line per exporter that did not get everything through."""
+    lines = []
+    for tally in pipeline.tallies:
+        if tally.complete:
+            continue
+        hint = ""
+        if "://" in tally.destination:
+            hint = " — is a Collector running? (OTEL_EXPORTER_OTLP_ENDPOINT)"
+        reason = " ".join(tally.failure.split())[:240]
+        lines.append(f"exported {tally.accepted}/{tally.offered} {tally.signal} to "
+                     f"{tally.destination}: {reason}{hint}")
+    return lines
+
+
 def cmd_replay(args) -> int:
     settings = _settings(args, traces_exporter=None)
     keeper = RichestTurnKeeper()
-    pipeline = Pipeline(settings, span_processors=[keeper])
-    summary = Summary(pipeline.translator, keeper)
+    pipeline = _pipeline(settings, "replay", span_processors=[keeper])
+    summary = Summary(pipeline.translator, keeper, max_turns=args.max_turns)
     missing = _replay_into(pipeline, args.files, args.follow, not args.quiet)
     pipeline.shutdown()
     if not args.quiet:
         print(summary.render(max_turns=args.max_turns))
-    return 1 if missing else 0
+    undelivered = _undelivered(pipeline)
+    for line in undelivered:
+        print(f"kit-otel: {line}", file=sys.stderr)
+    if undelivered:
+        return EXIT_NOT_DELIVERED
+    return EXIT_INPUT if missing else EXIT_OK
 
 
 def cmd_summary(args) -> int:
     settings = _settings(args, traces_exporter=("none",), metrics_exporter=("none",))
     keeper = RichestTurnKeeper()
-    pipeline = Pipeline(settings, span_processors=[keeper], serve_prometheus=False)
-    summary = Summary(pipeline.translator, keeper)
+    pipeline = _pipeline(settings, "summary", span_processors=[keeper], serve_prometheus=False)
+    summary = Summary(pipeline.translator, keeper, max_turns=args.max_turns)
     missing = _replay_into(pipeline, args.files, False, True)
     pipeline.shutdown()
     print(summary.render(max_turns=args.max_turns))
-    return 1 if missing else 0
+    return EXIT_INPUT if missing else EXIT_OK
 
 
 def cmd_demo(args) -> int:
     from .decoder import encode_event
     from .generator import demo_stream
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {out}: {exc.strerror} (choose another --out)",
+                        EXIT_UNUSABLE) from None
     settings = _settings(args, output_dir=str(out))
     if args.port is not None:
         settings.prometheus_port = args.port
@@ -166,18 +285,25 @@ def cmd_demo(args) -> int:
                          sessions_root=sessions_root, start_ns=start)
     settings.sessions_root = str(sessions_root)
     if args.save_events:
-        with open(args.save_events, "wb") as fh:
-            for event in events:
-                fh.write(encode_event(event))
+        try:
+            with open(args.save_events, "wb") as fh:
+                for event in events:
+                    fh.write(encode_event(event))
+        except OSError as exc:
+            raise UserError(f"cannot write {args.save_events}: {exc.strerror} "
+                            "(choose another --save-events)", EXIT_UNUSABLE) from None
     keeper = RichestTurnKeeper()
     try:
-        pipeline = Pipeline(settings, span_processors=[keeper])
-    except OSError as exc:  # the /metrics port is taken: any free one will do for a demo
-        print(f"kit-otel: port {settings.prometheus_port} unavailable ({exc.strerror}); "
-              "using a free one", file=sys.stderr)
+        pipeline = _pipeline(settings, "demo", span_processors=[keeper])
+    except UserError:
+        if args.port is not None:
+            raise
+        # the default /metrics port is taken: any free one will do for a demo
+        print(f"kit-otel: port {settings.prometheus_port} unavailable; using a free one",
+              file=sys.stderr)
         settings.prometheus_port = 0
-        pipeline = Pipeline(settings, span_processors=[keeper])
-    summary = Summary(pipeline.translator, keeper)
+        pipeline = _pipeline(settings, "demo", span_processors=[keeper])
+    summary = Summary(pipeline.translator, keeper, max_turns=args.max_turns)
     for event in events:
         pipeline.feed(event)
     pipeline.translator.close()
@@ -278,12 +404,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log records as single lines: a library's traceback is for -v, not for every user."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return super().format(record).replace("\n", " | ")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = logging.StreamHandler()
+    fmt = "kit-otel: %(levelname)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if args.verbose else _OneLineFormatter(fmt))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="kit-otel: %(levelname)s: %(message)s")
-    return args.func(args) or 0
+                        handlers=[handler])
+    try:
+        return args.func(args) or EXIT_OK
+    except UserError as exc:
+        print(f"kit-otel: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        # nothing more is read or sent; the SDK's exit hooks would wait on exporters
+        print("kit-otel: interrupted", file=sys.stderr)
+        _flush_quietly()
+        os._exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # the reader of stdout has what it wanted; nothing more may be written there
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except Exception as exc:  # noqa: BLE001 - the last net: a bug is one line, not a traceback
+        log.debug("internal error", exc_info=True)
+        print(f"kit-otel: internal error: {type(exc).__name__}: {exc} (run with -v for "
+              "details, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _flush_quietly() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe is not worth a traceback now
+            pass
 
 
 if __name__ == "__main__":

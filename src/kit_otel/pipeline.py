@@ -27,6 +27,7 @@ from . import names as n
 from .config import Settings
 from .content import ContentPolicy
 from .decoder import DecodeError
+from .delivery import Tally, TallyingMetricExporter, TallyingSpanExporter
 from .events import Event
 from .ext_state import StatePolicy
 from .translator import Translator, TranslatorSettings
@@ -133,12 +134,17 @@ class Pipeline:
         self.tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
         self.output_dir = Path(settings.output_dir).expanduser()
         self.prometheus: PrometheusEndpoint | None = None
-        span_exporters = [e for e in map(self._span_exporter, settings.traces_exporter)
-                          if e is not None]
+        self.tallies: list[Tally] = []  # what each SDK-driven exporter accepted
+        named = [(name, self._span_exporter(name)) for name in settings.traces_exporter]
+        span_exporters = [e for _, e in named if e is not None]
         if span_exporters_processor is not None:
             self.tracer_provider.add_span_processor(span_exporters_processor(span_exporters))
         else:
-            for exporter in span_exporters:
+            for name, exporter in named:
+                if exporter is None:
+                    continue
+                exporter = TallyingSpanExporter(exporter, self._destination(name, "traces"))
+                self.tallies.append(exporter.tally)
                 self.tracer_provider.add_span_processor(BatchSpanProcessor(
                     exporter, max_queue_size=_SPAN_QUEUE,
                     max_export_batch_size=min(2048, _SPAN_QUEUE),
@@ -182,21 +188,31 @@ class Pipeline:
                                                  self.settings.prometheus_port, serve_prometheus)
             return self.prometheus.reader
         if name == "otlp":
-            return PeriodicExportingMetricReader(_otlp_metric_exporter(self.settings),
-                                                 export_interval_millis=interval)
-        if name == "otlp_json_file":
+            exporter = _otlp_metric_exporter(self.settings)
+        elif name == "otlp_json_file":
             from .otlp_json import OTLPJsonFileMetricExporter
-            return PeriodicExportingMetricReader(
-                OTLPJsonFileMetricExporter(self.output_dir / "metrics.jsonl",
-                                           preferred_temporality=_temporality(self.settings)),
-                export_interval_millis=interval)
-        if name == "console":
-            return PeriodicExportingMetricReader(ConsoleMetricExporter(),
-                                                 export_interval_millis=interval)
+            exporter = OTLPJsonFileMetricExporter(
+                self.output_dir / "metrics.jsonl",
+                preferred_temporality=_temporality(self.settings))
+        elif name == "console":
+            exporter = ConsoleMetricExporter()
+        else:
+            exporter = None
+        if exporter is not None:
+            exporter = TallyingMetricExporter(exporter, self._destination(name, "metrics"))
+            self.tallies.append(exporter.tally)
+            return PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
         if name in ("none", ""):
             return None
         raise ValueError(f"unknown metrics exporter {name!r} (otlp, prometheus, otlp_json_file, "
                          "console, none)")
+
+    def _destination(self, exporter_name: str, signal: str) -> str:
+        if exporter_name == "otlp":
+            return self.settings.effective_otlp_endpoint()
+        if exporter_name == "otlp_json_file":
+            return str(self.output_dir / f"{signal}.jsonl")
+        return exporter_name
 
     def _set_budgets(self) -> None:
         for budget in self.settings.all_budgets():

@@ -29,21 +29,34 @@ def _richness(spans: list[ReadableSpan]) -> tuple[int, int]:
 
 
 class RichestTurnKeeper(SpanProcessor):
-    """Keeps the spans of the turn trace with the most spans, and nothing else for long."""
+    """Keeps the spans of the turn trace with the most spans, and nothing else for long.
 
-    def __init__(self, max_open_traces: int = 256):
+    Memory is bounded: at most `max_open_traces` traces are held while their root is open, each
+    up to `max_tree_spans` spans (a tree larger than that is not printable anyway)."""
+
+    def __init__(self, max_open_traces: int = 256, max_tree_spans: int = 2000):
         self._open: dict[int, list[ReadableSpan]] = {}
+        self._too_big: set[int] = set()
         self._max_open = max_open_traces
+        self._max_spans = max_tree_spans
         self.best: list[ReadableSpan] = []
 
     def on_end(self, span: ReadableSpan) -> None:
         trace_id = span.context.trace_id
+        if trace_id in self._too_big:
+            if span.parent is None:
+                self._too_big.discard(trace_id)
+            return
         spans = self._open.setdefault(trace_id, [])
         spans.append(span)
         if span.parent is None:
             self._open.pop(trace_id, None)
             if span.name == SPAN_TURN and _richness(spans) > _richness(self.best):
                 self.best = spans
+        elif len(spans) > self._max_spans:
+            del self._open[trace_id]
+            if len(self._too_big) < self._max_open:
+                self._too_big.add(trace_id)
         elif len(self._open) > self._max_open:  # traces whose root never ends here
             self._open.pop(next(iter(self._open)))
 
@@ -70,13 +83,25 @@ class _Totals:
 
 
 class Summary:
-    def __init__(self, translator: Translator, keeper: RichestTurnKeeper):
+    """Totals of a stream, in memory bounded by what is printed: the first `max_turns` turn
+    rows, a count of the others, totals per (provider, model, agent) and one span tree."""
+
+    def __init__(self, translator: Translator, keeper: RichestTurnKeeper, max_turns: int = 40):
         self.turns: list[dict] = []
+        self.turn_count = 0
+        self.sessions: set[str] = set()
+        self.max_turns = max_turns
         self.models: dict[tuple[str, str, str], _Totals] = defaultdict(_Totals)
         self.keeper = keeper
         self.translator = translator
-        translator.on_turn_end.append(self.turns.append)
+        translator.on_turn_end.append(self._turn_end)
         translator.on_llm_call.append(self._llm_call)
+
+    def _turn_end(self, turn: dict) -> None:
+        self.turn_count += 1
+        self.sessions.add(turn["session_id"])
+        if len(self.turns) < self.max_turns:
+            self.turns.append(turn)
 
     def _llm_call(self, call: dict) -> None:
         self.models[(call["provider"], call["model"], call["agent"])].add(
@@ -84,8 +109,7 @@ class Summary:
 
     def render(self, max_turns: int = 40) -> str:
         t = self.translator
-        sessions = {turn["session_id"] for turn in self.turns}
-        out = [f"kit-otel summary: {len(sessions)} session(s), {len(self.turns)} turn(s), "
+        out = [f"kit-otel summary: {len(self.sessions)} session(s), {self.turn_count} turn(s), "
                f"{t.events_seen} event(s), {t.rejected} rejected line(s)", ""]
         out.append("Per turn")
         head = (f"  {'session':<12} {'project':<12} {'stop':<11} {'dur s':>7} {'LLM':>4} "
@@ -100,8 +124,9 @@ class Summary:
                        f"{a.llm_call_count:>4} {a.tool_call_count:>5} {a.input_tokens:>8} "
                        f"{a.output_tokens:>7} {a.cache_read_tokens:>8} "
                        f"{a.cache_write_tokens:>7} {a.cost_usd:>9.4f}")
-        if len(self.turns) > max_turns:
-            out.append(f"  … {len(self.turns) - max_turns} more turn(s)")
+        shown = min(max_turns, len(self.turns))
+        if self.turn_count > shown:
+            out.append(f"  … {self.turn_count - shown} more turn(s)")
         out += ["", "Per model (LLM calls, subagents apart)"]
         out.append(f"  {'provider/model':<42} {'agent':<8} {'calls':>5} {'input':>9} "
                    f"{'output':>8} {'cache_r':>9} {'cache_w':>8} {'cost $':>9} {'LLM s':>7}")
