@@ -175,7 +175,10 @@ def _http_handler(receiver: "OTLPReceiver"):
 class OTLPReceiver:
     """OTLP gRPC receiver (traces + metrics) and, with `http=True`, an OTLP/HTTP one."""
 
-    def __init__(self, *, grpc_enabled: bool = True, http: bool = False):
+    def __init__(self, *, grpc_enabled: bool = True, http: bool = False,
+                 max_receive_bytes: int = 64 << 20):
+        """`max_receive_bytes`: the largest gRPC request accepted (the Collector's is 4 MiB)."""
+        self._max_receive_bytes = max_receive_bytes
         self._lock = threading.Lock()
         self._grpc_enabled = grpc_enabled
         self._http_enabled = http
@@ -198,7 +201,8 @@ class OTLPReceiver:
             return self
         if self._grpc_enabled:
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                                 options=[("grpc.max_receive_message_length", 64 << 20)])
+                                 options=[("grpc.max_receive_message_length",
+                                           self._max_receive_bytes)])
             trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
             metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
                 _MetricsService(self), server)

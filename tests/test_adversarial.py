@@ -121,3 +121,48 @@ def test_free_text_stays_as_long_as_a_line_allows():
     # not rejected for being long
     event = decode_line(_line('{"Text":"' + "w" * 500_000 + '"}'))
     assert len(event.data.Text) == 500_000
+
+
+# ── an export batch no collector can take ────────────────────────────────────────────────────
+
+def test_a_span_no_exporter_can_take_is_set_aside_and_the_stream_goes_on(tmp_path):
+    import json
+
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from otlp_receiver import OTLPReceiver
+
+    from kit_otel.reliable_export import DeadLetterFile, ReliableSpanProcessor
+
+    with OTLPReceiver(max_receive_bytes=1 << 20) as receiver:  # a Collector's limit, smaller
+        exporter = OTLPSpanExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=2)
+        reasons, committed = [], []
+        processor = ReliableSpanProcessor(
+            [exporter], on_commit=committed.extend, backoff_initial_s=0.05,
+            max_request_bytes=1 << 20, dead_letter=DeadLetterFile(tmp_path / "dead.jsonl"),
+            on_dead_letter=reasons.append)
+        tracer = TracerProvider().get_tracer("t")
+
+        def span(name, start=None, **attributes):
+            s = tracer.start_span(name, attributes=attributes, start_time=start)
+            s.end(end_time=None if start is None else start + 1)
+            return s
+
+        try:
+            units = [[span("good-1"), span("good-2")],
+                     [span("good-3"), span("after-2554", start=1 << 64), span("good-4")],
+                     [span("huge", blob="x" * (2 << 20)), span("good-5")],
+                     [span("good-6")]]
+            for i, unit in enumerate(units):
+                processor.submit(unit, f"checkpoint-{i}")
+            assert processor.wait_idle(timeout=60)
+        finally:
+            processor.shutdown()
+        received = sorted(s.name for s in receiver.spans())
+    assert received == [f"good-{i}" for i in range(1, 7)]
+    assert committed == [f"checkpoint-{i}" for i in range(4)]  # nothing waits behind them
+    assert processor.dead_lettered == 2 and sorted(reasons) == ["too_large", "unencodable"]
+    lines = [json.loads(x) for x in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert sorted(x["span"]["name"] for x in lines) == ["after-2554", "huge"]
+    assert all(x["reason"] for x in lines)
+    assert (tmp_path / "dead.jsonl").stat().st_mode & 0o777 == 0o600

@@ -116,6 +116,7 @@ class KitInstruments:
         self.events = made[n.OTEL_EVENTS]
         self.rejected = made[n.OTEL_REJECTED]
         self.dropped = made[n.OTEL_DROPPED]
+        self.dead_lettered = made[n.OTEL_DEAD_LETTERED]
         self.lag = made[n.OTEL_LAG]
 
     def counters(self) -> list[LedgerCounter]:

@@ -162,13 +162,17 @@ OTEL_REJECTED = MetricSpec("kit_otel.events.rejected", "{event}", "counter",
                            "kit_otel_events_rejected_total")
 OTEL_DROPPED = MetricSpec("kit_otel.dropped", "{event}", "counter",
                           "Events a source reported it had to drop", "kit_otel_dropped_total")
+OTEL_DEAD_LETTERED = MetricSpec("kit_otel.spans.dead_lettered", "{span}", "counter",
+                                "Spans an exporter could not take at all (set aside in the "
+                                "dead-letter file), by exporter",
+                                "kit_otel_spans_dead_lettered_total")
 OTEL_LAG = MetricSpec("kit_otel.lag", "s", "gauge",
                       "Age of the newest event processed, relative to now", "kit_otel_lag_seconds")
 
 ALL_METRICS = (TOKENS, COST, LLM_CALLS, TOKEN_USAGE, OPERATION_DURATION, TIME_TO_FIRST_CHUNK,
                TURNS, TURN_DURATION, TURN_COST, TOOL_CALLS, TOOL_DURATION, ERRORS, RETRIES,
                COMPACTIONS, CONTEXT_USAGE, SUBAGENTS, SESSIONS, BUDGET, EXT_STATE_VALUE,
-               OTEL_EVENTS, OTEL_REJECTED, OTEL_DROPPED, OTEL_LAG)
+               OTEL_EVENTS, OTEL_REJECTED, OTEL_DROPPED, OTEL_DEAD_LETTERED, OTEL_LAG)
 
 # metric label keys (DESIGN.md §5)
 L_PROVIDER = "provider"

@@ -6,6 +6,11 @@
 - spans travel in *units* (the spans of one KIT process between two checkpoints, plus the
   checkpoint itself as the unit's payload); a unit's payload is handed to `on_commit` only when
   every span of that unit, and of every unit before it, was accepted by every exporter;
+- when an export fails, the batch is checked: a span that cannot be encoded, or alone exceeds
+  what one request may carry, is found by halving, logged, counted (`on_dead_letter`), written
+  to the dead-letter file and treated as delivered, so the stream behind it goes on; a batch
+  that is merely too big is sent in parts; a batch that encodes fine was refused by the
+  collector (an outage) and is retried;
 - memory is bounded by the caller: `full` says the queue reached its bound, and the daemon then
   stops reading input (the spool files are the buffer) instead of dropping anything.
 
@@ -21,14 +26,18 @@ the same ids: a re-delivery is an exact copy that backends recognise, never a se
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import random
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
@@ -83,8 +92,16 @@ class ReliableSpanProcessor(SpanProcessor):
     def __init__(self, exporters: Sequence[SpanExporter], *,
                  on_commit: Callable[[list[Any]], None] | None = None,
                  max_queue_spans: int = 16384, max_batch_spans: int = 2048,
-                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0):
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 dead_letter: "DeadLetterFile | None" = None,
+                 on_dead_letter: Callable[[str], None] | None = None,
+                 max_request_bytes: int = 4 << 20):
         self.exporters = list(exporters)
+        self.dead_letter = dead_letter
+        self.on_dead_letter = on_dead_letter  # called with the reason: unencodable | too_large
+        # gRPC's default limit on a received message, which the Collector keeps
+        self.max_request_bytes = max_request_bytes
+        self.dead_lettered = 0
         self.on_commit = on_commit
         self.max_queue_spans = max_queue_spans
         self.max_batch_spans = max_batch_spans
@@ -184,10 +201,11 @@ class ReliableSpanProcessor(SpanProcessor):
                 self.exported_spans += len(spans)
                 self._cond.notify_all()
 
-    def _deliver(self, spans: list[ReadableSpan]) -> bool:
+    def _deliver(self, spans: list[ReadableSpan], pending: list[int] | None = None) -> bool:
         """Export to every exporter that has not accepted this batch yet, retrying with
         backoff; False only when aborted."""
-        pending = list(range(len(self.exporters)))
+        if pending is None:
+            pending = list(range(len(self.exporters)))
         delay = self.backoff_initial_s
         last_report = 0.0
         while pending:
@@ -206,6 +224,9 @@ class ReliableSpanProcessor(SpanProcessor):
             pending = failed
             if not pending:
                 break
+            parts = self._sort_out(spans)
+            if parts is not None:  # the batch itself was the problem, not the collector
+                return all(self._deliver(part, list(pending)) for part in parts)
             self.failed_attempts += 1
             now = time.monotonic()
             if self.outage_since is None:
@@ -226,6 +247,40 @@ class ReliableSpanProcessor(SpanProcessor):
             log.info("span export recovered after %.1fs", time.monotonic() - self.outage_since)
             self.outage_since = None
         return True
+
+    def _sort_out(self, spans: list[ReadableSpan]) -> list[list[ReadableSpan]] | None:
+        """After a failed export: None if the batch encodes and fits in one request (then the
+        failure was the collector's, and is retried). Otherwise the batch in parts that do,
+        having set aside each span that cannot be encoded or alone exceeds a request."""
+        try:
+            size = encode_spans(spans).ByteSize()
+        except Exception as exc:  # noqa: BLE001 - what the OTLP encoders cannot carry
+            if len(spans) == 1:
+                self._set_aside(spans[0], "unencodable",
+                                f"cannot be encoded: {type(exc).__name__}: {exc}")
+                return []
+            size = -1
+        if 0 <= size <= self.max_request_bytes:
+            return None
+        if len(spans) == 1:
+            self._set_aside(spans[0], "too_large",
+                            f"{size} bytes encoded, more than one request may carry "
+                            f"({self.max_request_bytes})")
+            return []
+        middle = len(spans) // 2
+        parts = []
+        for half in (spans[:middle], spans[middle:]):
+            sorted_half = self._sort_out(half)
+            parts.extend([half] if sorted_half is None else sorted_half)
+        return parts
+
+    def _set_aside(self, span: ReadableSpan, code: str, reason: str) -> None:
+        self.dead_lettered += 1
+        where = self.dead_letter.write(span, reason) if self.dead_letter else ""
+        log.error("span %r (trace %032x) %s; set aside%s", span.name[:80],
+                  span.context.trace_id, reason[:200], f" in {where}" if where else "")
+        if self.on_dead_letter is not None:
+            self.on_dead_letter(code)
 
     # ── stopping ─────────────────────────────────────────────────────────────────────────────
 
@@ -272,3 +327,41 @@ class ReliableSpanProcessor(SpanProcessor):
         if not self._abort.is_set():
             self.close(timeout=0)
         self._thread.join(timeout=10)
+
+
+class DeadLetterFile:
+    """Spans no exporter could take, one JSON line each (the SDK's span JSON, the exporter and
+    the reason), so they can be looked at and replayed by hand. Created 0600: spans may carry
+    content. Bounded: past `max_bytes` spans are still counted and logged, no longer written."""
+
+    def __init__(self, path: str | os.PathLike, max_bytes: int = 64 << 20):
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def write(self, span: ReadableSpan, reason: str) -> str:
+        """The file's path if the span was written, "" if not (full, or unwritable)."""
+        try:
+            body = json.loads(span.to_json(indent=None))
+        except Exception:  # noqa: BLE001 - a span too odd for JSON is described, not dropped
+            body = {"name": str(span.name), "trace_id": f"{span.context.trace_id:032x}",
+                    "span_id": f"{span.context.span_id:016x}"}
+        line = json.dumps({"reason": reason[:2000], "span": body},
+                          default=repr, separators=(",", ":")) + "\n"
+        with self._lock:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW,
+                             0o600)
+            except OSError as exc:
+                log.warning("cannot write the dead-letter file %s: %s", self.path, exc.strerror)
+                return ""
+            try:
+                if os.fstat(fd).st_size + len(line) > self.max_bytes:
+                    return ""
+                os.write(fd, line.encode())
+            except OSError as exc:
+                log.warning("cannot write the dead-letter file %s: %s", self.path, exc.strerror)
+                return ""
+            finally:
+                os.close(fd)
+        return str(self.path)

@@ -41,7 +41,9 @@ from .config import Settings, load_settings
 from .decoder import DecodeError
 from .instance_id import service_instance_id
 from .pipeline import Pipeline
-from .reliable_export import DeterministicIdGenerator, ReliableSpanProcessor, event_seed
+from . import names as n
+from .reliable_export import (DeadLetterFile, DeterministicIdGenerator, ReliableSpanProcessor,
+                              event_seed)
 from .sidecar_follow import SidecarFollower
 from .spool import Item, SpoolFile, Stream, decode_item, peek_first, pid_alive, spool_names
 
@@ -207,7 +209,10 @@ class Server:
             self.processor = ReliableSpanProcessor(
                 exporters, on_commit=self._on_commit, max_queue_spans=opts.max_queue_spans,
                 max_batch_spans=opts.max_batch_spans, backoff_initial_s=opts.backoff_initial_s,
-                backoff_max_s=opts.backoff_max_s)
+                backoff_max_s=opts.backoff_max_s,
+                dead_letter=DeadLetterFile(self.state_dir / "dead-letter.jsonl"),
+                on_dead_letter=lambda code: self.translator.metrics.dead_lettered.add(
+                    1, {n.L_REASON: code}))
             return self.processor
 
         try:
