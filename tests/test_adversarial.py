@@ -166,3 +166,40 @@ def test_a_span_no_exporter_can_take_is_set_aside_and_the_stream_goes_on(tmp_pat
     assert sorted(x["span"]["name"] for x in lines) == ["after-2554", "huge"]
     assert all(x["reason"] for x in lines)
     assert (tmp_path / "dead.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+# ── the last nets: a bug costs one line or one event, never the stream ───────────────────────
+
+def test_a_decoder_bug_is_one_rejected_line(monkeypatch):
+    import kit_otel.decoder as decoder
+
+    def broken(text):
+        raise RuntimeError("a bug")
+    monkeypatch.setattr(decoder, "parse_ts", broken)
+    with pytest.raises(decoder.DecodeFailure) as info:
+        decode_line(_line('{"Text":"x"}'), source="s", lineno=3)
+    assert (info.value.error.lineno, info.value.error.reason_code) == (3, "malformed_json")
+
+
+def test_a_translator_bug_costs_one_event_not_the_stream(monkeypatch):
+    from kit_otel.config import load_settings
+    from kit_otel.pipeline import Pipeline
+
+    pipeline = Pipeline(load_settings(env={"OTEL_TRACES_EXPORTER": "none",
+                                           "OTEL_METRICS_EXPORTER": "none"}),
+                        serve_prometheus=False)
+    original = pipeline.translator._on_tool_result
+    calls = []
+
+    def fails_once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyError("a bug")
+        return original(*args)
+    monkeypatch.setitem(pipeline.translator._run_handlers, "tool_result", fails_once)
+    events = sc.tools_turn().events
+    for event in events:
+        pipeline.feed(event)
+    assert pipeline.translator.rejected == 1
+    assert pipeline.translator.events_seen == len(events)
+    pipeline.shutdown()

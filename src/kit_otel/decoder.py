@@ -144,9 +144,20 @@ def _nesting_depth_over(line: bytes, limit: int) -> bool:
 
 def decode_line(line: bytes | str, *, source: str = "<input>", lineno: int = 0,
                 max_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Event:
-    """Decode one NDJSON line; raises DecodeFailure naming source, line, field and reason."""
+    """Decode one NDJSON line; raises DecodeFailure naming source, line, field and reason, and
+    nothing else, whatever the bytes (every source relies on that to keep going)."""
+    try:
+        return _decode_line(line, source, lineno, max_bytes)
+    except DecodeFailure:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the last net: a decoder bug costs one line only
+        raise DecodeFailure(DecodeError(source, lineno, "", f"undecodable ({type(exc).__name__})",
+                                        "malformed_json")) from None
+
+
+def _decode_line(line: bytes | str, source: str, lineno: int, max_bytes: int) -> Event:
     if isinstance(line, str):
-        line = line.encode()
+        line = line.encode("utf-8", "surrogateescape")
 
     def fail(field: str, reason: str, code: str) -> DecodeFailure:
         return DecodeFailure(DecodeError(source, lineno, field, reason, code))

@@ -243,7 +243,13 @@ class Pipeline:
                 log.warning("rejected %s", item)
             self.translator.reject(item)
             return
-        self.translator.process(item)
+        try:
+            self.translator.process(item)
+        except Exception as exc:  # noqa: BLE001 - the last net: one event, not the whole stream
+            log.error("event %s (pid %d, seq %d) could not be translated: %s: %s", item.type[:64],
+                      item.pid, item.seq, type(exc).__name__, exc)
+            self.translator.reject(DecodeError(item.source, item.seq, "", "untranslatable",
+                                               "untranslatable"))
         if self.translator.events_seen % _FLUSH_CHECK_EVERY == 0:
             self._maybe_flush_spans()
 
