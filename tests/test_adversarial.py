@@ -203,3 +203,50 @@ def test_a_translator_bug_costs_one_event_not_the_stream(monkeypatch):
     assert pipeline.translator.rejected == 1
     assert pipeline.translator.events_seen == len(events)
     pipeline.shutdown()
+
+
+# ── the same poison through a real `serve` (TCP) → OTLP receiver ─────────────────────────────
+
+def test_poison_lines_over_tcp_neither_stop_serve_nor_cost_a_span(tmp_path):
+    import socket as socketlib
+    from collections import Counter
+
+    from otlp_receiver import OTLPReceiver
+    from test_serve import InProcess, settings_for
+    from test_serve_helpers import kit_process, received_spans, reference_spans
+
+    poison = [
+        _line('{"Text":"ok"}').replace(b'"ok"', b'"\xff\xfe"'),
+        _line('{"Text":' + "[" * 1000 + "]" * 1000 + "}"),
+        _line('{"Text":"x"}', ts="2600-01-01T00:00:00Z"),
+        _line('{"InputTokens":9223372036854775808}', type="llm_usage"),
+        _line('{"Text":"x"}').replace(b'"/s.jsonl"', b'"/' + b"p" * 900_000 + b'"'),
+        _line('{"DurationMs":315532800001}', type="agent_end", ts="1980-01-01T00:00:00Z"),
+    ]
+    spool, state, root = tmp_path / "spool", tmp_path / "state", tmp_path / "sessions"
+    spool.mkdir()
+    with socketlib.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    good = kit_process(93, 40701, root, turns=3, index=0)
+    expected = reference_spans([good], root)
+    with OTLPReceiver() as receiver:
+        run = InProcess(settings_for(receiver, spool, state, root, tcp_port=port))
+        conn = socketlib.create_connection(("127.0.0.1", port))
+        try:
+            lines = [line for _, line in good.lines]
+            step = max(1, len(lines) // (len(poison) + 1))
+            for i, line in enumerate(lines):
+                conn.sendall(line)
+                if i % step == 0 and poison:
+                    conn.sendall(poison.pop(0) + b"\n")
+            assert not poison
+            receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected),
+                              timeout=60, message="good spans did not all arrive")
+            receiver.wait_for(lambda: run.server.rejected >= 6, timeout=30)
+        finally:
+            conn.close()
+        assert run.thread.is_alive()  # serve is still running
+        assert run.stop() == 0
+        assert Counter(received_spans(receiver)) == Counter(expected)
+        assert run.server.rejected == 6
