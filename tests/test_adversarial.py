@@ -250,3 +250,16 @@ def test_poison_lines_over_tcp_neither_stop_serve_nor_cost_a_span(tmp_path):
         assert run.stop() == 0
         assert Counter(received_spans(receiver)) == Counter(expected)
         assert run.server.rejected == 6
+
+
+def test_a_saved_total_beyond_int64_does_not_poison_the_counter_after_a_restart():
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from kit_otel import names as n
+    from kit_otel.instruments import LedgerCounter
+
+    counter = LedgerCounter(MeterProvider().get_meter("t"), n.TOKENS)
+    good, bad, nan = (frozenset({("type", t)}) for t in ("input", "output", "cache_read"))
+    counter.restore({good: 1200, bad: float(1 << 64), nan: float("nan")})
+    counter.add(5, {"type": "output"})
+    assert counter.totals() == {good: 1200, bad: 5}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Iterable
 
@@ -10,6 +11,8 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from . import names as n
 
 LabelKey = frozenset  # frozenset of (label, value) pairs
+_INT64_LIMIT = 1 << 63
+_log = logging.getLogger("kit_otel")
 
 
 class LedgerCounter:
@@ -50,9 +53,17 @@ class LedgerCounter:
             return dict(self._sums)
 
     def restore(self, totals: dict[LabelKey, float]) -> None:
-        """Add saved totals (a restarted process continues where the last one stopped)."""
+        """Add saved totals (a restarted process continues where the last one stopped).
+
+        A saved total OTLP cannot carry (beyond int64, negative, not a number: written before
+        counts were bounded at decode time) is left behind, or it would fail every export of
+        this counter again after every restart."""
         with self._lock:
             for key, value in totals.items():
+                if not 0 <= value < _INT64_LIMIT:  # also False for NaN
+                    _log.warning("%s: a saved total of %r cannot be exported; starting that "
+                                 "series from 0", self.name, value)
+                    continue
                 self._sums[key] = self._sums.get(key, 0) + value
 
 
