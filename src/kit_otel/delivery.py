@@ -9,6 +9,7 @@ one line a user sees can say it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Sequence
 
@@ -45,8 +46,21 @@ def _listen_to_otlp_logs() -> None:
 
 
 def last_exporter_complaint() -> str:
-    """The newest warning an OTLP exporter logged ("" if none)."""
-    return _last_failure.message
+    """The newest warning an OTLP exporter logged ("" if none), shortened to what a user acts
+    on: "UNAVAILABLE (Connection refused)" rather than the gRPC error's full text."""
+    return short_reason(_last_failure.message)
+
+
+_STATUS_RE = re.compile(r"error code: (?:StatusCode\.)?(\w+)")
+
+
+def short_reason(text: str) -> str:
+    match = _STATUS_RE.search(text)
+    if not match:
+        return text
+    details = text.split("error details:", 1)[1] if "error details:" in text else ""
+    last = details.rsplit(":", 1)[-1].strip() if details.strip() else ""
+    return f"{match.group(1)} ({last})" if last else match.group(1)
 
 
 class Tally:
