@@ -153,7 +153,7 @@ def test_replay_exits_non_zero_when_no_collector_listens(tmp_path, events_file):
                       "OTEL_EXPORTER_OTLP_TIMEOUT": "2"})
     assert result.returncode == cli.EXIT_NOT_DELIVERED
     line = _one_clean_line(result)
-    assert f"exported 0/" in line and f"spans to http://127.0.0.1:{port}: UNAVAILABLE (" in line
+    assert "exported 0/" in line and f"spans to http://127.0.0.1:{port}: UNAVAILABLE (" in line
 
 
 def test_replay_exits_zero_when_everything_arrived(tmp_path, events_file):
