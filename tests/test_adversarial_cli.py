@@ -62,6 +62,8 @@ def taken_port():
 @pytest.mark.parametrize("env,code,words", [
     ({"OTEL_TRACES_EXPORTER": "zipkin"}, cli.EXIT_USAGE, "zipkin"),
     ({"OTEL_METRICS_EXPORTER": "statsd"}, cli.EXIT_USAGE, "statsd"),
+    ({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_TRACES_EXPORTER": "none",
+      "OTEL_METRIC_EXPORT_INTERVAL": "-5"}, cli.EXIT_USAGE, "-5 is invalid and"),
     ({"KIT_OTEL_PROMETHEUS_PORT": "99999", "OTEL_TRACES_EXPORTER": "none"}, cli.EXIT_UNUSABLE,
      "KIT_OTEL_PROMETHEUS_PORT"),
     ({"KIT_OTEL_PROMETHEUS_PORT": "nine", "OTEL_TRACES_EXPORTER": "none"}, cli.EXIT_USAGE,

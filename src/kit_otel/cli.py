@@ -73,7 +73,7 @@ def _pipeline(settings, command: str, **kwargs) -> Pipeline:
     try:
         return Pipeline(settings, **kwargs)
     except ValueError as exc:  # an unknown exporter name and the like
-        raise UserError(str(exc), EXIT_USAGE) from None
+        raise UserError(" ".join(str(exc).split()), EXIT_USAGE) from None
     except (OSError, OverflowError) as exc:
         if getattr(exc, "filename", None):
             raise UserError(f"cannot write {exc.filename}: {exc.strerror} (choose another "
@@ -231,7 +231,7 @@ def _undelivered(pipeline: Pipeline) -> list[str]:
         if tally.complete:
             continue
         hint = ""
-        if "://" in tally.destination:
+        if tally.destination == pipeline.settings.effective_otlp_endpoint():
             hint = " — is a Collector running? (OTEL_EXPORTER_OTLP_ENDPOINT)"
         reason = " ".join(tally.failure.split())[:240]
         lines.append(f"exported {tally.accepted}/{tally.offered} {tally.signal} to "
