@@ -46,13 +46,21 @@ def budget_session():
     return s
 
 
+# The keys of these tests hold identifiers and numbers: their values may leave with content off.
+PLAIN_VALUES = StatePolicy(value_keys=("*",))
+
+
+def plain_harness():
+    return make_harness(TranslatorSettings(sessions_root=None, state=PLAIN_VALUES))
+
+
 def turns_in_order(h):
     return sorted(h.spans_named(n.SPAN_TURN), key=lambda sp: sp.start_time)
 
 
 def test_state_changes_land_on_the_right_turn_spans():
     s = budget_session()
-    h = make_harness().feed(s.events).close()
+    h = plain_harness().feed(s.events).close()
     first, second = turns_in_order(h)
     cost_after_one = next(e for e in s.events if e.type == "agent_end").state[TOTAL]
     assert first.attributes["kit.ext_state.mode"] == "plan"
@@ -77,13 +85,13 @@ def test_state_changes_land_on_the_right_turn_spans():
 
 
 def test_sidecar_state_never_overrides_a_bridge_and_lands_inside_the_turn():
-    bridged = make_harness().feed(budget_session().events)
+    bridged = plain_harness().feed(budget_session().events)
     assert bridged.translator.apply_external_state(sc.PATH_A, {"x": "1"}) == 0
     s = sc.simple_turn()
     events = [e for e in s.events if e.type != "agent_end"]  # a turn still open
     for e in events:
         e.state = None  # a source without the bridge
-    h = make_harness().feed(events)
+    h = plain_harness().feed(events)
     assert h.translator.apply_external_state(sc.PATH_A, {"x": "1"}) == 1
     assert h.translator.apply_external_state(sc.PATH_A, {"x": "1"}) == 0  # no change, no event
     h.close()
@@ -95,7 +103,8 @@ def test_sidecar_state_never_overrides_a_bridge_and_lands_inside_the_turn():
 
 
 def test_policy_redacts_secrets_and_enforces_limits():
-    policy = StatePolicy(deny=("internal:*",), max_value_length=5, max_keys=3)
+    policy = StatePolicy(deny=("internal:*",), max_value_length=5, max_keys=3,
+                         value_keys=("*",))
     state = {"api-token": "abcdef", "internal:x": "1", "a": "1234567", "b": "2", "c": "3",
              "d": "4", "github_KEY": "zzz"}
     attrs = policy.attributes(state)
@@ -153,7 +162,7 @@ def test_sidecar_rewritten_by_another_process_shows_on_the_next_turn(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "KIT_OTEL_"))}
         env.update(rx.env("grpc"))
         env.update({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
-                    "KIT_OTEL_SESSIONS_ROOT": str(root)})
+                    "KIT_OTEL_SESSIONS_ROOT": str(root), "KIT_OTEL_STATE_VALUE_KEYS": "*"})
         proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "replay", "--follow", "-q",
                                  str(stream)], env=env, stderr=subprocess.PIPE, text=True)
         try:

@@ -122,7 +122,9 @@ def test_acp_round_trip_spans_and_metrics(instrumentor, tmp_path):
     assert client.updates == 18  # the user's callback saw every update, unchanged
     assert instrumentor.failures == 0
     spans = exporter.get_finished_spans()
-    state = {"kit.ext_state.api_token": "[REDACTED]", "kit.ext_state.budget:limit-usd": "5"}
+    # content capture is off: a value leaves only for keys declared to hold identifiers
+    state = {"kit.ext_state.api_token": "[REDACTED]",
+             "kit.ext_state.budget:limit-usd": "[not captured]"}
     rows = span_tree(spans, attrs=TURN_ATTRS)
     # the out-of-turn spans share a timestamp with their neighbours: compare them as a set
     alone = [r for r in rows if r[0] == 0 and r[1].startswith("kit.")]
@@ -206,7 +208,8 @@ def test_acp_round_trip_spans_and_metrics(instrumentor, tmp_path):
     assert [e.name for e in chats[2].events] == ["message_update", "acp_usage_update"]
     assert dict(chats[2].events[1].attributes) == {
         "kit.used": 5200, "kit.size": 200000, "kit.cost_amount": 0.0123,
-        "kit.cost_currency": "USD", "kit.event.unknown": True}
+        # the strings of a type the translator does not know are free text: lengths only
+        "kit.cost_currency_length": 3, "kit.event.unknown": True}
     # LLM calls are inferred: the second starts when the first tool finished
     read = by_name["execute_tool read"][0]
     assert chats[1].start_time == read.end_time and chats[1].end_time == \

@@ -40,7 +40,8 @@ def test_sidecar_change_reaches_the_next_turn(tmp_path):
         write(script.events[begin:])
 
     with OTLPReceiver() as rx:
-        server = InProcess(settings_for(rx, spool, state, root))
+        server = InProcess(settings_for(rx, spool, state, root,
+                                        state_value_keys=("review:*",)))
         try:
             turn("first")
             assert rx.wait_for(lambda: [s for s in rx.spans() if s.name == n.SPAN_TURN], 30)

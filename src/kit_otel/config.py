@@ -68,6 +68,7 @@ class Settings:
     state_deny: tuple[str, ...] = ()
     state_gauge_keys: tuple[str, ...] = ("usage-budget:warn-at-usd", "usage-budget:total-cost")
     state_max_value_length: int = 256
+    state_value_keys: tuple[str, ...] = ()  # key globs whose values leave with content off
     budget_day_usd: float = 0.0
     budget_month_usd: float = 0.0
     budget_turn_usd: float = 0.0

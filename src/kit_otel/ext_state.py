@@ -1,7 +1,11 @@
 """Which extension-state keys become span attributes, and how (DESIGN.md §6).
 
-Keys are matched by glob against allow and deny lists; values of secret-looking keys are
-redacted, long values cut, and at most `max_keys` keys are exposed per span.
+Keys are matched by glob against allow and deny lists, and at most `max_keys` keys are exposed
+per span. Keys are identifiers; values are free text an extension wrote (a plan, a path, a
+note), so with content capture off a value leaves only for the keys declared to hold
+identifiers or numbers (`value_keys`, `gauge_keys`), and otherwise as `[not captured]`. Values
+that leave are redacted like any captured text and cut to `max_value_length`; values of
+secret-looking keys are always `[REDACTED]`.
 """
 
 from __future__ import annotations
@@ -9,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from .content import REDACTED
+from .content import REDACTED, ContentPolicy
 from .names import KIT_EXT_STATE_PREFIX, KIT_EXT_STATE_START_PREFIX
 
 DEFAULT_SECRET_GLOBS = ("*token*", "*secret*", "*key*", "*password*", "*passwd*", "*credential*")
+NOT_CAPTURED = "[not captured]"
 
 
 @dataclass
@@ -23,7 +28,11 @@ class StatePolicy:
     max_value_length: int = 256
     max_keys: int = 64
     gauge_keys: tuple[str, ...] = ()  # numeric keys exported as kit_ext_state_value gauges
+    value_keys: tuple[str, ...] = ()  # key globs whose values leave with content capture off
+    # None: the translator's content policy (TranslatorSettings sets it); alone, capture off
+    content: ContentPolicy | None = None
     _decisions: dict[str, bool] = field(default_factory=dict, repr=False)
+    _plain: dict[str, bool] = field(default_factory=dict, repr=False)
 
     def exposed(self, key: str) -> bool:
         decided = self._decisions.get(key)
@@ -37,9 +46,22 @@ class StatePolicy:
         lowered = key.lower()
         if any(fnmatchcase(lowered, g) for g in self.secret_globs):
             return REDACTED
+        content = self.content or _CONTENT_OFF
+        if not (content.capture or self._is_plain(key)):
+            return NOT_CAPTURED
+        value = content.redact_text(value)
         if len(value) > self.max_value_length:
             return value[: self.max_value_length] + "…"
         return value
+
+    def _is_plain(self, key: str) -> bool:
+        """A key declared to hold an identifier or a number, not free text."""
+        decided = self._plain.get(key)
+        if decided is None:
+            decided = any(fnmatchcase(key, g) for g in (*self.value_keys, *self.gauge_keys))
+            if len(self._plain) < 4096:  # keys come from the input
+                self._plain[key] = decided
+        return decided
 
     def attributes(self, state: dict[str, str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -76,3 +98,6 @@ class StatePolicy:
                 attrs["kit.ext_state.new"] = self.value(key, after)
             events.append(attrs)
         return events
+
+
+_CONTENT_OFF = ContentPolicy()

@@ -8,6 +8,7 @@ Exporter names (OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER, comma-separated):
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from pathlib import Path
 from typing import Callable, Iterable
@@ -91,6 +92,16 @@ class _EndedSpans(SpanProcessor):
         self.ended += 1
 
 
+def reachable_from_other_machines(host: str) -> bool:
+    """Whether a server bound to `host` listens beyond the loopback interface."""
+    if host.lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # "" is every interface; a host name is whatever it resolves to
+        return True
+
+
 class PrometheusEndpoint:
     """The OTel Prometheus reader on a registry of its own (not the process-global one, so
     several pipelines can live in one process and /metrics shows only kit-otel's metrics)."""
@@ -104,6 +115,11 @@ class PrometheusEndpoint:
         self.url = ""
         if serve:
             from prometheus_client import start_http_server
+            if reachable_from_other_machines(host):
+                log.warning("prometheus_host=%s: /metrics (project, model and tool names, token "
+                            "and cost totals) can be read from other machines; use 127.0.0.1 "
+                            "(KIT_OTEL_PROMETHEUS_HOST) unless a scraper elsewhere needs it",
+                            host or "0.0.0.0")
             self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
             self.url = f"http://{host}:{self.server.server_port}/metrics"
 
@@ -283,7 +299,8 @@ def translator_settings(settings: Settings) -> TranslatorSettings:
                               redact=settings.redact_content),
         state=StatePolicy(allow=settings.state_allow, deny=settings.state_deny,
                           max_value_length=settings.state_max_value_length,
-                          gauge_keys=settings.state_gauge_keys),
+                          gauge_keys=settings.state_gauge_keys,
+                          value_keys=settings.state_value_keys),
         record_all_deltas=settings.record_all_deltas,
         idle_timeout_s=settings.idle_timeout_s,
         session_forget_s=settings.session_forget_s,

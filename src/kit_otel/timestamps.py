@@ -45,7 +45,7 @@ _SCALE = [10 ** (9 - i) for i in range(10)]
 
 def _parse_ts_slow(text: str) -> int:
     if len(text) < 19 or text[10] not in "Tt ":
-        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}")
+        raise ValueError(f"not an RFC 3339 timestamp: {shape(text)}")
     head = text[:19]
     rest = text[19:]
     frac = 0
@@ -55,15 +55,28 @@ def _parse_ts_slow(text: str) -> int:
             end += 1
         digits = rest[1:end]
         if not digits or len(digits) > 9:
-            raise ValueError(f"bad fractional seconds in {text[:40]!r}")
+            raise ValueError(f"bad fractional seconds in {shape(text)}")
         frac = int(digits.ljust(9, "0"))
         rest = rest[end:]
     if rest not in ("Z", "z") and not (len(rest) == 6 and rest[0] in "+-" and rest[3] == ":"):
-        raise ValueError(f"missing or bad UTC offset in {text[:40]!r}")
+        raise ValueError(f"missing or bad UTC offset in {shape(text)}")
     try:
         return _prefix_seconds(head + rest.upper()) * _NS + frac
     except ValueError:
-        raise ValueError(f"not an RFC 3339 timestamp: {text[:40]!r}") from None
+        raise ValueError(f"not an RFC 3339 timestamp: {shape(text)}") from None
+
+
+_SHAPE = str.maketrans({**{c: "9" for c in "0123456789"},
+                        **{c: "a" for c in "ABCDEFGHIJKLMNOPQRSUVWXYabcdefghijklmnopqrsuvwxy"}})
+
+
+def shape(text: str) -> str:
+    """How a bad timestamp looks, without what it says: digits become 9, letters other than
+    T and Z become a, anything else but the separators ?, so a secret pasted into `ts` does not
+    reach the log ("9999-99-99T99:99:99Z" against "99/99/9999")."""
+    masked = text[:40].translate(_SHAPE)
+    masked = "".join(c if c in "9aTZtz-:.+ " else "?" for c in masked)
+    return f"'{masked}'" + (f" ({len(text)} characters)" if len(text) > 40 else "")
 
 
 def format_ts(ts_ns: int) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Container
 
 from opentelemetry import trace
@@ -33,7 +33,7 @@ from . import __version__
 from . import events as ev
 from . import names as n
 from .aggregate import TurnAggregate, has_enriched_fields
-from .content import ContentPolicy
+from .content import ContentPolicy, identifier_fields
 from .decoder import DecodeError
 from .ext_state import StatePolicy
 from .instruments import KitInstruments
@@ -42,13 +42,6 @@ from .sessions import DEFAULT_SESSIONS_ROOT, identify_session
 _NS_PER_S = 1e9
 _SWEEP_EVERY = 1024
 _EMPTY_CONTEXT = Context()
-
-# Fields whose values are prompt/response/tool content: only their length is recorded unless
-# content capture is on.
-CONTENT_FIELDS = frozenset({
-    "Prompt", "Text", "Response", "Content", "Chunk", "Delta", "Input", "UserText",
-    "InitialPrompt", "Task", "ToolArgs", "ToolResult", "Metadata", "Messages", "ParsedArgs",
-})
 
 _ERROR_KINDS = [
     ("rate_limit", re.compile(r"rate.?limit|\b429\b|too many requests", re.I)),
@@ -59,6 +52,10 @@ _ERROR_KINDS = [
     ("context_length", re.compile(r"context (length|window)|too long|maximum context", re.I)),
     ("network", re.compile(r"connection|network|dial tcp|eof\b|reset by peer", re.I)),
 ]
+
+
+# Free-text fields that are error messages: their kind is recorded whatever the content setting.
+_ERROR_FIELDS = frozenset({"Error", "ErrorMsg"})
 
 
 def error_kind(message: str) -> str:
@@ -82,6 +79,9 @@ def chat_span_name(model: str) -> str:
     return f"{n.SPAN_CHAT_PREFIX} {model}" if model else n.SPAN_CHAT_PREFIX
 
 
+# kit-otel's own reason for a subagent's ERROR status (not text from an event).
+_TURN_ENDED_FIRST = "turn ended first"
+
 # Events that only happen inside a turn: one arriving with no turn open opens one.
 _IN_TURN_ONLY = frozenset({"context_prepare", "prepare_step", "message_start", "message_end"})
 
@@ -90,10 +90,11 @@ _field_plans: dict[type, list[tuple[str, str, bool]]] = {}
 
 
 def _field_plan(cls: type) -> list[tuple[str, str, bool]]:
-    """(Go field, attribute key, is content) for each field of a KIT event struct."""
+    """(Go field, attribute key, is free text) for each field of a KIT event struct."""
     plan = _field_plans.get(cls)
     if plan is None:
-        plan = _field_plans[cls] = [(name, "kit." + _snake(name), name in CONTENT_FIELDS)
+        identifiers = identifier_fields(cls)
+        plan = _field_plans[cls] = [(name, "kit." + _snake(name), name not in identifiers)
                                     for name in cls.__struct_fields__]
     return plan
 
@@ -119,6 +120,10 @@ class TranslatorSettings:
     max_tools: int = 100
     max_models: int = 100
     max_projects: int = 100
+
+    def __post_init__(self) -> None:
+        if self.state.content is None:  # ext-state values follow the content setting
+            self.state = replace(self.state, content=self.content)
 
 
 # ── per-span state ──────────────────────────────────────────────────────────────────────────
@@ -489,7 +494,7 @@ class Translator:
                      agent_end: ev.AgentEnd | None) -> None:
         self._end_step(session, turn, end_ns)
         for subagent in list(turn.subagents.values()):
-            self._end_subagent(session, turn, subagent, end_ns, "turn ended first")
+            self._end_subagent(session, turn, subagent, end_ns, _TURN_ENDED_FIRST)
         for call_id, tool in list(turn.tools.items()):
             tool.span.set_attribute(n.KIT_TURN_INCOMPLETE, True)
             self._end_tool_span(tool, tool.result_ns or end_ns, unfinished=not tool.result_ns)
@@ -530,7 +535,7 @@ class Translator:
         attrs.update(self.settings.state.turn_attributes(turn.state_at_start, session.state))
         span.set_attributes(attrs)
         if stop_reason in ("error", "incomplete"):
-            span.set_status(Status(StatusCode.ERROR, turn.last_error or
+            span.set_status(Status(StatusCode.ERROR, self._error_description(turn.last_error) or
                                    ("turn never ended" if stop_reason == "incomplete" else "error")))
             if turn.last_error or stop_reason == "error":
                 span.set_attribute(n.ERROR_TYPE, error_kind(turn.last_error)
@@ -625,7 +630,7 @@ class Translator:
         self.metrics.errors.add(1, {n.L_KIND: error_kind(message)})
         turn = session.turn
         if turn is not None:
-            turn.last_error = self.content.redact_text(message)[:1024]
+            turn.last_error = message
             if turn.step is not None and not turn.step.stream_end_ns:
                 turn.step.error = turn.last_error
         self._in_turn_or_alone(session, event)
@@ -754,7 +759,7 @@ class Translator:
         if session.provider:
             attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
         if step.error:
-            span.set_status(Status(StatusCode.ERROR, step.error))
+            span.set_status(Status(StatusCode.ERROR, self._error_description(step.error)))
             attrs[n.ERROR_TYPE] = error_kind(step.error)
         if step.first_chunk_ns:
             attrs[n.KIT_LLM_TTFC_MS] = (step.first_chunk_ns - step.start_ns) / 1e6
@@ -1027,7 +1032,8 @@ class Translator:
                 self._end_tool_span(tool, end_ns, unfinished=True)
         self._delta_attributes_on(subagent.span, n.KIT_DELTAS_SUBAGENT_TEXT, subagent.text)
         if error:
-            subagent.span.set_status(Status(StatusCode.ERROR, error))
+            subagent.span.set_status(Status(StatusCode.ERROR, error if error == _TURN_ENDED_FIRST
+                                            else self._error_description(error)))
             subagent.span.set_attribute(n.ERROR_TYPE, error_kind(error))
         subagent.span.end(end_time=max(end_ns, subagent.start_ns))
         self.metrics.subagents.add(1, {n.L_OUTCOME: "error" if error else "ok"})
@@ -1073,33 +1079,43 @@ class Translator:
 
     def _event_attributes(self, event: ev.Event) -> dict[str, object]:
         data = event.data
-        if isinstance(data, ev.UnknownData):
-            fields = [(name, "kit." + _snake(name), name in CONTENT_FIELDS)
-                      for name in data.fields]
+        if isinstance(data, ev.UnknownData):  # what its strings mean is unknown: free text
+            fields = [(name, "kit." + _snake(name), True) for name in data.fields]
             values = data.fields.get
         else:
             fields = _field_plan(type(data))
             values = data.__getattribute__
         attrs: dict[str, object] = {}
         capture = self.content.capture
-        for name, key, is_content in fields:
+        for name, key, is_text in fields:
             value = values(name)
-            if is_content:
-                if isinstance(value, str):
-                    attrs[key + "_length"] = len(value)
-                    if capture and value:
-                        attrs[key] = self.content.text(value)
-                elif isinstance(value, (list, dict)):
-                    attrs[key + "_count"] = len(value)
-            elif isinstance(value, (str, bool, int, float)):
-                if name == "Error" and isinstance(value, str):
-                    value = self.content.redact_text(value)[:1024]
+            if is_text and isinstance(value, str):
+                attrs[key + "_length"] = len(value)
+                if value and name in _ERROR_FIELDS:
+                    attrs[n.ERROR_TYPE] = error_kind(value)
+                if capture and value:
+                    attrs[key] = self.content.text(value)
+            elif is_text and isinstance(value, (list, dict)):
+                attrs[key + "_count"] = len(value)
+                if capture and value and isinstance(value, list) and \
+                        all(isinstance(v, str) for v in value):
+                    attrs[key] = [self.content.text(v) for v in value]
+            elif isinstance(value, (bool, int, float)) or (
+                    isinstance(value, str) and not is_text):
                 attrs[key] = value
-            elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            elif isinstance(value, list) and not is_text and \
+                    all(isinstance(v, str) for v in value):
                 attrs[key] = list(value)
         if isinstance(data, ev.UnknownData):
             attrs[n.KIT_UNKNOWN_EVENT] = True
         return attrs
+
+    def _error_description(self, message: str) -> str:
+        """A span status description for an error message: the message itself (redacted, cut)
+        only when content is captured, else its kind — the message is free text."""
+        if not message:
+            return ""
+        return self.content.text(message) or error_kind(message)
 
     def _span_event(self, span: trace.Span, event: ev.Event) -> None:
         span.add_event(event.type, self._event_attributes(event), timestamp=event.ts_ns)
