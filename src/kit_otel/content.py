@@ -70,6 +70,8 @@ _Q = r"(?:\\*[\"'])"
 # A value that is code, not a literal (`password=getpass()`, `token: self.token`).
 _NOT_CODE = r"(?![A-Za-z_][A-Za-z0-9_]*[(.\[])"
 _NOT_TYPE = r"(?!(?:None|null|nil|undefined|true|false|str|string|bytes|int|bool|SecretStr)\b)"
+# One word of an unquoted value; a value of several words ends before a word that is a key.
+_WORD = r"[^\s\"'\\,;&<>)}\]|]+"
 _PASSWORD_KEY = r"(?:(?i:password|passwd|passphrase)|(?<![A-Za-z0-9])(?i:pwd|pw))"
 _TOKEN_KEY = (r"(?i:api[_-]?key|secret|token|access[_-]?key|private[_-]?key|client[_-]?secret"
               r"|credentials?)")
@@ -105,7 +107,7 @@ _SECRET_PATTERNS = [
     # password=…, "passphrase": "…", Pwd=…; — short, or with spaces: the whole value
     r"(?P<k_pw>" + _PASSWORD_KEY + _Q + r"?[ \t]*[:=][ \t]*(?P<q_pw>" + _Q + r")?)"
     r"(?:(?(q_pw)[^\n]+?(?=(?P=q_pw))|" + _NOT_CODE + _NOT_TYPE +
-    r"[^\s\"'\\,;&<>)}\]][^\n\"'\\,;&<>)}\]]*))",
+    _WORD + r"(?:[ \t]+(?![^\s:=]*[ \t]*[:=])" + _WORD + r")*))",
     # api_key=…, "token": "…", client_secret: …: a value of six characters or more
     r"(?P<k_tok>" + _TOKEN_KEY + _Q + r"?[ \t]*[:=][ \t]*" + _Q + r"?)" + _NOT_CODE +
     r"[^\s\"'\\,;&<>]{6,}",
