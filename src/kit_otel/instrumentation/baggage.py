@@ -9,7 +9,8 @@ it, so spans made by other instrumentations (HTTP clients, databases, LLM SDKs) 
         requests.get(...)                       # its span has kit.ext_state.* attributes
 
 The entries go through the same `StatePolicy` as the turn span's attributes (allow/deny lists,
-secret-looking keys redacted, long values cut). Baggage is propagated to other services by the
+secret-looking keys redacted, long values cut, free-text values `[not captured]` unless content
+capture is on). Baggage is propagated to other services by the
 W3C `baggage` propagator (on by default in `OTEL_PROPAGATORS`): narrow the allow list (or deny
 `*`) if the state must not leave the process.
 """
