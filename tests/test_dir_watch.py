@@ -10,6 +10,7 @@ from kit_otel.dir_watch import DirectoryWatcher
 from kit_otel.generator import write_session_header
 from kit_otel.sidecar_follow import SidecarFollower
 from kit_otel.state_store import StateStore, sidecar_path
+from kit_otel.ext_state import StatePolicy
 from kit_otel.translator import TranslatorSettings
 
 
@@ -42,7 +43,8 @@ def test_follower_wakes_on_a_sidecar_change_and_applies_it(tmp_path):
     events = [e for e in s.events if e.type != "agent_end"]
     for e in events:
         e.state = None
-    h = make_harness(TranslatorSettings(sessions_root=str(tmp_path))).feed(events)
+    h = make_harness(TranslatorSettings(sessions_root=str(tmp_path),
+                                        state=StatePolicy(value_keys=("plan",)))).feed(events)
     follower = SidecarFollower(h.translator, str(tmp_path))
     assert follower.fileno() is not None
     assert follower.poll() == 0  # nothing there yet; the session's directory is now watched

@@ -176,10 +176,13 @@ def reference_spans(processes: list[KitProcess], sessions_root: Path) -> list[tu
     seq order: what `serve` must export."""
     from harness import make_harness
 
+    from kit_otel.config import Settings
     from kit_otel.decoder import decode_line
-    from kit_otel.translator import TranslatorSettings
+    from kit_otel.pipeline import translator_settings
 
-    h = make_harness(TranslatorSettings(sessions_root=str(sessions_root), idle_timeout_s=86400))
+    # the settings as serve maps them (content policy, ext-state keys and all)
+    h = make_harness(translator_settings(Settings(sessions_root=str(sessions_root),
+                                                  idle_timeout_s=86400)))
     for process in processes:
         events = sorted((decode_line(line) for _, line in process.lines), key=lambda e: e.seq)
         h.feed(events)
