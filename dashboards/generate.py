@@ -415,9 +415,9 @@ def overview() -> dict:
                              "p95 {{gen_ai_request_model}}", "B")],
                      "s"), 8, 8)
     L.add(timeseries("Time to first chunk p50 / p95 by model",
-                     "kit_llm_time_to_first_chunk_seconds: from the start of an LLM call to its first streamed chunk.",
-                     [target(q(f'histogram_quantile(0.5, sum by (le, model) (rate(kit_llm_time_to_first_chunk_seconds_bucket{{{F_LLM}}}[$__rate_interval])))'), "p50 {{model}}", "A"),
-                      target(q(f'histogram_quantile(0.95, sum by (le, model) (rate(kit_llm_time_to_first_chunk_seconds_bucket{{{F_LLM}}}[$__rate_interval])))'), "p95 {{model}}", "B")],
+                     "gen_ai_client_operation_time_to_first_chunk_seconds: from the start of an LLM call to its first streamed chunk.",
+                     [target(q(f'histogram_quantile(0.5, sum by (le, gen_ai_request_model) (rate(gen_ai_client_operation_time_to_first_chunk_seconds_bucket{{{F_GENAI}}}[$__rate_interval])))'), "p50 {{gen_ai_request_model}}", "A"),
+                      target(q(f'histogram_quantile(0.95, sum by (le, gen_ai_request_model) (rate(gen_ai_client_operation_time_to_first_chunk_seconds_bucket{{{F_GENAI}}}[$__rate_interval])))'), "p95 {{gen_ai_request_model}}", "B")],
                      "s"), 8, 8)
     L.add(timeseries("LLM calls per minute by finish reason",
                      "kit_llm_calls_total by finish_reason.",
@@ -754,7 +754,7 @@ panel, edit `generate.py` and run `python3 dashboards/generate.py`.
   (multi-value, "All" = `.*`). A filter is applied only where the metric has the label:
   `project` on kit_cost_usd_total, kit_tokens_total, kit_turns_total, kit_turn_cost_usd,
   kit_sessions_total; `model`/`provider` on kit_cost_usd_total, kit_tokens_total,
-  kit_llm_calls_total, kit_llm_time_to_first_chunk_seconds, and as `gen_ai_request_model` /
+  kit_llm_calls_total, and as `gen_ai_request_model` /
   `gen_ai_provider_name` on the semantic-convention histograms. Panels on metrics without those
   labels (turn duration, tools, errors, retries, compactions, subagents, exporter health) always
   show everything.

@@ -260,7 +260,7 @@ def test_sync_turn_with_tool(setup, agent_module):
         (0, "invoke_agent kit", "INTERNAL", "UNSET", {
             "kit.turn.stop_reason": "completed", "kit.turn.tool_call_count": 1,
             "kit.turn.tool_names": ("read_file",), "kit.turn.llm_call_count": 2,
-            "gen_ai.usage.input_tokens": 2500, "gen_ai.usage.output_tokens": 150,
+            "gen_ai.usage.input_tokens": 4100, "gen_ai.usage.output_tokens": 150,
             "gen_ai.usage.cache_read.input_tokens": 1400,
             "gen_ai.usage.cache_creation.input_tokens": 200, "kit.turn.cost_usd": 0.00975,
             "kit.turn.prompt_length": 11, "kit.turn.response_length": 9, "kit.source": "python",
@@ -269,7 +269,7 @@ def test_sync_turn_with_tool(setup, agent_module):
         (1, "chat claude-sonnet-4-5", "CLIENT", "UNSET", {
             "kit.step.number": 0, "gen_ai.request.model": "claude-sonnet-4-5",
             "gen_ai.provider.name": "anthropic", "gen_ai.response.finish_reasons": ("tool_use",),
-            "kit.cost.usd": 0.0045, "gen_ai.usage.input_tokens": 1000,
+            "kit.cost.usd": 0.0045, "gen_ai.usage.input_tokens": 1400,
             "gen_ai.usage.output_tokens": 100, "gen_ai.usage.cache_read.input_tokens": 400,
             "gen_ai.usage.cache_creation.input_tokens": 0}),
         (1, "execute_tool read_file", "INTERNAL", "UNSET", {
@@ -278,7 +278,7 @@ def test_sync_turn_with_tool(setup, agent_module):
         (1, "chat claude-sonnet-4-5", "CLIENT", "UNSET", {
             "kit.step.number": 1, "gen_ai.request.model": "claude-sonnet-4-5",
             "gen_ai.provider.name": "anthropic", "gen_ai.response.finish_reasons": ("end_turn",),
-            "kit.cost.usd": 0.00525, "gen_ai.usage.input_tokens": 1500,
+            "kit.cost.usd": 0.00525, "gen_ai.usage.input_tokens": 2700,
             "gen_ai.usage.output_tokens": 50, "gen_ai.usage.cache_read.input_tokens": 1000,
             "gen_ai.usage.cache_creation.input_tokens": 200}),
     ]
@@ -295,12 +295,12 @@ def test_sync_turn_with_tool(setup, agent_module):
     assert h.count("kit.turn.duration", stop_reason="completed") == 1
     assert h.total("kit.turn.cost.usd") == pytest.approx(0.00975)
     assert h.count("gen_ai.client.operation.duration") == 2
-    assert h.total("gen_ai.client.token.usage", **{"gen_ai.token.type": "input"}) == 2500
+    assert h.total("gen_ai.client.token.usage", **{"gen_ai.token.type": "input"}) == 4100
     assert h.total("kit.errors") == 0
     assert s.inst.failures == 0
     turn = s.spans("invoke_agent kit")[0]
-    assert [e.name for e in turn.events] == ["input", "agent_start", "message_start",
-                                             "message_end", "agent_end"]
+    assert [e.name for e in turn.events] == ["kit.input", "kit.agent_start", "kit.message_start",
+                                             "kit.message_end", "kit.agent_end"]
     # the turn is one trace: every span is in it
     assert {sp.context.trace_id for sp in s.exporter.get_finished_spans()} == \
         {turn.context.trace_id}
@@ -366,8 +366,8 @@ def test_async_turn_with_failing_async_tool(setup, agent_module):
     assert h.total("kit.errors", kind="other") == 1
     assert h.total("kit.turns", stop_reason="end_turn") == 1
     turn = s.spans("invoke_agent kit")[0]
-    assert [e.name for e in turn.events] == ["input", "agent_start", "message_start", "error",
-                                             "message_end", "agent_end"]
+    assert [e.name for e in turn.events] == ["kit.input", "kit.agent_start", "kit.message_start",
+                                             "kit.error", "kit.message_end", "kit.agent_end"]
 
 
 def test_exceptions_are_reraised_unchanged(setup, agent_module):
@@ -390,9 +390,9 @@ def test_exceptions_are_reraised_unchanged(setup, agent_module):
     assert turn.status.description == "network"  # the exception's text is content: off
     # one error event per failure, however many instrumented layers it crossed
     assert s.h.total("kit.errors", kind="network") == 1
-    assert [e.name for e in turn.events] == ["input", "agent_start", "message_start",
-                                             "agent_end"]
-    assert [e.name for e in s.spans("chat claude-sonnet-4-5")[0].events] == ["error"]
+    assert [e.name for e in turn.events] == ["kit.input", "kit.agent_start", "kit.message_start",
+                                             "kit.agent_end"]
+    assert [e.name for e in s.spans("chat claude-sonnet-4-5")[0].events] == ["kit.error"]
     assert s.h.total("kit.turns", stop_reason="error") == 1
     assert s.h.total("kit.llm.calls", finish_reason="error") == 1
 
@@ -424,7 +424,7 @@ def test_stream_exhausted_reports_usage_of_the_last_chunk(setup, agent_module):
             "kit.cost.usd": 0.0, "kit.message.chunks.count": 3,
             "gen_ai.usage.input_tokens": 300}),
     ]
-    assert s.h.count("kit.llm.time_to_first_chunk") == 1
+    assert s.h.count("gen_ai.client.operation.time_to_first_chunk") == 1
 
 
 def test_stream_closed_early_ends_once(setup, agent_module):
@@ -509,8 +509,8 @@ def test_tool_generator_streams_output(setup, agent_module):
     assert agent.run_turn("find todos") == "2 TODOs."
     grep = s.spans("execute_tool grep")[0]
     assert dict(grep.attributes)["kit.tool.output.chunks.count"] == 2
-    assert [e.name for e in grep.events] == ["tool_execution_start", "tool_output",
-                                             "tool_execution_end"]
+    assert [e.name for e in grep.events] == ["kit.tool_execution_start", "kit.tool_output",
+                                             "kit.tool_execution_end"]
     assert s.h.total("kit.tool.calls", tool="grep", kind="search", outcome="ok") == 1
 
 
@@ -533,7 +533,8 @@ def test_subagent_and_its_own_calls(setup, agent_module):
             "gen_ai.usage.input_tokens": 700}),
         (3, "chat claude-sonnet-4-5", "CLIENT", "UNSET", {
             "gen_ai.agent.name": "subagent", "gen_ai.usage.input_tokens": 700}),
-        (3, "execute_tool read_file", "INTERNAL", "UNSET", {"gen_ai.agent.name": "subagent"}),
+        (3, "execute_tool read_file", "INTERNAL", "UNSET", {"gen_ai.agent.name": "subagent",
+                                                            "kit.tool.kind": "subagent"}),
     ]
     h = s.h
     assert h.total("kit.tokens", agent="subagent", type="input") == 700

@@ -56,9 +56,10 @@ def test_metric_totals_equal_the_llm_usage_in_the_stream(seed):
     for (what, model), count in sums.items():
         if what == "calls":
             assert h.total("kit.llm.calls", model=model) == count
-    # the semconv histogram carries the same token totals
-    assert h.total("gen_ai.client.token.usage", **{"gen_ai.token.type": "input"}) == \
-        sums[("input", "main")] + sums[("input", "subagent")]
+    # the semconv histogram carries the same totals, its input cached tokens included
+    assert h.total("gen_ai.client.token.usage", **{"gen_ai.token.type": "input"}) == sum(
+        sums[(kind, agent)] for kind in ("input", "cache_read", "cache_write")
+        for agent in ("main", "subagent"))
 
 
 @pytest.mark.parametrize("seed", [11, 12])
@@ -77,7 +78,8 @@ def test_turn_attributes_equal_agent_end(seed):
         assert span.attributes[n.KIT_TURN_TOOL_CALL_COUNT] == d.ToolCallCount
         assert list(span.attributes[n.KIT_TURN_TOOL_NAMES]) == list(d.ToolNames or [])
         assert span.attributes[n.KIT_TURN_LLM_CALL_COUNT] == d.LLMCallCount
-        assert span.attributes[n.GEN_AI_USAGE_INPUT_TOKENS] == d.InputTokensDelta
+        assert span.attributes[n.GEN_AI_USAGE_INPUT_TOKENS] == \
+            d.InputTokensDelta + d.CacheReadTokensDelta + d.CacheWriteTokensDelta
         assert span.attributes[n.GEN_AI_USAGE_OUTPUT_TOKENS] == d.OutputTokensDelta
         assert span.attributes[n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == d.CacheReadTokensDelta
         assert span.attributes[n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] == \
@@ -120,4 +122,5 @@ def test_a_disagreeing_agent_end_is_flagged_and_wins():
     h = make_harness().feed(events).close()
     turn = h.spans_named(n.SPAN_TURN)[0]
     assert turn.attributes[n.KIT_TURN_AGGREGATE_MISMATCH] is True
-    assert turn.attributes[n.GEN_AI_USAGE_INPUT_TOKENS] == end.data.InputTokensDelta
+    assert turn.attributes[n.GEN_AI_USAGE_INPUT_TOKENS] == end.data.InputTokensDelta + \
+        end.data.CacheReadTokensDelta + end.data.CacheWriteTokensDelta

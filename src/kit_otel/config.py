@@ -49,6 +49,7 @@ class Settings:
     otlp_headers: str = ""
     metric_export_interval_ms: int = 60000
     metrics_temporality: str = "cumulative"
+    semconv_stability_opt_in: str = ""  # gen_ai_latest_experimental: the newest GenAI names
     output_dir: str = "kit-otel-out"
     prometheus_host: str = "127.0.0.1"
     prometheus_port: int = 9464
@@ -105,6 +106,7 @@ def _env_names(name: str) -> tuple[str, ...]:
         "otlp_headers": ("OTEL_EXPORTER_OTLP_HEADERS",),
         "metric_export_interval_ms": ("OTEL_METRIC_EXPORT_INTERVAL",),
         "metrics_temporality": ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
+        "semconv_stability_opt_in": ("OTEL_SEMCONV_STABILITY_OPT_IN",),
         "capture_content": ("KIT_OTEL_CAPTURE_CONTENT",
                             "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"),
     }

@@ -88,14 +88,16 @@ class BoundedValues:
 
 class KitInstruments:
     def __init__(self, meter: Meter, *, max_tools: int = 100, max_models: int = 100,
-                 max_event_types: int = 100, max_projects: int = 100):
+                 max_event_types: int = 100, max_projects: int = 100,
+                 gen_ai_latest: bool = False):
         self.tool_value = BoundedValues(max_tools)
         self.model_value = BoundedValues(max_models)
         # the project label is a cwd basename: CI workspaces make a new one per job
         self.project_value = BoundedValues(max_projects)
         self.event_type_value = BoundedValues(max_event_types)
         made = {}
-        for spec in n.ALL_METRICS:
+        self.gen_ai_latest = gen_ai_latest
+        for spec in n.metric_set(gen_ai_latest):
             if spec.kind == "counter":
                 made[spec] = LedgerCounter(meter, spec)
             elif spec.kind == "histogram":
@@ -108,7 +110,10 @@ class KitInstruments:
         self.tokens = made[n.TOKENS]
         self.cost = made[n.COST]
         self.llm_calls = made[n.LLM_CALLS]
-        self.token_usage = made[n.TOKEN_USAGE]
+        # one of the two: the default token histogram, or the newer conventions' split pair
+        self.token_usage = made.get(n.TOKEN_USAGE)
+        self.inference_input_tokens = made.get(n.INFERENCE_INPUT_TOKENS)
+        self.inference_output_tokens = made.get(n.INFERENCE_OUTPUT_TOKENS)
         self.operation_duration = made[n.OPERATION_DURATION]
         self.time_to_first_chunk = made[n.TIME_TO_FIRST_CHUNK]
         self.turns = made[n.TURNS]

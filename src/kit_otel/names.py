@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _ga
+from opentelemetry.semconv._incubating.attributes import session_attributes as _session
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as _gm
+from opentelemetry.semconv.attributes import error_attributes as _error
+
 # ── span names ──────────────────────────────────────────────────────────────────────────────
 SPAN_TURN = "invoke_agent kit"
 SPAN_SUBAGENT = "invoke_agent subagent"
@@ -19,35 +24,80 @@ SPAN_TOOL_PREFIX = "execute_tool"  # "execute_tool {ToolName}"
 SPAN_OUT_OF_TURN_PREFIX = "kit."  # "kit.{type}" for events outside any turn
 
 # ── GenAI semantic-convention attributes ────────────────────────────────────────────────────
-GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
-GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
-GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
-GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
-GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
-GEN_AI_AGENT_NAME = "gen_ai.agent.name"
-GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
-GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
-GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
-GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
-GEN_AI_TOOL_NAME = "gen_ai.tool.name"
-GEN_AI_TOOL_CALL_ID = "gen_ai.tool.call.id"
-GEN_AI_TOOL_TYPE = "gen_ai.tool.type"
-GEN_AI_TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
-GEN_AI_TOOL_CALL_RESULT = "gen_ai.tool.call.result"
-GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"
-GEN_AI_OUTPUT_MESSAGES = "gen_ai.output.messages"
-GEN_AI_TOKEN_TYPE = "gen_ai.token.type"
-SESSION_ID = "session.id"
-ERROR_TYPE = "error.type"
+# Imported from the installed semantic-conventions package wherever it has the name; the few it
+# does not have yet (the newer GenAI conventions) are spelled below, marked "not in the package".
+GEN_AI_OPERATION_NAME = _ga.GEN_AI_OPERATION_NAME
+GEN_AI_PROVIDER_NAME = _ga.GEN_AI_PROVIDER_NAME
+GEN_AI_REQUEST_MODEL = _ga.GEN_AI_REQUEST_MODEL
+GEN_AI_REQUEST_STREAM = _ga.GEN_AI_REQUEST_STREAM
+GEN_AI_RESPONSE_MODEL = _ga.GEN_AI_RESPONSE_MODEL
+GEN_AI_RESPONSE_FINISH_REASONS = _ga.GEN_AI_RESPONSE_FINISH_REASONS
+GEN_AI_RESPONSE_ID = _ga.GEN_AI_RESPONSE_ID
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = _ga.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK
+GEN_AI_AGENT_NAME = _ga.GEN_AI_AGENT_NAME
+GEN_AI_CONVERSATION_ID = _ga.GEN_AI_CONVERSATION_ID
+GEN_AI_USAGE_INPUT_TOKENS = _ga.GEN_AI_USAGE_INPUT_TOKENS
+GEN_AI_USAGE_OUTPUT_TOKENS = _ga.GEN_AI_USAGE_OUTPUT_TOKENS
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = _ga.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = _ga.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
+# not in the package: the newer GenAI conventions' name for cache_creation
+# (emitted instead of it with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental)
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_TOOL_NAME = _ga.GEN_AI_TOOL_NAME
+GEN_AI_TOOL_CALL_ID = _ga.GEN_AI_TOOL_CALL_ID
+GEN_AI_TOOL_TYPE = _ga.GEN_AI_TOOL_TYPE
+GEN_AI_TOOL_CALL_ARGUMENTS = _ga.GEN_AI_TOOL_CALL_ARGUMENTS
+GEN_AI_TOOL_CALL_RESULT = _ga.GEN_AI_TOOL_CALL_RESULT
+GEN_AI_INPUT_MESSAGES = _ga.GEN_AI_INPUT_MESSAGES
+GEN_AI_OUTPUT_MESSAGES = _ga.GEN_AI_OUTPUT_MESSAGES
+GEN_AI_TOKEN_TYPE = _ga.GEN_AI_TOKEN_TYPE
+SESSION_ID = _session.SESSION_ID
+ERROR_TYPE = _error.ERROR_TYPE
+ERROR_TYPE_OTHER = _error.ErrorTypeValues.OTHER.value  # "_OTHER": no better class known
 
-OP_INVOKE_AGENT = "invoke_agent"
-OP_CHAT = "chat"
-OP_EXECUTE_TOOL = "execute_tool"
+OP_INVOKE_AGENT = _ga.GenAiOperationNameValues.INVOKE_AGENT.value
+OP_CHAT = _ga.GenAiOperationNameValues.CHAT.value
+OP_EXECUTE_TOOL = _ga.GenAiOperationNameValues.EXECUTE_TOOL.value
+TOKEN_TYPE_INPUT = _ga.GenAiTokenTypeValues.INPUT.value
+TOKEN_TYPE_OUTPUT = _ga.GenAiTokenTypeValues.OUTPUT.value
 AGENT_KIT = "kit"
 AGENT_SUBAGENT = "subagent"
+# gen_ai.tool.type: the conventions' examples are function, extension and datastore (not an
+# enum in the package); "agent" is ours, for the subagent tool (see docs/decisions.md)
 TOOL_TYPE_FUNCTION = "function"
 TOOL_TYPE_EXTENSION = "extension"
+TOOL_TYPE_AGENT = "agent"
+
+# gen_ai.provider.name: KIT's provider prefixes → the conventions' well-known values. Prefixes
+# without one (ollama, openrouter, copilot, …) are passed through, as the conventions allow.
+_P = _ga.GenAiProviderNameValues
+PROVIDER_NAMES = {
+    "anthropic": _P.ANTHROPIC.value, "openai": _P.OPENAI.value,
+    "google": _P.GCP_GEMINI.value, "gemini": _P.GCP_GEMINI.value,
+    "google-vertex": _P.GCP_VERTEX_AI.value, "google-vertex-anthropic": _P.GCP_VERTEX_AI.value,
+    "vertex": _P.GCP_VERTEX_AI.value,
+    "azure": _P.AZURE_AI_OPENAI.value, "azure-cognitive-services": _P.AZURE_AI_OPENAI.value,
+    "bedrock": _P.AWS_BEDROCK.value, "amazon-bedrock": _P.AWS_BEDROCK.value,
+    "cohere": _P.COHERE.value, "deepseek": _P.DEEPSEEK.value, "groq": _P.GROQ.value,
+    "mistral": _P.MISTRAL_AI.value, "mistralai": _P.MISTRAL_AI.value,
+    "perplexity": _P.PERPLEXITY.value, "xai": _P.X_AI.value,
+    "watsonx": _P.IBM_WATSONX_AI.value,
+}
+
+
+def provider_name(kit_provider: str) -> str:
+    """The gen_ai.provider.name of one of KIT's provider prefixes."""
+    return PROVIDER_NAMES.get(kit_provider.lower(), kit_provider)
+
+
+# ── OTEL_SEMCONV_STABILITY_OPT_IN ──────────────────────────────────────────────────────────
+SEMCONV_OPT_IN_GEN_AI_LATEST = "gen_ai_latest_experimental"
+
+
+def gen_ai_latest(opt_in: str) -> bool:
+    """Whether OTEL_SEMCONV_STABILITY_OPT_IN (comma-separated) asks for the newest GenAI names."""
+    return SEMCONV_OPT_IN_GEN_AI_LATEST in {v.strip() for v in opt_in.split(",")}
+
 
 # ── kit.* attributes ────────────────────────────────────────────────────────────────────────
 KIT_SESSION_PATH = "kit.session.path"
@@ -57,7 +107,6 @@ KIT_PID = "kit.pid"
 KIT_SOURCE = "kit.source"
 KIT_STEP_NUMBER = "kit.step.number"
 KIT_COST_USD = "kit.cost.usd"
-KIT_LLM_TTFC_MS = "kit.llm.time_to_first_chunk_ms"
 KIT_LLM_USAGE_SOURCE = "kit.llm.usage_source"  # llm_usage | step_finish
 KIT_TOOL_KIND = "kit.tool.kind"
 KIT_TOOL_OUTPUT_BYTES = "kit.tool.output.bytes"
@@ -75,10 +124,7 @@ KIT_TURN_AGGREGATE_SOURCE = "kit.turn.aggregate_source"  # agent_end | computed
 KIT_TURN_AGGREGATE_MISMATCH = "kit.turn.aggregate_mismatch"
 KIT_TURN_PROMPT_LENGTH = "kit.turn.prompt_length"
 KIT_TURN_RESPONSE_LENGTH = "kit.turn.response_length"
-KIT_TURN_PROMPT = "kit.turn.prompt"
-KIT_TURN_RESPONSE = "kit.turn.response"
 KIT_SUBAGENT_TASK_LENGTH = "kit.subagent.task_length"
-KIT_SUBAGENT_TASK = "kit.subagent.task"
 KIT_SUBAGENT_RESPONSE_LENGTH = "kit.subagent.response_length"
 KIT_EXT_STATE_PREFIX = "kit.ext_state."
 KIT_EXT_STATE_START_PREFIX = "kit.ext_state.start."
@@ -89,6 +135,7 @@ KIT_DELTAS_TOOL_INPUT = "kit.tool_input.deltas"
 KIT_DELTAS_TOOL_OUTPUT = "kit.tool.output.chunks"
 KIT_DELTAS_SUBAGENT_TEXT = "kit.subagent.text_chunks"
 KIT_UNKNOWN_EVENT = "kit.event.unknown"
+KIT_EVENT_PREFIX = "kit."  # span events are "kit.{type}", like kit.ext_state.change
 
 # ── metrics ─────────────────────────────────────────────────────────────────────────────────
 
@@ -104,7 +151,11 @@ class MetricSpec:
 
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
-_TOKENS = (16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+# the GenAI metric conventions' advice for their histograms
+_GEN_AI_SECONDS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48,
+                   40.96, 81.92)
+_GEN_AI_TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304,
+                  16777216, 67108864)
 _USD = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25)
 _RATIO = (0.1, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
@@ -116,15 +167,26 @@ COST = MetricSpec("kit.cost.usd", "{USD}", "counter",
                   "kit_cost_usd_total")
 LLM_CALLS = MetricSpec("kit.llm.calls", "{call}", "counter", "LLM calls (steps) made by KIT",
                        "kit_llm_calls_total")
-TOKEN_USAGE = MetricSpec("gen_ai.client.token.usage", "{token}", "histogram",
-                         "Tokens used per GenAI operation (semantic conventions)",
-                         "gen_ai_client_token_usage", _TOKENS)
-OPERATION_DURATION = MetricSpec("gen_ai.client.operation.duration", "s", "histogram",
-                                "Duration of GenAI operations (semantic conventions)",
-                                "gen_ai_client_operation_duration_seconds", _SECONDS)
-TIME_TO_FIRST_CHUNK = MetricSpec("kit.llm.time_to_first_chunk", "s", "histogram",
-                                 "Time from the start of an LLM call to its first streamed chunk",
-                                 "kit_llm_time_to_first_chunk_seconds", _SECONDS)
+TOKEN_USAGE = MetricSpec(_gm.GEN_AI_CLIENT_TOKEN_USAGE, "{token}", "histogram",
+                         "Number of input and output tokens used (semantic conventions)",
+                         "gen_ai_client_token_usage", _GEN_AI_TOKENS)
+OPERATION_DURATION = MetricSpec(_gm.GEN_AI_CLIENT_OPERATION_DURATION, "s", "histogram",
+                                "GenAI operation duration (semantic conventions)",
+                                "gen_ai_client_operation_duration_seconds", _GEN_AI_SECONDS)
+TIME_TO_FIRST_CHUNK = MetricSpec(_gm.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK, "s", "histogram",
+                                 "Time to receive the first chunk of a streamed LLM response "
+                                 "(semantic conventions)",
+                                 "gen_ai_client_operation_time_to_first_chunk_seconds",
+                                 _GEN_AI_SECONDS)
+# not in the package: the newer GenAI conventions split token usage by type into metrics of
+# their own (no gen_ai.token.type); emitted instead of gen_ai.client.token.usage with
+# OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
+INFERENCE_INPUT_TOKENS = MetricSpec("gen_ai.client.inference.usage.input_tokens", "{token}",
+                                    "histogram", "Input tokens used per inference, cached included",
+                                    "gen_ai_client_inference_usage_input_tokens", _GEN_AI_TOKENS)
+INFERENCE_OUTPUT_TOKENS = MetricSpec("gen_ai.client.inference.usage.output_tokens", "{token}",
+                                     "histogram", "Output tokens used per inference",
+                                     "gen_ai_client_inference_usage_output_tokens", _GEN_AI_TOKENS)
 TURNS = MetricSpec("kit.turns", "{turn}", "counter", "Agent turns ended, by stop reason",
                    "kit_turns_total")
 TURN_DURATION = MetricSpec("kit.turn.duration", "s", "histogram", "Duration of agent turns",
@@ -169,10 +231,19 @@ OTEL_DEAD_LETTERED = MetricSpec("kit_otel.spans.dead_lettered", "{span}", "count
 OTEL_LAG = MetricSpec("kit_otel.lag", "s", "gauge",
                       "Age of the newest event processed, relative to now", "kit_otel_lag_seconds")
 
+# the default set (OTEL_SEMCONV_STABILITY_OPT_IN unset); gen_ai_latest_experimental replaces
+# TOKEN_USAGE by LATEST_TOKEN_METRICS
 ALL_METRICS = (TOKENS, COST, LLM_CALLS, TOKEN_USAGE, OPERATION_DURATION, TIME_TO_FIRST_CHUNK,
                TURNS, TURN_DURATION, TURN_COST, TOOL_CALLS, TOOL_DURATION, ERRORS, RETRIES,
                COMPACTIONS, CONTEXT_USAGE, SUBAGENTS, SESSIONS, BUDGET, EXT_STATE_VALUE,
                OTEL_EVENTS, OTEL_REJECTED, OTEL_DROPPED, OTEL_DEAD_LETTERED, OTEL_LAG)
+LATEST_TOKEN_METRICS = (INFERENCE_INPUT_TOKENS, INFERENCE_OUTPUT_TOKENS)
+
+
+def metric_set(latest: bool) -> tuple[MetricSpec, ...]:
+    if not latest:
+        return ALL_METRICS
+    return tuple(m for m in ALL_METRICS if m is not TOKEN_USAGE) + LATEST_TOKEN_METRICS
 
 # metric label keys (DESIGN.md §5)
 L_PROVIDER = "provider"

@@ -307,4 +307,5 @@ def translator_settings(settings: Settings) -> TranslatorSettings:
         sessions_root=str(Path(settings.sessions_root).expanduser()),
         session_id_label=settings.session_id_label,
         max_tools=settings.max_tools, max_models=settings.max_models,
-        max_projects=settings.max_projects)
+        max_projects=settings.max_projects,
+        gen_ai_latest=n.gen_ai_latest(settings.semconv_stability_opt_in))

@@ -31,6 +31,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvid
 
 from . import __version__
 from . import events as ev
+from . import messages
 from . import names as n
 from .aggregate import TurnAggregate, has_enriched_fields
 from .content import ContentPolicy, identifier_fields
@@ -64,6 +65,27 @@ def error_kind(message: str) -> str:
         if pattern.search(message):
             return kind
     return "other"
+
+
+def error_type(message: str) -> str:
+    """`error.type` of an error message: its class, or the conventions' `_OTHER` fallback."""
+    kind = error_kind(message) if message else n.OTHER
+    return n.ERROR_TYPE_OTHER if kind == n.OTHER else kind
+
+
+# KIT's built-in tools (its coreToolKinds); MCP tools ("server__tool") and tools an extension
+# registers are everything else.
+_BUILTIN_TOOLS = frozenset({"bash", "edit", "write", "read", "ls", "grep", "find"})
+
+
+def tool_type(name: str, kind: str) -> str:
+    """`gen_ai.tool.type`: built-in tools run in KIT's process (function), MCP and extension
+    tools reach outside it (extension), the subagent tool runs another agent (agent)."""
+    if kind == "agent" or name == "subagent":
+        return n.TOOL_TYPE_AGENT
+    if name in _BUILTIN_TOOLS:
+        return n.TOOL_TYPE_FUNCTION
+    return n.TOOL_TYPE_EXTENSION
 
 
 def split_model(name: str) -> tuple[str, str]:
@@ -120,6 +142,7 @@ class TranslatorSettings:
     max_tools: int = 100
     max_models: int = 100
     max_projects: int = 100
+    gen_ai_latest: bool = False  # OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
 
     def __post_init__(self) -> None:
         if self.state.content is None:  # ext-state values follow the content setting
@@ -145,6 +168,7 @@ class _Step:
     start_ns: int
     first_chunk_ns: int = 0
     stream_end_ns: int = 0
+    request_model: str = ""  # the model the session named when the call started
     error: str = ""
     usage: ev.LLMUsage | None = None
     finish: ev.StepFinish | None = None
@@ -225,7 +249,11 @@ class Translator:
         self.metrics = KitInstruments(meter_provider.get_meter("kit_otel", __version__),
                                       max_tools=self.settings.max_tools,
                                       max_models=self.settings.max_models,
-                                      max_projects=self.settings.max_projects)
+                                      max_projects=self.settings.max_projects,
+                                      gen_ai_latest=self.settings.gen_ai_latest)
+        self._cache_write_key = (n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS
+                                 if self.settings.gen_ai_latest
+                                 else n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
         self.content = self.settings.content
         self.sessions: dict[tuple[int, str], _Session] = {}
         self.open_subagents: dict[int, list[_Subagent]] = {}  # pid → open subagents, oldest first
@@ -264,6 +292,15 @@ class Translator:
             "tool_result": self._on_tool_result, "subagent_start": self._on_subagent_start,
             "subagent_chunk": self._on_subagent_chunk, "subagent_end": self._on_subagent_end,
         }
+
+    def _usage_attributes(self, input_tokens: int, output_tokens: int, cache_read: int,
+                          cache_write: int) -> dict[str, int]:
+        """GenAI usage attributes. KIT's InputTokens are the uncached input only (its own
+        definition, for every provider); the conventions' input_tokens include cached ones."""
+        return {n.GEN_AI_USAGE_INPUT_TOKENS: input_tokens + cache_read + cache_write,
+                n.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
+                n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cache_read,
+                self._cache_write_key: cache_write}
 
     # ── entry points ─────────────────────────────────────────────────────────────────────────
 
@@ -404,8 +441,9 @@ class Translator:
             session_id, project, cwd = f"no-session-{event.pid}", "unknown", ""
         if event.session_id:
             session_id = event.session_id
-        attrs: dict[str, object] = {n.KIT_SESSION_PATH: event.session_path, n.KIT_PROJECT: project,
-                                    n.KIT_PID: event.pid}
+        attrs: dict[str, object] = {n.KIT_PROJECT: project, n.KIT_PID: event.pid}
+        if event.session_path:
+            attrs[n.KIT_SESSION_PATH] = event.session_path
         if cwd and self.content.capture:
             attrs["kit.cwd"] = cwd
         session = _Session(event.pid, event.session_path, session_id, project, attrs)
@@ -430,10 +468,7 @@ class Translator:
         attrs = dict(session.base_attributes)
         attrs[n.GEN_AI_OPERATION_NAME] = n.OP_INVOKE_AGENT
         attrs[n.GEN_AI_AGENT_NAME] = n.AGENT_KIT
-        if session.provider:
-            attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
-        if session.model:
-            attrs[n.GEN_AI_REQUEST_MODEL] = session.model
+        self._model_attributes(session, attrs)
         if event.source:
             attrs[n.KIT_SOURCE] = event.source
         links = [Link(session.previous_turn)] if session.previous_turn else None
@@ -444,6 +479,15 @@ class Translator:
                      state_at_start=dict(session.state))
         session.turn = turn
         return turn
+
+    @staticmethod
+    def _model_attributes(session: _Session, attrs: dict) -> dict:
+        """gen_ai.provider.name (the conventions' value) and gen_ai.request.model, when known."""
+        if session.provider:
+            attrs[n.GEN_AI_PROVIDER_NAME] = n.provider_name(session.provider)
+        if session.model:
+            attrs[n.GEN_AI_REQUEST_MODEL] = session.model
+        return attrs
 
     def _turn(self, session: _Session, event: ev.Event) -> _Turn:
         """The open turn, or one opened by an in-turn event (a stream that starts mid-turn)."""
@@ -470,9 +514,9 @@ class Translator:
         prompt = getattr(event.data, "Prompt", None) or getattr(event.data, "Text", None)
         if prompt is not None and event.type != "before_agent_start":
             turn.span.set_attribute(n.KIT_TURN_PROMPT_LENGTH, len(prompt))
-            captured = self.content.text(prompt)
+            captured = messages.input_messages(self.content, prompt)
             if captured is not None:
-                turn.span.set_attribute(n.KIT_TURN_PROMPT, captured)
+                turn.span.set_attribute(n.GEN_AI_INPUT_MESSAGES, captured)
 
     def _on_agent_end(self, session: _Session, event: ev.Event) -> None:
         data: ev.AgentEnd = event.data
@@ -513,33 +557,27 @@ class Translator:
             final = computed
         if agent_end is not None:
             span.set_attribute(n.KIT_TURN_RESPONSE_LENGTH, len(agent_end.Response))
-            captured = self.content.text(agent_end.Response)
+            captured = messages.output_messages(self.content, agent_end.Response, stop_reason)
             if captured is not None:
-                span.set_attribute(n.KIT_TURN_RESPONSE, captured)
+                span.set_attribute(n.GEN_AI_OUTPUT_MESSAGES, captured)
         attrs = {
             n.KIT_TURN_STOP_REASON: stop_reason,
             n.KIT_TURN_TOOL_CALL_COUNT: final.tool_call_count,
             n.KIT_TURN_TOOL_NAMES: list(final.tool_names),
             n.KIT_TURN_LLM_CALL_COUNT: final.llm_call_count,
-            n.GEN_AI_USAGE_INPUT_TOKENS: final.input_tokens,
-            n.GEN_AI_USAGE_OUTPUT_TOKENS: final.output_tokens,
-            n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: final.cache_read_tokens,
-            n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: final.cache_write_tokens,
+            **self._usage_attributes(final.input_tokens, final.output_tokens,
+                                     final.cache_read_tokens, final.cache_write_tokens),
             n.KIT_TURN_COST_USD: final.cost_usd,
             n.KIT_TURN_DURATION_MS: final.duration_ms,
         }
-        if session.provider:
-            attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
-        if session.model:
-            attrs[n.GEN_AI_REQUEST_MODEL] = session.model
+        self._model_attributes(session, attrs)
         attrs.update(self.settings.state.turn_attributes(turn.state_at_start, session.state))
         span.set_attributes(attrs)
         if stop_reason in ("error", "incomplete"):
             span.set_status(Status(StatusCode.ERROR, self._error_description(turn.last_error) or
                                    ("turn never ended" if stop_reason == "incomplete" else "error")))
             if turn.last_error or stop_reason == "error":
-                span.set_attribute(n.ERROR_TYPE, error_kind(turn.last_error)
-                                   if turn.last_error else "error")
+                span.set_attribute(n.ERROR_TYPE, error_type(turn.last_error))
         span.end(end_time=max(end_ns, turn.start_ns))
         m = self.metrics
         m.turns.add(1, self._labels_project(session, {n.L_STOP_REASON: stop_reason}))
@@ -681,17 +719,15 @@ class Translator:
 
     def _start_step(self, session: _Session, run: _Run, number: int, ts_ns: int) -> _Step:
         model = session.model
-        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.KIT_STEP_NUMBER: number}
-        if model:
-            attrs[n.GEN_AI_REQUEST_MODEL] = model
-        if session.provider:
-            attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
+        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.KIT_STEP_NUMBER: number,
+                 n.GEN_AI_CONVERSATION_ID: session.session_id}
+        self._model_attributes(session, attrs)
         if run.agent != "main":
             attrs[n.GEN_AI_AGENT_NAME] = n.AGENT_SUBAGENT
         span = self.tracer.start_span(chat_span_name(model),
                                       context=trace.set_span_in_context(run.span),
                                       kind=SpanKind.CLIENT, attributes=attrs, start_time=ts_ns)
-        step = _Step(span=span, number=number, start_ns=ts_ns)
+        step = _Step(span=span, number=number, start_ns=ts_ns, request_model=model)
         run.step = step
         return step
 
@@ -755,35 +791,48 @@ class Translator:
         attrs: dict[str, object] = {}
         if session.model:
             span.update_name(chat_span_name(session.model))
-            attrs[n.GEN_AI_REQUEST_MODEL] = session.model
+            # the model asked for when the call started, else the one that answered
+            attrs[n.GEN_AI_REQUEST_MODEL] = step.request_model or session.model
+        if provider_model[1]:
+            attrs[n.GEN_AI_RESPONSE_MODEL] = provider_model[1]
         if session.provider:
-            attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
+            attrs[n.GEN_AI_PROVIDER_NAME] = n.provider_name(session.provider)
+        if usage is not None and usage.RequestID:
+            attrs[n.GEN_AI_RESPONSE_ID] = usage.RequestID
         if step.error:
             span.set_status(Status(StatusCode.ERROR, self._error_description(step.error)))
-            attrs[n.ERROR_TYPE] = error_kind(step.error)
+            attrs[n.ERROR_TYPE] = error_type(step.error)
         if step.first_chunk_ns:
-            attrs[n.KIT_LLM_TTFC_MS] = (step.first_chunk_ns - step.start_ns) / 1e6
+            attrs[n.GEN_AI_REQUEST_STREAM] = True  # chunks arrived: the call was streamed
+            attrs[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = \
+                max(step.first_chunk_ns - step.start_ns, 0) / _NS_PER_S
         self._delta_attributes(attrs, n.KIT_DELTAS_MESSAGE, step.message)
         self._delta_attributes(attrs, n.KIT_DELTAS_TOOL_INPUT, step.tool_input)
         if tokens is not None:
-            attrs.update({
-                n.GEN_AI_USAGE_INPUT_TOKENS: tokens[0], n.GEN_AI_USAGE_OUTPUT_TOKENS: tokens[1],
-                n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: tokens[2],
-                n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: tokens[3],
-                n.KIT_COST_USD: cost, n.KIT_LLM_USAGE_SOURCE: usage_source})
+            attrs.update(self._usage_attributes(*tokens))
+            attrs[n.KIT_COST_USD] = cost
+            attrs[n.KIT_LLM_USAGE_SOURCE] = usage_source
             if finish_reason:
                 attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
         span.set_attributes(attrs)
         span.end(end_time=max(end_ns, step.start_ns))
+        m = self.metrics
+        bounded_model = m.model_value(model)
+        semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
+                   n.GEN_AI_PROVIDER_NAME: n.provider_name(provider),
+                   n.GEN_AI_REQUEST_MODEL: bounded_model}
+        in_call = trace.set_span_in_context(span)
+        duration_s = max(end_ns - step.start_ns, 0) / _NS_PER_S
         if tokens is None:
+            if step.error:  # a failed call: its duration counts, with its error.type
+                m.operation_duration.record(duration_s, {**semconv, n.ERROR_TYPE: attrs[n.ERROR_TYPE]},
+                                            context=in_call)
             return  # an LLM call that never reported back (abandoned turn): no usage to count
         run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], cost)
         for hook in self.on_llm_call:
             hook({"provider": provider, "model": model, "agent": run.agent, "tokens": tokens,
                   "cost": cost, "duration_ns": max(end_ns - step.start_ns, 0),
                   "project": session.project})
-        m = self.metrics
-        bounded_model = m.model_value(model)
         labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                                                 n.L_AGENT: run.agent})
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
@@ -791,17 +840,18 @@ class Translator:
         m.cost.add(cost, labels)
         m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                             n.L_FINISH_REASON: finish_reason or "unknown"})
-        semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.GEN_AI_PROVIDER_NAME: provider,
-                   n.GEN_AI_REQUEST_MODEL: bounded_model}
-        m.token_usage.record(tokens[0], {**semconv, n.GEN_AI_TOKEN_TYPE: "input"})
-        m.token_usage.record(tokens[1], {**semconv, n.GEN_AI_TOKEN_TYPE: "output"})
-        in_call = trace.set_span_in_context(span)
-        m.operation_duration.record(max(end_ns - step.start_ns, 0) / _NS_PER_S, semconv,
-                                    context=in_call)
+        input_tokens = tokens[0] + tokens[2] + tokens[3]  # cached included, as on the span
+        if m.token_usage is not None:
+            m.token_usage.record(input_tokens, {**semconv, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT})
+            m.token_usage.record(tokens[1], {**semconv, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT})
+        else:
+            m.inference_input_tokens.record(input_tokens, semconv)
+            m.inference_output_tokens.record(tokens[1], semconv)
+        duration_labels = {**semconv, n.ERROR_TYPE: attrs[n.ERROR_TYPE]} if step.error else semconv
+        m.operation_duration.record(duration_s, duration_labels, context=in_call)
         if step.first_chunk_ns:
             m.time_to_first_chunk.record(max(step.first_chunk_ns - step.start_ns, 0) / _NS_PER_S,
-                                         {n.L_PROVIDER: provider, n.L_MODEL: bounded_model},
-                                         context=in_call)
+                                         semconv, context=in_call)
 
     def _stream_target(self, run: _Run) -> tuple[trace.Span, _Step | None]:
         step = run.step
@@ -862,18 +912,20 @@ class Translator:
             step.stream_end_ns = event.ts_ns  # the LLM call ended before its first tool call
         if not isinstance(run, _Turn):
             return  # a child agent's tools are spanned from the subagent's chunks
-        extra = {n.GEN_AI_TOOL_CALL_ID: data.ToolCallID, n.KIT_TOOL_KIND: data.ToolKind}
+        extra = {n.GEN_AI_TOOL_CALL_ID: data.ToolCallID}
         if data.Source:
             extra[n.KIT_TOOL_SOURCE] = data.Source
-        run.tools[data.ToolCallID] = self._start_tool(run.span, data.ToolName, data.ToolKind,
-                                                      data.Input, event.ts_ns, extra)
+        run.tools[data.ToolCallID] = self._start_tool(session, run.span, data.ToolName,
+                                                      data.ToolKind, data.Input, event.ts_ns, extra)
 
-    def _start_tool(self, parent: trace.Span, name: str, kind: str, arguments: str,
-                    ts_ns: int, extra: dict) -> _Tool:
+    def _start_tool(self, session: _Session, parent: trace.Span, name: str, kind: str,
+                    arguments: str, ts_ns: int, extra: dict) -> _Tool:
         attrs = {n.GEN_AI_OPERATION_NAME: n.OP_EXECUTE_TOOL, n.GEN_AI_TOOL_NAME: name,
-                 n.GEN_AI_TOOL_TYPE: n.TOOL_TYPE_FUNCTION, n.KIT_TOOL_INPUT_BYTES: len(arguments),
-                 **extra}
-        captured = self.content.text(arguments)
+                 n.GEN_AI_TOOL_TYPE: tool_type(name, kind), n.KIT_TOOL_INPUT_BYTES: len(arguments),
+                 n.GEN_AI_CONVERSATION_ID: session.session_id, **extra}
+        if kind:
+            attrs[n.KIT_TOOL_KIND] = kind
+        captured = messages.tool_arguments(self.content, arguments)
         if captured is not None:
             attrs[n.GEN_AI_TOOL_CALL_ARGUMENTS] = captured
         span = self.tracer.start_span(f"{n.SPAN_TOOL_PREFIX} {name}",
@@ -960,9 +1012,10 @@ class Translator:
         attrs = {n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
                  n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT, n.GEN_AI_TOOL_CALL_ID: data.ToolCallID,
                  n.KIT_SUBAGENT_TASK_LENGTH: len(data.Task), **session.base_attributes}
-        captured = self.content.text(data.Task)
+        self._model_attributes(session, attrs)
+        captured = messages.input_messages(self.content, data.Task)
         if captured is not None:
-            attrs[n.KIT_SUBAGENT_TASK] = captured
+            attrs[n.GEN_AI_INPUT_MESSAGES] = captured
         span = self.tracer.start_span(n.SPAN_SUBAGENT, context=trace.set_span_in_context(parent),
                                       kind=SpanKind.INTERNAL, attributes=attrs,
                                       start_time=event.ts_ns)
@@ -981,7 +1034,7 @@ class Translator:
         if kind in ("text", "reasoning"):
             self._coalesce(subagent.span, subagent.text, event, data.Content)
         elif kind == "tool_call":
-            tool = self._start_tool(subagent.span, data.ToolName, "subagent", data.ToolArgs,
+            tool = self._start_tool(session, subagent.span, data.ToolName, "subagent", data.ToolArgs,
                                     event.ts_ns, {n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT})
             subagent.chunk_tools.setdefault(data.ToolName, deque()).append(tool)
         elif kind in ("tool_execution_start", "tool_execution_end", "tool_result"):
@@ -1009,6 +1062,10 @@ class Translator:
             self._span_event(run.span, event)
             return
         subagent.span.set_attribute(n.KIT_SUBAGENT_RESPONSE_LENGTH, len(data.Response))
+        captured = messages.output_messages(self.content, data.Response,
+                                            "error" if data.ErrorMsg else "stop")
+        if captured is not None:
+            subagent.span.set_attribute(n.GEN_AI_OUTPUT_MESSAGES, captured)
         self._end_subagent(session, run, subagent, event.ts_ns, data.ErrorMsg)
 
     def _end_subagent(self, session: _Session, turn: _Turn, subagent: _Subagent, end_ns: int,
@@ -1022,19 +1079,19 @@ class Translator:
             child = subagent.child.aggregate
             subagent.span.set_attributes({
                 n.KIT_TURN_LLM_CALL_COUNT: child.llm_call_count,
-                n.GEN_AI_USAGE_INPUT_TOKENS: child.input_tokens,
-                n.GEN_AI_USAGE_OUTPUT_TOKENS: child.output_tokens,
-                n.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: child.cache_read_tokens,
-                n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: child.cache_write_tokens,
+                **self._usage_attributes(child.input_tokens, child.output_tokens,
+                                         child.cache_read_tokens, child.cache_write_tokens),
                 n.KIT_COST_USD: child.cost_usd})
         for queue in subagent.chunk_tools.values():
             for tool in queue:
                 self._end_tool_span(tool, end_ns, unfinished=True)
         self._delta_attributes_on(subagent.span, n.KIT_DELTAS_SUBAGENT_TEXT, subagent.text)
+        # required by the conventions: known by now if the start came before any usage
+        subagent.span.set_attributes(self._model_attributes(session, {}))
         if error:
             subagent.span.set_status(Status(StatusCode.ERROR, error if error == _TURN_ENDED_FIRST
                                             else self._error_description(error)))
-            subagent.span.set_attribute(n.ERROR_TYPE, error_kind(error))
+            subagent.span.set_attribute(n.ERROR_TYPE, error_type(error))
         subagent.span.end(end_time=max(end_ns, subagent.start_ns))
         self.metrics.subagents.add(1, {n.L_OUTCOME: "error" if error else "ok"})
         tool = turn.tools.get(subagent.call_id)
@@ -1092,7 +1149,7 @@ class Translator:
             if is_text and isinstance(value, str):
                 attrs[key + "_length"] = len(value)
                 if value and name in _ERROR_FIELDS:
-                    attrs[n.ERROR_TYPE] = error_kind(value)
+                    attrs[n.ERROR_TYPE] = error_type(value)
                 if capture and value:
                     attrs[key] = self.content.text(value)
             elif is_text and isinstance(value, (list, dict)):
@@ -1100,6 +1157,8 @@ class Translator:
                 if capture and value and isinstance(value, list) and \
                         all(isinstance(v, str) for v in value):
                     attrs[key] = [self.content.text(v) for v in value]
+            elif value == "":
+                continue  # Go's zero value: the field says nothing
             elif isinstance(value, (bool, int, float)) or (
                     isinstance(value, str) and not is_text):
                 attrs[key] = value
@@ -1118,4 +1177,5 @@ class Translator:
         return self.content.text(message) or error_kind(message)
 
     def _span_event(self, span: trace.Span, event: ev.Event) -> None:
-        span.add_event(event.type, self._event_attributes(event), timestamp=event.ts_ns)
+        span.add_event(n.KIT_EVENT_PREFIX + event.type, self._event_attributes(event),
+                       timestamp=event.ts_ns)

@@ -24,7 +24,7 @@ COUNTERS = frozenset({
 })
 HISTOGRAMS = frozenset({
     "gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds",
-    "kit_llm_time_to_first_chunk_seconds", "kit_turn_duration_seconds", "kit_turn_cost_usd",
+    "gen_ai_client_operation_time_to_first_chunk_seconds", "kit_turn_duration_seconds", "kit_turn_cost_usd",
     "kit_tool_duration_seconds", "kit_context_usage_ratio",
 })
 GAUGES = frozenset({"kit_budget_usd", "kit_otel_lag_seconds", "kit_ext_state_value"})

@@ -83,7 +83,7 @@ def families(times: list[int]) -> list[_Family]:
 
     usage = family("gen_ai_client_token_usage", "histogram")
     duration = family("gen_ai_client_operation_duration_seconds", "histogram")
-    ttfc = family("kit_llm_time_to_first_chunk_seconds", "histogram")
+    ttfc = family("gen_ai_client_operation_time_to_first_chunk_seconds", "histogram")
     context = family("kit_context_usage_ratio", "histogram")
     for provider, model in MODELS:
         for ttype, typical in (("input", 3000), ("output", 400)):
@@ -91,7 +91,8 @@ def families(times: list[int]) -> list[_Family]:
                        gen_ai_provider_name=provider, gen_ai_request_model=model, gen_ai_token_type=ttype)
         _histogram(duration, times, SECONDS, 0.2, 4.0, gen_ai_operation_name="chat",
                    gen_ai_provider_name=provider, gen_ai_request_model=model)
-        _histogram(ttfc, times, SECONDS, 0.2, 0.8, provider=provider, model=model)
+        _histogram(ttfc, times, SECONDS, 0.2, 0.8, gen_ai_operation_name="chat",
+                   gen_ai_provider_name=provider, gen_ai_request_model=model)
         _histogram(context, times, RATIO, 0.001, 0.85, model=model)
 
     turns = family("kit_turns", "counter")

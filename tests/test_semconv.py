@@ -1,0 +1,222 @@
+"""Spans and metrics against the GenAI semantic conventions, names imported from the installed
+semantic-conventions package (never retyped here), issue 14's S1–S12 and M1–M3."""
+
+import json
+
+from harness import make_harness
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
+from opentelemetry.semconv._incubating.attributes import session_attributes
+from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
+from opentelemetry.semconv.attributes import error_attributes
+
+import scenarios as sc
+from kit_otel import names as n
+from kit_otel.content import ContentPolicy
+from kit_otel.generator import Step, Tool, Usage
+from kit_otel.translator import TranslatorSettings
+
+SONNET = "claude-sonnet-4-5-20250929"
+
+
+def run(script, **settings):
+    h = make_harness(TranslatorSettings(sessions_root=None, **settings))
+    return h.feed(script.events if hasattr(script, "events") else script).close()
+
+
+def only(h, name):
+    (span,) = h.spans_named(name)
+    return span
+
+
+def test_names_come_from_the_package():
+    # every name the package has is the package's own object, not a retyped string
+    for ours, theirs in [
+            (n.GEN_AI_OPERATION_NAME, ga.GEN_AI_OPERATION_NAME),
+            (n.GEN_AI_PROVIDER_NAME, ga.GEN_AI_PROVIDER_NAME),
+            (n.GEN_AI_REQUEST_STREAM, ga.GEN_AI_REQUEST_STREAM),
+            (n.GEN_AI_RESPONSE_MODEL, ga.GEN_AI_RESPONSE_MODEL),
+            (n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, ga.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK),
+            (n.GEN_AI_INPUT_MESSAGES, ga.GEN_AI_INPUT_MESSAGES),
+            (n.GEN_AI_OUTPUT_MESSAGES, ga.GEN_AI_OUTPUT_MESSAGES),
+            (n.SESSION_ID, session_attributes.SESSION_ID),
+            (n.ERROR_TYPE_OTHER, error_attributes.ErrorTypeValues.OTHER.value),
+            (n.TIME_TO_FIRST_CHUNK.otel_name, gm.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK),
+            (n.TOKEN_USAGE.otel_name, gm.GEN_AI_CLIENT_TOKEN_USAGE)]:
+        assert ours is theirs
+    # and the ones it lacks really are missing from it (else they must be imported)
+    package_names = {v for v in vars(ga).values() if isinstance(v, str)}
+    assert n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS not in package_names
+    metric_names = {v for v in vars(gm).values() if isinstance(v, str)}
+    for spec in n.LATEST_TOKEN_METRICS:
+        assert spec.otel_name not in metric_names
+
+
+def test_s1_subagent_span_has_provider_and_model():
+    h = run(sc.subagent_turn())
+    sub = only(h, n.SPAN_SUBAGENT)
+    assert sub.attributes[ga.GEN_AI_PROVIDER_NAME] == ga.GenAiProviderNameValues.ANTHROPIC.value
+    assert sub.attributes[ga.GEN_AI_REQUEST_MODEL]
+    assert sub.attributes[ga.GEN_AI_OPERATION_NAME] == \
+        ga.GenAiOperationNameValues.INVOKE_AGENT.value
+
+
+def test_s2_chat_and_tool_spans_have_the_conversation_id():
+    h = run(sc.tools_turn())
+    turn = only(h, n.SPAN_TURN)
+    conversation = turn.attributes[ga.GEN_AI_CONVERSATION_ID]
+    assert conversation
+    others = [s for s in h.spans if s.name.startswith(("chat", "execute_tool"))]
+    assert len(others) == 4
+    assert {s.attributes[ga.GEN_AI_CONVERSATION_ID] for s in others} == {conversation}
+
+
+def test_s3_input_tokens_include_cached_tokens_and_the_histogram_agrees():
+    s = sc.script()
+    s.turn("q", [Step(text="a", usage=Usage(100, 10, 2000, 300))])
+    h = run(s)
+    chat = only(h, f"chat {SONNET}")
+    assert chat.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] == 2400
+    assert chat.attributes[ga.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == 2000
+    assert chat.attributes[ga.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] == 300
+    assert only(h, n.SPAN_TURN).attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] == 2400
+    assert h.total(gm.GEN_AI_CLIENT_TOKEN_USAGE,
+                   **{ga.GEN_AI_TOKEN_TYPE: ga.GenAiTokenTypeValues.INPUT.value}) == 2400
+    assert h.total("kit.tokens", type="input") == 100  # KIT's own meaning stays in kit.*
+
+
+def test_s4_provider_names_are_the_well_known_values():
+    v = ga.GenAiProviderNameValues
+    expected = {"google": v.GCP_GEMINI, "gemini": v.GCP_GEMINI, "google-vertex": v.GCP_VERTEX_AI,
+                "bedrock": v.AWS_BEDROCK, "azure": v.AZURE_AI_OPENAI, "openai": v.OPENAI,
+                "anthropic": v.ANTHROPIC, "xai": v.X_AI, "mistral": v.MISTRAL_AI}
+    for kit, value in expected.items():
+        assert n.provider_name(kit) == value.value
+    assert n.provider_name("ollama") == "ollama"  # no well-known value: passed through
+    s = sc.script(provider="google", model="gemini-2.5-pro")
+    s.turn("q", [Step(text="a", usage=Usage(10, 1))])
+    h = run(s)
+    chat = only(h, "chat gemini-2.5-pro")
+    assert chat.attributes[ga.GEN_AI_PROVIDER_NAME] == v.GCP_GEMINI.value
+    assert h.total(gm.GEN_AI_CLIENT_OPERATION_DURATION) > 0
+    assert {p.attributes[ga.GEN_AI_PROVIDER_NAME]
+            for p in h.points(gm.GEN_AI_CLIENT_OPERATION_DURATION)} == {v.GCP_GEMINI.value}
+    assert h.total("kit.tokens", provider="google") == 11  # dashboards' label keeps KIT's name
+
+
+def test_s5_response_model_and_stream():
+    h = run(sc.model_change_session())
+    first, second = sorted((s for s in h.spans if s.name.startswith("chat")),
+                           key=lambda s: s.start_time)
+    assert first.attributes[ga.GEN_AI_RESPONSE_MODEL] == SONNET
+    assert second.attributes[ga.GEN_AI_REQUEST_MODEL] == "gpt-5-mini"
+    assert second.attributes[ga.GEN_AI_RESPONSE_MODEL] == "gpt-5-mini"
+    assert first.attributes[ga.GEN_AI_REQUEST_STREAM] is True  # chunks streamed in
+
+
+def test_s6_time_to_first_chunk_in_seconds_and_the_conventions_metric():
+    h = run(sc.simple_turn())
+    chat = only(h, f"chat {SONNET}")
+    ttfc = chat.attributes[ga.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK]
+    first_chunk = next(e.timestamp for e in chat.events if e.name == "kit.message_update")
+    assert ttfc == (first_chunk - chat.start_time) / 1e9
+    assert h.count(gm.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK) == 1
+    (point,) = h.points(gm.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK)
+    assert point.sum == ttfc
+    assert point.attributes[ga.GEN_AI_OPERATION_NAME] == ga.GenAiOperationNameValues.CHAT.value
+    assert not any(k.startswith("kit.llm.time_to_first") for k in chat.attributes)
+
+
+def test_s7_unclassified_errors_are_OTHER():
+    s = sc.script()
+    s.session_start()
+    s.turn("do it", [Step(error="something odd happened")])
+    h = run(s)
+    assert only(h, n.SPAN_TURN).attributes[error_attributes.ERROR_TYPE] == \
+        error_attributes.ErrorTypeValues.OTHER.value
+    assert only(h, "chat").attributes[error_attributes.ERROR_TYPE] == \
+        error_attributes.ErrorTypeValues.OTHER.value
+    assert h.total("kit.errors", kind="other") == 1  # the kit.* label keeps its fixed set
+
+
+def test_s8_tool_type_by_what_the_tool_is():
+    s = sc.script()
+    sub = sc.Subagent(task="look", tools=[])
+    s.turn("q", [Step(text="a", usage=Usage(1, 1), tools=[
+        Tool("bash", "execute"), Tool("github__create_issue", "execute"),
+        Tool("todo_write", "execute"), Tool("subagent", "agent", subagent=sub)])])
+    h = run(s)
+    types = {sp.attributes[ga.GEN_AI_TOOL_NAME]: sp.attributes[ga.GEN_AI_TOOL_TYPE]
+             for sp in h.spans if sp.name.startswith("execute_tool")}
+    assert types == {"bash": "function", "github__create_issue": "extension",
+                     "todo_write": "extension", "subagent": "agent"}
+
+
+def test_s9_captured_content_uses_the_conventions_attributes_and_stays_json():
+    s = sc.script()
+    long_path = "x" * 200
+    s.turn("read it", [Step(text="done", usage=Usage(1, 1), tools=[
+        Tool("read", "read", {"path": long_path}), Tool("ls", "read", {"path": "."})])])
+    h = run(s, content=ContentPolicy(capture=True, max_length=50))
+    turn = only(h, n.SPAN_TURN)
+    (message,) = json.loads(turn.attributes[ga.GEN_AI_INPUT_MESSAGES])
+    assert message == {"role": "user", "parts": [{"type": "text", "content": "read it"}]}
+    (answer,) = json.loads(turn.attributes[ga.GEN_AI_OUTPUT_MESSAGES])
+    assert answer["role"] == "assistant" and answer["finish_reason"]
+    cut = only(h, "execute_tool read").attributes[ga.GEN_AI_TOOL_CALL_ARGUMENTS]
+    assert json.loads(cut).startswith('{"path": "xxx')  # cut, and still valid JSON
+    whole = only(h, "execute_tool ls").attributes[ga.GEN_AI_TOOL_CALL_ARGUMENTS]
+    assert json.loads(whole) == {"path": "."}
+    assert not any(k.startswith(("kit.turn.prompt", "kit.turn.response")) and
+                   not k.endswith("_length") for k in turn.attributes)
+    off = run(s)
+    assert all(ga.GEN_AI_INPUT_MESSAGES not in sp.attributes and
+               ga.GEN_AI_TOOL_CALL_ARGUMENTS not in sp.attributes for sp in off.spans)
+
+
+def test_s10_span_events_are_namespaced():
+    h = run(sc.tools_turn())
+    names = {e.name for sp in h.spans for e in sp.events}
+    assert names and all(name.startswith("kit.") for name in names), names
+
+
+def test_s12_no_empty_string_attributes():
+    s = sc.script(path="")  # --no-session: no session path
+    s.session_start()
+    s.turn("q", [Step(text="a", usage=Usage(1, 1), tools=[Tool("read", "read")])])
+    h = run(s)
+    for sp in h.spans:
+        assert "" not in sp.attributes.values(), (sp.name, dict(sp.attributes))
+        for e in sp.events:
+            assert "" not in e.attributes.values(), (sp.name, e.name, dict(e.attributes))
+
+
+def test_m1_failed_calls_count_in_the_duration_with_their_error_type():
+    h = run(sc.error_turn())
+    points = h.points(gm.GEN_AI_CLIENT_OPERATION_DURATION)
+    assert len(points) == 1 and points[0].count == 1
+    assert points[0].attributes[error_attributes.ERROR_TYPE] == "overloaded"
+    ok = run(sc.simple_turn()).points(gm.GEN_AI_CLIENT_OPERATION_DURATION)
+    assert [error_attributes.ERROR_TYPE in p.attributes for p in ok] == [False]
+
+
+def test_m2_m3_bucket_boundaries_follow_the_conventions_advice():
+    h = run(sc.simple_turn())
+    (usage,) = h.points(gm.GEN_AI_CLIENT_TOKEN_USAGE)[:1]
+    assert tuple(usage.explicit_bounds) == tuple(4 ** i for i in range(14))  # 1, 4, … 67108864
+    (duration,) = h.points(gm.GEN_AI_CLIENT_OPERATION_DURATION)
+    assert tuple(duration.explicit_bounds) == tuple(round(0.01 * 2 ** i, 2) for i in range(14))
+
+
+def test_stability_opt_in_switches_to_the_newest_names():
+    default = run(sc.tools_turn())
+    latest = run(sc.tools_turn(), gen_ai_latest=True)
+    chat = next(s for s in latest.spans if s.name.startswith("chat"))
+    assert n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS in chat.attributes
+    assert ga.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS not in chat.attributes
+    assert latest.points(gm.GEN_AI_CLIENT_TOKEN_USAGE) == []
+    assert latest.total(n.INFERENCE_INPUT_TOKENS.otel_name) == \
+        default.total(gm.GEN_AI_CLIENT_TOKEN_USAGE, **{ga.GEN_AI_TOKEN_TYPE: "input"}) > 0
+    assert latest.total(n.INFERENCE_OUTPUT_TOKENS.otel_name) == \
+        default.total(gm.GEN_AI_CLIENT_TOKEN_USAGE, **{ga.GEN_AI_TOKEN_TYPE: "output"}) > 0
+    assert n.gen_ai_latest("http, gen_ai_latest_experimental")
+    assert not n.gen_ai_latest("") and not n.gen_ai_latest("gen_ai")
