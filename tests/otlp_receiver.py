@@ -11,6 +11,8 @@ what exporters send, so a test checks exactly what a Collector would have receiv
         rx.spans()                              # [ReceivedSpan], every span of every request
         rx.metric_value("kit.tokens", {"provider": "anthropic", ...})  # latest cumulative value
         rx.metric_sum("kit.tokens", type="input")   # sum of the latest values of the matching series
+        rx.log_records()                        # [ReceivedLogRecord], every log record received
+        rx.headers[-1]["authorization"]         # request headers / gRPC metadata, in order
         rx.fail_with("UNAVAILABLE")             # answer every request with an error (HTTP: 503)
         rx.fail_with(None)                      # ... and accept again
         rx.stop(); rx.start()                   # a real outage: ports closed, then reopened (same ports)
@@ -33,10 +35,11 @@ from typing import Any, Callable
 
 import grpc
 from google.protobuf import json_format
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-__all__ = ["OTLPReceiver", "ReceivedSpan", "MetricPoint", "any_value"]
+__all__ = ["OTLPReceiver", "ReceivedSpan", "MetricPoint", "ReceivedLogRecord", "any_value"]
 
 
 def any_value(value) -> Any:
@@ -90,11 +93,26 @@ class MetricPoint:
     resource: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ReceivedLogRecord:
+    event_name: str
+    time_ns: int
+    severity_number: int
+    severity_text: str
+    body: Any
+    attributes: dict[str, Any]
+    trace_id: str  # hex, "" when the record is outside any span
+    span_id: str
+    resource: dict[str, Any]
+    scope: str
+
+
 def _accept(receiver: "OTLPReceiver", kind: str, request, context, response):
     """One gRPC Export: refused while the receiver is told to fail, else kept."""
     code = receiver._refusal()
     if code is not None:
         context.abort(getattr(grpc.StatusCode, code), f"test receiver refuses: {code}")
+    receiver._keep_headers({k: v for k, v in context.invocation_metadata()})
     receiver._keep(kind, request)
     return response
 
@@ -117,11 +135,22 @@ class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
                        metrics_service_pb2.ExportMetricsServiceResponse())
 
 
+class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, receiver: "OTLPReceiver"):
+        self.receiver = receiver
+
+    def Export(self, request, context):
+        return _accept(self.receiver, "logs", request, context,
+                       logs_service_pb2.ExportLogsServiceResponse())
+
+
 def _http_handler(receiver: "OTLPReceiver"):
     kinds = {"/v1/traces": ("traces", trace_service_pb2.ExportTraceServiceRequest,
                             trace_service_pb2.ExportTraceServiceResponse),
              "/v1/metrics": ("metrics", metrics_service_pb2.ExportMetricsServiceRequest,
-                             metrics_service_pb2.ExportMetricsServiceResponse)}
+                             metrics_service_pb2.ExportMetricsServiceResponse),
+             "/v1/logs": ("logs", logs_service_pb2.ExportLogsServiceRequest,
+                          logs_service_pb2.ExportLogsServiceResponse)}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -162,6 +191,7 @@ def _http_handler(receiver: "OTLPReceiver"):
             except Exception as exc:  # noqa: BLE001 - a malformed request is a 400, not a crash
                 self._reply(400, str(exc).encode(), "text/plain")
                 return
+            receiver._keep_headers({k.lower(): v for k, v in self.headers.items()})
             receiver._keep(name, request)
             response = response_type()
             if is_json:
@@ -173,7 +203,7 @@ def _http_handler(receiver: "OTLPReceiver"):
 
 
 class OTLPReceiver:
-    """OTLP gRPC receiver (traces + metrics) and, with `http=True`, an OTLP/HTTP one."""
+    """OTLP gRPC receiver (traces, metrics, logs) and, with `http=True`, an OTLP/HTTP one."""
 
     def __init__(self, *, grpc_enabled: bool = True, http: bool = False,
                  max_receive_bytes: int = 64 << 20):
@@ -190,6 +220,8 @@ class OTLPReceiver:
         self._fail_code: str | None = None
         self.trace_requests: list = []  # ExportTraceServiceRequest, in order of receipt
         self.metric_requests: list = []  # ExportMetricsServiceRequest, in order of receipt
+        self.log_requests: list = []  # ExportLogsServiceRequest, in order of receipt
+        self.headers: list[dict[str, str]] = []  # each accepted request's headers / metadata
         self.refused = 0  # requests answered with an error by fail_with
         self.running = False
 
@@ -206,6 +238,7 @@ class OTLPReceiver:
             trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
             metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
                 _MetricsService(self), server)
+            logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), server)
             port = self._bind_retrying(lambda: server.add_insecure_port(
                 f"127.0.0.1:{self.grpc_port}"))
             self.grpc_port = port
@@ -275,12 +308,19 @@ class OTLPReceiver:
         copy = type(request)()
         copy.CopyFrom(request)
         with self._lock:
-            (self.trace_requests if kind == "traces" else self.metric_requests).append(copy)
+            {"traces": self.trace_requests, "metrics": self.metric_requests,
+             "logs": self.log_requests}[kind].append(copy)
+
+    def _keep_headers(self, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.headers.append(headers)
 
     def clear(self) -> None:
         with self._lock:
             self.trace_requests.clear()
             self.metric_requests.clear()
+            self.log_requests.clear()
+            self.headers.clear()
             self.refused = 0
 
     @property
@@ -318,6 +358,24 @@ class OTLPReceiver:
                                     for e in s.events],
                             links=[(link.trace_id.hex(), link.span_id.hex()) for link in s.links],
                             resource=resource, scope=ss.scope.name))
+        return out
+
+    def log_records(self) -> list[ReceivedLogRecord]:
+        """Every log record received, in order of receipt."""
+        with self._lock:
+            requests = list(self.log_requests)
+        out = []
+        for request in requests:
+            for rl in request.resource_logs:
+                resource = _attributes(rl.resource.attributes)
+                for sl in rl.scope_logs:
+                    for r in sl.log_records:
+                        out.append(ReceivedLogRecord(
+                            event_name=r.event_name, time_ns=r.time_unix_nano,
+                            severity_number=r.severity_number, severity_text=r.severity_text,
+                            body=any_value(r.body) if r.HasField("body") else None,
+                            attributes=_attributes(r.attributes), trace_id=r.trace_id.hex(),
+                            span_id=r.span_id.hex(), resource=resource, scope=sl.scope.name))
         return out
 
     def metric_points(self, name: str | None = None) -> list[MetricPoint]:

@@ -91,7 +91,8 @@ def test_a_replay_larger_than_the_span_queue_loses_no_span(monkeypatch, tmp_path
     with OTLPReceiver() as rx:
         settings = load_settings(env={}, overrides={
             "traces_exporter": ("otlp",), "metrics_exporter": ("none",),
-            "otlp_endpoint": rx.grpc_endpoint, "output_dir": str(tmp_path)})
+            "otlp_endpoint": rx.grpc_endpoint, "otlp_protocol": "grpc",
+            "output_dir": str(tmp_path)})
         pipe = pipeline_module.Pipeline(settings)
         for event in events:
             pipe.feed(event)

@@ -39,7 +39,8 @@ def receiver():
 
 def settings_for(receiver, spool: Path, state: Path, root: Path, **kw) -> Settings:
     values = dict(traces_exporter=("otlp",), metrics_exporter=("otlp",),
-                  otlp_endpoint=receiver.grpc_endpoint, metric_export_interval_ms=200,
+                  otlp_endpoint=receiver.grpc_endpoint, otlp_protocol="grpc",
+                  metric_export_interval_ms=200,
                   spool_dir=str(spool), state_dir=str(state), sessions_root=str(root),
                   idle_timeout_s=86400, socket_path="")
     values.update(kw)

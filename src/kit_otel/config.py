@@ -44,9 +44,14 @@ class Settings:
     service_name: str = "kit-otel"
     traces_exporter: tuple[str, ...] = ("otlp_json_file",)
     metrics_exporter: tuple[str, ...] = ("prometheus", "otlp_json_file")
+    logs_exporter: tuple[str, ...] = ("none",)  # off unless asked for (docs/decisions.md)
     otlp_endpoint: str = ""
-    otlp_protocol: str = "grpc"
+    otlp_protocol: str = "http/protobuf"  # the spec's default
+    otlp_traces_protocol: str = ""  # signal-specific protocols outrank otlp_protocol
+    otlp_metrics_protocol: str = ""
+    otlp_logs_protocol: str = ""
     otlp_headers: str = ""
+    sdk_disabled: bool = False
     metric_export_interval_ms: int = 60000
     metrics_temporality: str = "cumulative"
     semconv_stability_opt_in: str = ""  # gen_ai_latest_experimental: the newest GenAI names
@@ -85,6 +90,8 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict, repr=False)
 
     def effective_otlp_endpoint(self) -> str:
+        """The base endpoint, for display (the SDK's exporters resolve their own, signal-specific
+        variables first)."""
         if self.otlp_endpoint:
             return self.otlp_endpoint
         return "http://localhost:4317" if self.otlp_protocol == "grpc" else "http://localhost:4318"
@@ -96,14 +103,23 @@ class Settings:
         return extra + self.budgets
 
 
+_PROTOCOLS = ("grpc", "http/protobuf")
+_TEMPORALITIES = ("cumulative", "delta", "lowmemory")
+
+
 def _env_names(name: str) -> tuple[str, ...]:
     standard = {
         "service_name": ("OTEL_SERVICE_NAME",),
         "traces_exporter": ("OTEL_TRACES_EXPORTER",),
         "metrics_exporter": ("OTEL_METRICS_EXPORTER",),
+        "logs_exporter": ("OTEL_LOGS_EXPORTER",),
         "otlp_endpoint": ("OTEL_EXPORTER_OTLP_ENDPOINT",),
         "otlp_protocol": ("OTEL_EXPORTER_OTLP_PROTOCOL",),
+        "otlp_traces_protocol": ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",),
+        "otlp_metrics_protocol": ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",),
+        "otlp_logs_protocol": ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",),
         "otlp_headers": ("OTEL_EXPORTER_OTLP_HEADERS",),
+        "sdk_disabled": ("OTEL_SDK_DISABLED",),
         "metric_export_interval_ms": ("OTEL_METRIC_EXPORT_INTERVAL",),
         "metrics_temporality": ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",),
         "semconv_stability_opt_in": ("OTEL_SEMCONV_STABILITY_OPT_IN",),
@@ -168,10 +184,24 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             raise ValueError(f"setting {name} from {origin}: {exc}") from None
         setattr(settings, name, value)
         sources[name] = origin
-    if settings.otlp_protocol not in ("grpc", "http/protobuf", "http"):
-        raise ValueError(f"setting otlp_protocol from {sources['otlp_protocol']}: "
-                         f"{settings.otlp_protocol!r} is not grpc or http/protobuf")
+    for name in ("otlp_protocol", "otlp_traces_protocol", "otlp_metrics_protocol",
+                 "otlp_logs_protocol"):
+        value = getattr(settings, name)
+        if value == "http":  # what kit-otel once accepted for http/protobuf
+            value = "http/protobuf"
+        setattr(settings, name, value)
+        if value and value not in _PROTOCOLS:
+            why = ("the OpenTelemetry Python SDK has no OTLP/HTTP JSON exporter: use http/protobuf"
+                   if value == "http/json" else "not grpc or http/protobuf")
+            raise ValueError(f"setting {name} from {sources[name]}: {value!r} is {why}"
+                             if value != "http/json" else
+                             f"setting {name} from {sources[name]}: {why}")
+    if settings.metrics_temporality.lower() not in _TEMPORALITIES:
+        raise ValueError(f"setting metrics_temporality from {sources['metrics_temporality']}: "
+                         f"{settings.metrics_temporality!r} is not cumulative, delta or lowmemory")
     settings.sources = sources
+    from .exporters import check_exporter_names  # exporter names are checked with the rest
+    check_exporter_names(settings)
     return settings
 
 

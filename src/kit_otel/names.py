@@ -15,6 +15,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as _g
 from opentelemetry.semconv._incubating.attributes import session_attributes as _session
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as _gm
 from opentelemetry.semconv.attributes import error_attributes as _error
+from opentelemetry.semconv.attributes import exception_attributes as _exception
 
 # ── span names ──────────────────────────────────────────────────────────────────────────────
 SPAN_TURN = "invoke_agent kit"
@@ -52,6 +53,7 @@ GEN_AI_INPUT_MESSAGES = _ga.GEN_AI_INPUT_MESSAGES
 GEN_AI_OUTPUT_MESSAGES = _ga.GEN_AI_OUTPUT_MESSAGES
 GEN_AI_TOKEN_TYPE = _ga.GEN_AI_TOKEN_TYPE
 SESSION_ID = _session.SESSION_ID
+EXCEPTION_MESSAGE = _exception.EXCEPTION_MESSAGE
 ERROR_TYPE = _error.ERROR_TYPE
 ERROR_TYPE_OTHER = _error.ErrorTypeValues.OTHER.value  # "_OTHER": no better class known
 
@@ -113,6 +115,9 @@ KIT_TOOL_OUTPUT_BYTES = "kit.tool.output.bytes"
 KIT_TOOL_INPUT_BYTES = "kit.tool.input.bytes"
 KIT_TOOL_BLOCKED = "kit.tool.blocked"
 KIT_TOOL_SOURCE = "kit.tool.source"
+KIT_TOOL_OUTCOME = "kit.tool.outcome"  # ok | error | blocked (log records)
+KIT_TOOL_DURATION_S = "kit.tool.duration_s"  # log records
+KIT_OUTCOME = "kit.outcome"  # ok | error, of a subagent's log record
 KIT_TURN_STOP_REASON = "kit.turn.stop_reason"
 KIT_TURN_TOOL_CALL_COUNT = "kit.turn.tool_call_count"
 KIT_TURN_TOOL_NAMES = "kit.turn.tool_names"

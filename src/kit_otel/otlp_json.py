@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Sequence
 
 from google.protobuf.json_format import MessageToDict
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import (MetricExporter, MetricExportResult,
                                               MetricsData)
 from opentelemetry.sdk.trace import ReadableSpan
@@ -93,3 +95,19 @@ class OTLPJsonFileMetricExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
         self._writer.close()
+
+
+class OTLPJsonFileLogExporter(LogRecordExporter):
+    def __init__(self, path: str | Path):
+        self._writer = _LineWriter(Path(path))
+
+    def export(self, batch) -> LogRecordExportResult:
+        if batch:
+            self._writer.write(to_otlp_json(encode_logs(batch)))
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._writer.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

@@ -1,9 +1,11 @@
 """Settings → OTel providers with their exporters → a Translator fed with events.
 
-Exporter names (OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER, comma-separated):
-`otlp` (gRPC or HTTP by OTEL_EXPORTER_OTLP_PROTOCOL), `prometheus` (metrics only: /metrics on
-127.0.0.1 by default), `otlp_json_file` (OTLP-JSON lines under the output directory),
-`console`, `none`.
+Exporter names (OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER / OTEL_LOGS_EXPORTER,
+comma-separated): `otlp` (HTTP/protobuf or gRPC by the OTEL_EXPORTER_OTLP_*PROTOCOL variables;
+the SDK's exporter reads its other variables itself, see exporters.py), `prometheus` (metrics
+only: /metrics on 127.0.0.1 by default), `otlp_json_file` (OTLP-JSON lines under the output
+directory), `console`, `none`, and any exporter another package installed (its entry point name).
+OTEL_SDK_DISABLED=true: nothing is exported, no file written, no port opened.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import Callable, Iterable
 
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, ConsoleLogRecordExporter
 from opentelemetry.sdk.metrics import (Counter, Histogram, MeterProvider, ObservableCounter,
                                        ObservableGauge, ObservableUpDownCounter, UpDownCounter)
 from opentelemetry.sdk.metrics.export import (AggregationTemporality, ConsoleMetricExporter,
@@ -24,6 +28,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_INSTANCE_ID
 
 from . import __version__
+from . import exporters
 from . import names as n
 from .config import Settings
 from .content import ContentPolicy
@@ -31,6 +36,7 @@ from .decoder import DecodeError
 from .delivery import Tally, TallyingMetricExporter, TallyingSpanExporter
 from .events import Event
 from .ext_state import StatePolicy
+from .logs import EventLog
 from .translator import Translator, TranslatorSettings
 
 log = logging.getLogger("kit_otel")
@@ -43,43 +49,43 @@ _FLUSH_CHECK_EVERY = 4096  # events
 _LOGGED_REJECTIONS = 50
 
 
-def _headers(text: str) -> dict[str, str] | None:
-    if not text:
-        return None
-    pairs = (item.split("=", 1) for item in text.split(",") if "=" in item)
-    return {k.strip(): v.strip() for k, v in pairs}
-
-
 def _temporality(settings: Settings) -> dict | None:
-    if settings.metrics_temporality.lower() != "delta":
+    """The temporality a metric exporter of ours asks for (None: cumulative, the default).
+    The spec's `lowmemory` is delta for synchronous counters and histograms only: kit-otel's
+    counters are observable (ledgers), so there they stay cumulative."""
+    choice = settings.metrics_temporality.lower()
+    if choice == "cumulative":
         return None
     delta, cumulative = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
-    return {Counter: delta, Histogram: delta, ObservableCounter: delta,
+    return {Counter: delta, Histogram: delta,
+            ObservableCounter: delta if choice == "delta" else cumulative,
             UpDownCounter: cumulative, ObservableUpDownCounter: cumulative,
             ObservableGauge: cumulative}
 
 
-def _otlp_span_exporter(settings: Settings):
-    endpoint, headers = settings.effective_otlp_endpoint(), _headers(settings.otlp_headers)
-    if settings.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        return OTLPSpanExporter(endpoint=endpoint, headers=headers,
-                                insecure=endpoint.startswith("http://"))
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", headers=headers)
+def _sdk_temporality(settings: Settings) -> dict | None:
+    """For the SDK's OTLP exporter: None when the environment chose (the exporter reads
+    OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE itself), ours when the file did."""
+    if settings.sources.get("metrics_temporality", "code").startswith(("env:", "default")):
+        return None
+    return _temporality(settings)
 
 
-def _otlp_metric_exporter(settings: Settings):
-    endpoint, headers = settings.effective_otlp_endpoint(), _headers(settings.otlp_headers)
-    temporality = _temporality(settings)
-    if settings.otlp_protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        return OTLPMetricExporter(endpoint=endpoint, headers=headers,
-                                  insecure=endpoint.startswith("http://"),
-                                  preferred_temporality=temporality)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=headers,
-                              preferred_temporality=temporality)
+def resource_for(settings: Settings, instance_id: str | None = None) -> Resource:
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME as the SDK reads them; kit-otel's own
+    values fill in only what they leave out (`service.name` from the config file or command
+    line wins over the environment, as every setting does). `instance_id` replaces the SDK's
+    random service.instance.id (serve passes its stable one, which already honours
+    OTEL_RESOURCE_ATTRIBUTES)."""
+    explicit: dict[str, str] = {SERVICE_INSTANCE_ID: instance_id} if instance_id else {}
+    if not settings.sources.get("service_name", "code").startswith(("env:", "default")):
+        explicit["service.name"] = settings.service_name
+    detected = Resource.create(explicit)
+    defaults = {"service.name": settings.service_name, "service.version": __version__}
+    attributes = dict(detected.attributes)
+    if str(attributes.get("service.name", "")).startswith("unknown_service"):
+        del attributes["service.name"]  # the SDK's placeholder: nobody named the service
+    return Resource(defaults).merge(Resource(attributes, detected.schema_url))
 
 
 class _EndedSpans(SpanProcessor):
@@ -144,14 +150,17 @@ class Pipeline:
         `kit-otel serve` uses it for exporting with retries and checkpoints. `instance_id`
         replaces the SDK's random service.instance.id (serve passes its stable one)."""
         self.settings = settings
-        resource = Resource.create({"service.name": settings.service_name,
-                                    "service.version": __version__,
-                                    **({SERVICE_INSTANCE_ID: instance_id} if instance_id else {})})
+        exporters.check_exporter_names(settings)
+        self.disabled = settings.sdk_disabled
+        if self.disabled:
+            log.info("OTEL_SDK_DISABLED=true: nothing is exported")
+        resource = resource_for(settings, instance_id)
         self.tracer_provider = TracerProvider(resource=resource, id_generator=id_generator)
         self.output_dir = Path(settings.output_dir).expanduser()
         self.prometheus: PrometheusEndpoint | None = None
         self.tallies: list[Tally] = []  # what each SDK-driven exporter accepted
-        named = [(name, self._span_exporter(name)) for name in settings.traces_exporter]
+        named = [] if self.disabled else [
+            (name, self._span_exporter(name)) for name in settings.traces_exporter]
         span_exporters = [e for _, e in named if e is not None]
         if span_exporters_processor is not None:
             self.tracer_provider.add_span_processor(span_exporters_processor(span_exporters))
@@ -170,14 +179,24 @@ class Pipeline:
         self._span_counter = _EndedSpans()
         self.tracer_provider.add_span_processor(self._span_counter)
         readers = list(metric_readers)
-        for name in settings.metrics_exporter:
+        for name in () if self.disabled else settings.metrics_exporter:
             reader = self._metric_reader(name, serve_prometheus)
             if reader is not None:
                 readers.append(reader)
         self._readers = readers
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+        self.logger_provider: LoggerProvider | None = None
+        log_exporters = [] if self.disabled else [
+            e for e in map(self._log_exporter, settings.logs_exporter) if e is not None]
+        if log_exporters:
+            self.logger_provider = LoggerProvider(resource=resource)
+            for exporter in log_exporters:
+                self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(
+                    exporter, max_queue_size=_SPAN_QUEUE, schedule_delay_millis=1000))
+        event_log = EventLog(self.logger_provider.get_logger("kit_otel", __version__)
+                             if self.logger_provider is not None else None)
         self.translator = Translator(self.tracer_provider, self.meter_provider,
-                                     translator_settings(settings))
+                                     translator_settings(settings), event_log)
         self._set_budgets()
         self._gauge_keys = set(settings.state_gauge_keys)
         self.translator.state_changed = self._export_state_gauges  # type: ignore[method-assign]
@@ -187,7 +206,7 @@ class Pipeline:
 
     def _span_exporter(self, name: str):
         if name == "otlp":
-            return _otlp_span_exporter(self.settings)
+            return exporters.otlp_exporter(self.settings, "traces")
         if name == "console":
             return ConsoleSpanExporter()
         if name == "otlp_json_file":
@@ -195,7 +214,19 @@ class Pipeline:
             return OTLPJsonFileSpanExporter(self.output_dir / "traces.jsonl")
         if name in ("none", ""):
             return None
-        raise ValueError(f"unknown traces exporter {name!r} (otlp, console, otlp_json_file, none)")
+        return exporters.installed_exporter("traces", name)
+
+    def _log_exporter(self, name: str):
+        if name == "otlp":
+            return exporters.otlp_exporter(self.settings, "logs")
+        if name == "console":
+            return ConsoleLogRecordExporter()
+        if name == "otlp_json_file":
+            from .otlp_json import OTLPJsonFileLogExporter
+            return OTLPJsonFileLogExporter(self.output_dir / "logs.jsonl")
+        if name in ("none", ""):
+            return None
+        return exporters.installed_exporter("logs", name)
 
     def _metric_reader(self, name: str, serve_prometheus: bool) -> MetricReader | None:
         interval = self.settings.metric_export_interval_ms
@@ -204,7 +235,8 @@ class Pipeline:
                                                  self.settings.prometheus_port, serve_prometheus)
             return self.prometheus.reader
         if name == "otlp":
-            exporter = _otlp_metric_exporter(self.settings)
+            exporter = exporters.otlp_exporter(
+                self.settings, "metrics", preferred_temporality=_sdk_temporality(self.settings))
         elif name == "otlp_json_file":
             from .otlp_json import OTLPJsonFileMetricExporter
             exporter = OTLPJsonFileMetricExporter(
@@ -220,8 +252,9 @@ class Pipeline:
             return PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
         if name in ("none", ""):
             return None
-        raise ValueError(f"unknown metrics exporter {name!r} (otlp, prometheus, otlp_json_file, "
-                         "console, none)")
+        exporter = exporters.installed_exporter("metrics", name)
+        return exporter if isinstance(exporter, MetricReader) else \
+            PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
 
     def _destination(self, exporter_name: str, signal: str) -> str:
         if exporter_name == "otlp":
@@ -277,6 +310,8 @@ class Pipeline:
 
     def flush(self) -> None:
         self.tracer_provider.force_flush()
+        if self.logger_provider is not None:
+            self.logger_provider.force_flush()
         # Push readers export now; the Prometheus reader is pulled by its scrapes, and a forced
         # collection would be queued in it and served once more with the next scrape.
         for reader in self._readers:
@@ -288,6 +323,8 @@ class Pipeline:
             self.translator.close()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
+        if self.logger_provider is not None:
+            self.logger_provider.shutdown()
         if self.prometheus is not None:
             self.prometheus.close()
 

@@ -28,6 +28,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from . import __version__
 from . import events as ev
@@ -38,9 +39,13 @@ from .content import ContentPolicy, identifier_fields
 from .decoder import DecodeError
 from .ext_state import StatePolicy
 from .instruments import KitInstruments
+from .logs import (ERROR, INFO, EVENT_COMPACTION, EVENT_INFERENCE_DETAILS, EVENT_MODEL_CHANGE,
+                   EVENT_OPERATION_EXCEPTION, EVENT_RETRY, EVENT_SUBAGENT_END, EVENT_TOOL_RESULT,
+                   EVENT_TURN_END, WARN, EventLog)
 from .sessions import DEFAULT_SESSIONS_ROOT, identify_session
 
 _NS_PER_S = 1e9
+_W3C = TraceContextTextMapPropagator()
 _SWEEP_EVERY = 1024
 _EMPTY_CONTEXT = Context()
 
@@ -88,6 +93,18 @@ def tool_type(name: str, kind: str) -> str:
     return n.TOOL_TYPE_EXTENSION
 
 
+def remote_parent(traceparent: str, tracestate: str = "") -> Context | None:
+    """A W3C `traceparent` (and `tracestate`) as a context to start spans in; None when it is
+    missing or malformed (a bad one is ignored: the turn is a root span as without one)."""
+    if not traceparent:
+        return None
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    context = _W3C.extract(carrier, context=Context())
+    return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
 def split_model(name: str) -> tuple[str, str]:
     """KIT names models "provider/model"; either part may be missing."""
     if "/" in name:
@@ -103,6 +120,11 @@ def chat_span_name(model: str) -> str:
 
 # kit-otel's own reason for a subagent's ERROR status (not text from an event).
 _TURN_ENDED_FIRST = "turn ended first"
+
+# what a tool's log record repeats of its span
+_TOOL_LOG_KEYS = (n.GEN_AI_OPERATION_NAME, n.GEN_AI_TOOL_NAME, n.GEN_AI_TOOL_CALL_ID,
+                  n.GEN_AI_TOOL_TYPE, n.GEN_AI_CONVERSATION_ID, n.GEN_AI_AGENT_NAME, n.KIT_TOOL_KIND,
+                  n.ERROR_TYPE, n.GEN_AI_TOOL_CALL_ARGUMENTS, n.GEN_AI_TOOL_CALL_RESULT)
 
 # Events that only happen inside a turn: one arriving with no turn open opens one.
 _IN_TURN_ONLY = frozenset({"context_prepare", "prepare_step", "message_start", "message_end"})
@@ -243,8 +265,9 @@ class _Session:
 
 class Translator:
     def __init__(self, tracer_provider: TracerProvider, meter_provider: MeterProvider,
-                 settings: TranslatorSettings | None = None):
+                 settings: TranslatorSettings | None = None, event_log: EventLog | None = None):
         self.settings = settings or TranslatorSettings()
+        self.event_log = event_log or EventLog()  # the logs signal (off: no logger)
         self.tracer = tracer_provider.get_tracer("kit_otel", __version__)
         self.metrics = KitInstruments(meter_provider.get_meter("kit_otel", __version__),
                                       max_tools=self.settings.max_tools,
@@ -257,6 +280,10 @@ class Translator:
         self.content = self.settings.content
         self.sessions: dict[tuple[int, str], _Session] = {}
         self.open_subagents: dict[int, list[_Subagent]] = {}  # pid → open subagents, oldest first
+        # trace context turns start in: a KIT process's TRACEPARENT (every turn of the pid),
+        # or one handed in for a session's next turn (ACP `_meta`)
+        self.process_parents: dict[int, Context] = {}
+        self.next_turn_parents: dict[tuple[int, str], Context] = {}
         self.clock_ns = 0
         self.events_seen = 0
         self.rejected = 0
@@ -319,6 +346,8 @@ class Translator:
         if ts > self.clock_ns:
             self.clock_ns = ts
         if etype in ev.META_TYPES:
+            if etype == "bridge_start" and event.data.Traceparent:
+                self.set_process_parent(event.pid, event.data.Traceparent, event.data.Tracestate)
             return
         if not event.session_path and event.agent != "main" and \
                 self.open_subagents.get(event.pid):
@@ -346,6 +375,17 @@ class Translator:
                     self._on_generic(session, event)
         if self.auto_sweep and self.events_seen % _SWEEP_EVERY == 0:
             self.sweep(self.clock_ns)
+
+    def set_process_parent(self, pid: int, traceparent: str, tracestate: str = "") -> bool:
+        """Every later turn of KIT process `pid` is a child of this W3C trace context."""
+        context = remote_parent(traceparent, tracestate)
+        if context is not None:
+            self.process_parents[pid] = context
+        return context is not None
+
+    def set_next_turn_parent(self, pid: int, session_path: str, context: Context) -> None:
+        """The session's next turn is a child of the span in `context` (once)."""
+        self.next_turn_parents[(pid, session_path)] = context
 
     def reject(self, error: DecodeError) -> None:
         self.rejected += 1
@@ -472,7 +512,9 @@ class Translator:
         if event.source:
             attrs[n.KIT_SOURCE] = event.source
         links = [Link(session.previous_turn)] if session.previous_turn else None
-        span = self.tracer.start_span(n.SPAN_TURN, context=_EMPTY_CONTEXT,
+        parent = self.next_turn_parents.pop((session.pid, session.path), None) or \
+            self.process_parents.get(session.pid, _EMPTY_CONTEXT)
+        span = self.tracer.start_span(n.SPAN_TURN, context=parent,
                                       kind=SpanKind.INTERNAL, attributes=attrs,
                                       start_time=event.ts_ns, links=links)
         turn = _Turn(span=span, agent="main", start_ns=event.ts_ns, last_ns=event.ts_ns,
@@ -585,6 +627,14 @@ class Translator:
         m.turn_duration.record(final.duration_ms / 1000.0, {n.L_STOP_REASON: stop_reason},
                                context=in_turn)
         m.turn_cost.record(final.cost_usd, self._labels_project(session, {}), context=in_turn)
+        if self.event_log.logger is not None:
+            record = {**self._log_attributes(session), n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
+                      n.GEN_AI_AGENT_NAME: n.AGENT_KIT, **attrs}
+            for key in (n.GEN_AI_INPUT_MESSAGES, n.GEN_AI_OUTPUT_MESSAGES, n.ERROR_TYPE):
+                if key in span.attributes:
+                    record[key] = span.attributes[key]
+            self.event_log.emit(EVENT_TURN_END, end_ns, span, record,
+                                WARN if stop_reason in ("error", "incomplete") else INFO)
         session.previous_turn = span.get_span_context()
         session.turn = None
         self.turns_closed += 1
@@ -634,11 +684,19 @@ class Translator:
             session.model = model
         if provider:
             session.provider = provider
+        if self.event_log.logger is not None:
+            self.event_log.emit(EVENT_MODEL_CHANGE, event.ts_ns,
+                                session.turn.span if session.turn else None,
+                                {**self._log_attributes(session), **self._event_attributes(event)})
         self._in_turn_or_alone(session, event)
 
     def _on_before_compact(self, session: _Session, event: ev.Event) -> None:
         data: ev.BeforeCompact = event.data
         self.metrics.compactions.add(1, {n.L_AUTOMATIC: "true" if data.IsAutomatic else "false"})
+        if self.event_log.logger is not None:
+            self.event_log.emit(EVENT_COMPACTION, event.ts_ns,
+                                session.turn.span if session.turn else None,
+                                {**self._log_attributes(session), **self._event_attributes(event)})
         if data.UsagePercent:
             self.metrics.context_usage.record(
                 data.UsagePercent, {n.L_MODEL: self.metrics.model_value(session.model or "unknown")})
@@ -663,9 +721,31 @@ class Translator:
             event.type not in ("message_end", "model_change", "before_compact") else turn.span
         self._span_event(target, event)
 
+    def _log_attributes(self, session: _Session) -> dict[str, object]:
+        """What every log record of a session carries."""
+        attrs = {n.SESSION_ID: session.session_id, n.GEN_AI_CONVERSATION_ID: session.session_id,
+                 n.KIT_PROJECT: session.project}
+        return self._model_attributes(session, attrs)
+
+    def _log_error(self, session: _Session, span: trace.Span | None, event: ev.Event) -> None:
+        message = event.data.Error
+        # the message is free text: only with content capture (redacted, cut)
+        self.event_log.emit(EVENT_OPERATION_EXCEPTION, event.ts_ns, span, {
+            **self._log_attributes(session), n.ERROR_TYPE: error_type(message),
+            n.EXCEPTION_MESSAGE: self.content.text(message)}, WARN)
+
+    def _current_span(self, session: _Session) -> trace.Span | None:
+        turn = session.turn
+        if turn is None:
+            return None
+        return turn.step.span if turn.step is not None and not turn.step.stream_end_ns \
+            else turn.span
+
     def _on_error(self, session: _Session, event: ev.Event) -> None:
         message = event.data.Error
         self.metrics.errors.add(1, {n.L_KIND: error_kind(message)})
+        if self.event_log.logger is not None:
+            self._log_error(session, self._current_span(session), event)
         turn = session.turn
         if turn is not None:
             turn.last_error = message
@@ -675,6 +755,10 @@ class Translator:
 
     def _on_retry(self, session: _Session, event: ev.Event) -> None:
         self.metrics.retries.add(1, {n.L_KIND: error_kind(event.data.Error)})
+        if self.event_log.logger is not None:
+            self.event_log.emit(EVENT_RETRY, event.ts_ns, self._current_span(session), {
+                **self._log_attributes(session), **self._event_attributes(event),
+                n.ERROR_TYPE: error_type(event.data.Error)}, WARN)
         self._in_turn_or_alone(session, event)
 
     # ── extension state ──────────────────────────────────────────────────────────────────────
@@ -816,6 +900,11 @@ class Translator:
                 attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
         span.set_attributes(attrs)
         span.end(end_time=max(end_ns, step.start_ns))
+        if self.event_log.logger is not None and (tokens is not None or step.error):
+            self.event_log.emit(EVENT_INFERENCE_DETAILS, end_ns, span, {
+                **self._log_attributes(session), n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
+                n.KIT_STEP_NUMBER: step.number, **attrs},
+                WARN if step.error else INFO)
         m = self.metrics
         bounded_model = m.model_value(model)
         semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
@@ -951,6 +1040,12 @@ class Translator:
         m = self.metrics
         labels = {n.L_TOOL: m.tool_value(tool.name), n.L_KIND: kind or "unknown"}
         m.tool_calls.add(1, {**labels, n.L_OUTCOME: outcome})
+        if self.event_log.logger is not None:
+            record = {key: span.attributes[key] for key in _TOOL_LOG_KEYS if key in span.attributes}
+            record[n.KIT_TOOL_OUTCOME] = outcome
+            record[n.KIT_TOOL_DURATION_S] = max(ts_ns - tool.start_ns, 0) / _NS_PER_S
+            self.event_log.emit(EVENT_TOOL_RESULT, ts_ns, span, record,
+                                WARN if outcome != "ok" else INFO)
         m.tool_duration.record(max(ts_ns - tool.start_ns, 0) / _NS_PER_S, labels,
                                context=trace.set_span_in_context(span))
 
@@ -1094,6 +1189,10 @@ class Translator:
             subagent.span.set_attribute(n.ERROR_TYPE, error_type(error))
         subagent.span.end(end_time=max(end_ns, subagent.start_ns))
         self.metrics.subagents.add(1, {n.L_OUTCOME: "error" if error else "ok"})
+        if self.event_log.logger is not None:
+            self.event_log.emit(EVENT_SUBAGENT_END, end_ns, subagent.span, {
+                **self._log_attributes(session), **subagent.span.attributes,
+                n.KIT_OUTCOME: "error" if error else "ok"}, WARN if error else INFO)
         tool = turn.tools.get(subagent.call_id)
         if tool is not None and tool.result_ns:
             del turn.tools[subagent.call_id]
@@ -1125,6 +1224,8 @@ class Translator:
             return  # the chunks already describe these; counted in kit_otel_events_total
         elif event.type == "error":
             self.metrics.errors.add(1, {n.L_KIND: error_kind(event.data.Error)})
+            if self.event_log.logger is not None:
+                self._log_error(session, subagent.span, event)
             self._span_event(subagent.span, event)
         elif event.type == "retry":
             self.metrics.retries.add(1, {n.L_KIND: error_kind(event.data.Error)})

@@ -307,7 +307,8 @@ def test_kit_otel_default_endpoint_reaches_receiver(name):
 def test_kit_otel_default_endpoint_constant_matches_the_package():
     config = pytest.importorskip("kit_otel.config")
     settings = config.Settings()
-    assert settings.effective_otlp_endpoint() == KIT_OTEL_DEFAULT_GRPC
+    # the spec's default protocol, http/protobuf, and its port
+    assert settings.effective_otlp_endpoint() == KIT_OTEL_DEFAULT_HTTP
 
 
 def test_agent_listens_on_loopback_only():

@@ -1,0 +1,256 @@
+"""The logs signal: one record per lifecycle moment, trace-correlated, content only when captured;
+delivered to a real OTLP receiver and through a real Collector's logs pipeline."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
+from opentelemetry.semconv.attributes import error_attributes
+from otlp_receiver import OTLPReceiver
+
+import scenarios as sc
+from kit_otel import logs
+from kit_otel.config import load_settings
+from kit_otel.content import ContentPolicy
+from kit_otel.generator import Step, Subagent, Tool, Usage, demo_stream
+from kit_otel.logs import EventLog
+from kit_otel.pipeline import Pipeline
+from kit_otel.translator import Translator, TranslatorSettings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def translate(events, **settings):
+    spans, records = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    logger_provider = LoggerProvider()
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(records))
+    translator = Translator(tracer_provider, MeterProvider(metric_readers=[InMemoryMetricReader()]),
+                            TranslatorSettings(sessions_root=None, **settings),
+                            EventLog(logger_provider.get_logger("test")))
+    for event in events:
+        translator.process(event)
+    translator.close()
+    return spans.get_finished_spans(), [r.log_record for r in records.get_finished_logs()]
+
+
+def lifecycle():
+    s = sc.script()
+    s.session_start()
+    sub = Subagent(task="look", tools=[Tool("grep", "search")], child_usage=[Usage(10, 2)])
+    s.turn("first", [Step(retries=["429 Too Many Requests"], text="a", usage=Usage(100, 10, 50, 5),
+                          tools=[Tool("bash", "execute", {"command": "ls"}, output="files"),
+                                 Tool("subagent", "agent", subagent=sub)]),
+                     Step(text="done", usage=Usage(200, 20))],
+           compaction=(0.9, 200000))
+    s.model_change("openai", "gpt-5-mini")
+    s.turn("second", [Step(error="provider error: 529 overloaded")])
+    return s.events
+
+
+def test_one_record_per_lifecycle_moment_in_its_spans_context():
+    spans, records = translate(lifecycle())
+    names = [r.event_name for r in records]
+    for name in logs.ALL_EVENTS:
+        assert name in names, name
+    assert names.count(logs.EVENT_TURN_END) == 2
+    assert names.count(logs.EVENT_INFERENCE_DETAILS) == 4  # 2 + the subagent's + the failed one
+    assert names.count(logs.EVENT_TOOL_RESULT) == 3  # bash, subagent, the subagent's grep
+    by_id = {(s.context.trace_id, s.context.span_id): s for s in spans}
+    for record in records:
+        if record.event_name == logs.EVENT_MODEL_CHANGE:
+            continue  # between turns: no span to belong to
+        span = by_id[(record.trace_id, record.span_id)]  # every record names a real span
+        assert record.timestamp >= span.start_time
+    turn_end = next(r for r in records if r.event_name == logs.EVENT_TURN_END)
+    turn = by_id[(turn_end.trace_id, turn_end.span_id)]
+    assert turn.name == "invoke_agent kit" and turn_end.timestamp == turn.end_time
+    assert turn_end.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS] == \
+        turn.attributes[ga.GEN_AI_USAGE_INPUT_TOKENS]
+    call = next(r for r in records if r.event_name == logs.EVENT_INFERENCE_DETAILS)
+    assert call.attributes[ga.GEN_AI_OPERATION_NAME] == "chat"
+    assert call.attributes[ga.GEN_AI_RESPONSE_MODEL]
+    failed = [r for r in records if r.event_name == logs.EVENT_INFERENCE_DETAILS and
+              error_attributes.ERROR_TYPE in r.attributes]
+    assert len(failed) == 1 and failed[0].severity_number == logs.WARN
+    exception = next(r for r in records if r.event_name == logs.EVENT_OPERATION_EXCEPTION)
+    assert exception.severity_number == logs.WARN
+    assert exception.attributes[error_attributes.ERROR_TYPE] == "overloaded"
+
+
+def test_content_only_when_captured():
+    _, off = translate(lifecycle())
+    assert not any(key in r.attributes for r in off for key in (
+        ga.GEN_AI_INPUT_MESSAGES, ga.GEN_AI_OUTPUT_MESSAGES, ga.GEN_AI_TOOL_CALL_ARGUMENTS,
+        ga.GEN_AI_TOOL_CALL_RESULT))
+    assert all(r.body is None for r in off)
+    _, on = translate(lifecycle(), content=ContentPolicy(capture=True))
+    turn_end = next(r for r in on if r.event_name == logs.EVENT_TURN_END)
+    assert json.loads(turn_end.attributes[ga.GEN_AI_INPUT_MESSAGES])[0]["parts"][0]["content"] \
+        == "first"
+    bash = next(r for r in on if r.event_name == logs.EVENT_TOOL_RESULT and
+                r.attributes[ga.GEN_AI_TOOL_NAME] == "bash")
+    assert json.loads(bash.attributes[ga.GEN_AI_TOOL_CALL_ARGUMENTS]) == {"command": "ls"}
+    assert bash.attributes[ga.GEN_AI_TOOL_CALL_RESULT] == "files"
+
+
+def test_logs_are_off_by_default():
+    settings = load_settings(env={}, config_file=os.devnull)
+    assert settings.logs_exporter == ("none",)
+
+
+def _pipeline_to(rx: OTLPReceiver, tmp_path, protocol: str) -> Pipeline:
+    settings = load_settings(env=rx.env(protocol), config_file=os.devnull, overrides={
+        "traces_exporter": ("otlp",), "metrics_exporter": ("none",), "logs_exporter": ("otlp",),
+        "output_dir": str(tmp_path)})
+    return Pipeline(settings)
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_logs_reach_a_real_otlp_receiver(tmp_path, monkeypatch, protocol):
+    with OTLPReceiver(http=True) as rx:
+        for key, value in rx.env(protocol).items():
+            monkeypatch.setenv(key, value)
+        pipe = _pipeline_to(rx, tmp_path, protocol)
+        events = demo_stream(3, sessions=1, turns=3)
+        for event in events:
+            pipe.feed(event)
+        pipe.shutdown()
+        records = rx.log_records()
+        turn_ends = [r for r in records if r.event_name == logs.EVENT_TURN_END]
+        assert len(turn_ends) == sum(1 for e in events if e.type == "agent_end" and e.session_path)
+        turn_spans = {s.span_id: s for s in rx.spans() if s.name == "invoke_agent kit"}
+        for record in turn_ends:
+            assert record.span_id in turn_spans  # correlated with the exported span
+            assert record.trace_id == turn_spans[record.span_id].trace_id
+            assert record.time_ns == turn_spans[record.span_id].end_ns
+        assert records[0].resource["service.name"] == "kit-otel"
+
+
+def test_logs_to_otlp_json_file(tmp_path):
+    settings = load_settings(env={}, config_file=os.devnull, overrides={
+        "traces_exporter": ("none",), "metrics_exporter": ("none",),
+        "logs_exporter": ("otlp_json_file",), "output_dir": str(tmp_path)})
+    pipe = Pipeline(settings)
+    for event in demo_stream(3, sessions=1, turns=2):
+        pipe.feed(event)
+    pipe.shutdown()
+    lines = (tmp_path / "logs.jsonl").read_text().splitlines()
+    names = {r["eventName"] for line in lines for rl in json.loads(line)["resourceLogs"]
+             for sl in rl["scopeLogs"] for r in sl["logRecords"]}
+    assert logs.EVENT_TURN_END in names and logs.EVENT_INFERENCE_DETAILS in names
+
+
+# ── a real Collector ────────────────────────────────────────────────────────────────────────
+
+def find_otelcol() -> str | None:
+    """$KIT_OTEL_OTELCOL, otelcol-contrib / otelcol on PATH, ../shared/tools/otelcol relative to
+    the repo, /work/shared/tools/otelcol."""
+    candidates = [os.environ.get("KIT_OTEL_OTELCOL"), shutil.which("otelcol-contrib"),
+                  shutil.which("otelcol"), str(REPO.parent / "shared" / "tools" / "otelcol"),
+                  "/work/shared/tools/otelcol"]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_logs_pass_a_real_collectors_logs_pipeline(tmp_path):
+    otelcol = find_otelcol()
+    if otelcol is None:
+        pytest.skip("no OpenTelemetry Collector (set KIT_OTEL_OTELCOL; CI has ../shared/tools)")
+    with OTLPReceiver() as backend:
+        port = _free_port()
+        config = tmp_path / "collector.yaml"
+        config.write_text(f"""
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:{port}
+processors:
+  batch:
+    timeout: 200ms
+exporters:
+  otlp:
+    endpoint: 127.0.0.1:{backend.grpc_port}
+    tls:
+      insecure: true
+service:
+  telemetry:
+    metrics:
+      level: none
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlp]
+""")
+        proc = subprocess.Popen([otelcol, "--config", str(config)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            settings = load_settings(env={}, config_file=os.devnull, overrides={
+                "traces_exporter": ("none",), "metrics_exporter": ("none",),
+                "logs_exporter": ("otlp",), "otlp_endpoint": f"http://127.0.0.1:{port}",
+                "otlp_protocol": "http/protobuf", "output_dir": str(tmp_path)})
+            _wait_for_port(port, proc)
+            pipe = Pipeline(settings)
+            for event in demo_stream(5, sessions=1, turns=2):
+                pipe.feed(event)
+            pipe.shutdown()
+            backend.wait_for(lambda: any(r.event_name == logs.EVENT_TURN_END
+                                         for r in backend.log_records()), timeout=60,
+                             message="no kit.turn.end record came out of the Collector")
+            record = next(r for r in backend.log_records() if r.event_name == logs.EVENT_TURN_END)
+            assert record.trace_id and record.span_id
+            assert record.resource["service.name"] == "kit-otel"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen) -> None:
+    import socket
+    deadline = time.monotonic() + 120  # the first run unpacks the binary
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the Collector exited: {proc.stderr.read()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("the Collector did not open its port")
+
+
+@pytest.mark.parametrize("name", ["single-node.yaml", "agent.yaml", "gateway.yaml"])
+def test_repo_collector_configs_validate_with_their_logs_pipeline(name):
+    otelcol = find_otelcol()
+    if otelcol is None:
+        pytest.skip("no OpenTelemetry Collector (set KIT_OTEL_OTELCOL; CI has ../shared/tools)")
+    import yaml
+    config = REPO / "collector-config" / name
+    assert "logs" in yaml.safe_load(config.read_text())["service"]["pipelines"]
+    result = subprocess.run([otelcol, "validate", "--config", str(config)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
