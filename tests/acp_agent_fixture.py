@@ -10,12 +10,14 @@ Everything it does is driven by the prompt text and by the client's answers — 
   (current_mode_update), a text chunk, tool `edit-1` (edit) asking permission — which the
   test's client refuses — reported failed, a usage_update (cumulative 0.0150 USD), then waits
   for the client's session/cancel and answers `cancelled`.
+- "echo trace context": answers with the `traceparent`/`tracestate` of the request's `_meta`.
 Sessions are "sess-1", "sess-2", … (new and forked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 
 from acp import (PROTOCOL_VERSION, run_agent, start_tool_call, text_block, tool_content,
                  update_agent_message_text, update_agent_thought_text, update_tool_call)
@@ -106,6 +108,10 @@ class ScriptedAgent:
                                    cost=Cost(amount=0.0150, currency="USD")))
             await self.cancelled[session_id].wait()
             return PromptResponse(stop_reason="cancelled")
+        if text == "echo trace context":  # what arrived in the request's _meta
+            await send(update_agent_message_text(json.dumps(
+                {k: kwargs.get(k) for k in ("traceparent", "tracestate")})))
+            return PromptResponse(stop_reason="end_turn")
         await send(update_agent_message_text("ok"))
         return PromptResponse(stop_reason="end_turn")
 

@@ -310,3 +310,46 @@ def test_connection_made_before_instrumenting_is_observed(instrumentor):
         (1, "chat", "CLIENT", "UNSET", {"kit.message.chunks.count": 1}),
         (0, "kit.session_shutdown", "INTERNAL", "UNSET", {"kit.project": "unknown"}),
     ]
+
+
+class EchoClient(Client):
+    def __init__(self):
+        super().__init__()
+        self.texts = []
+
+    async def session_update(self, session_id, update, **kwargs):
+        if update.session_update == "agent_message_chunk":
+            self.texts.append(update.content.text)
+
+
+def test_prompt_meta_carries_the_turns_trace_context_and_honours_an_incoming_one(instrumentor):
+    tracer_provider, meter_provider, exporter, _ = providers()
+    instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider,
+                            translator_settings=TranslatorSettings(sessions_root=None))
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    client = EchoClient()
+
+    async def two_turns():
+        async with spawn_agent_process(client, sys.executable, FIXTURE,
+                                       use_unstable_protocol=True) as (conn, _process):
+            await asyncio.wait_for(conn.initialize(protocol_version=PROTOCOL_VERSION), SAFETY)
+            session = await asyncio.wait_for(conn.new_session(cwd="/tmp"), SAFETY)
+            await asyncio.wait_for(conn.prompt(session_id=session.session_id,
+                                               prompt=[text_block("echo trace context")]), SAFETY)
+            await asyncio.wait_for(conn.prompt(session_id=session.session_id,
+                                               prompt=[text_block("echo trace context")],
+                                               traceparent=caller, tracestate="vendor=x"),
+                                   SAFETY)
+
+    asyncio.run(two_turns())
+    turns = sorted((s for s in exporter.get_finished_spans() if s.name == "invoke_agent kit"),
+                   key=lambda s: s.start_time)
+    assert len(turns) == 2 and len(client.texts) == 2
+    sent = [json.loads(text) for text in client.texts]
+    for meta, turn in zip(sent, turns):  # the agent got the turn's own context
+        ctx = turn.get_span_context()
+        assert meta["traceparent"].startswith(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-")
+    assert turns[0].parent is None  # no incoming context: a root span
+    assert f"{turns[1].context.trace_id:032x}" == caller.split("-")[1]  # joined the caller's
+    assert f"{turns[1].parent.span_id:016x}" == caller.split("-")[2]
+    assert sent[1]["tracestate"] == "vendor=x"

@@ -287,6 +287,10 @@ class BridgeStart(EventData):
     BridgeVersion: Name = ""
     StartedAt: Name = ""
     Options: StateMap | None = None
+    # W3C trace context KIT was started with (TRACEPARENT / TRACESTATE), where the bridge can
+    # read its environment: the process's turns become children of that span
+    Traceparent: Name = ""
+    Tracestate: Name = ""
 
 
 class UnknownData(EventData):

@@ -121,6 +121,8 @@ type writer struct {
 	options      map[string]string
 	started      time.Time
 	pid          int
+	traceparent  string // TRACEPARENT / TRACESTATE KIT was started with
+	tracestate   string
 	header       []byte
 
 	env       envelope // reused for every line
@@ -144,6 +146,11 @@ type headerData struct {
 	BridgeVersion string
 	StartedAt     string
 	Options       map[string]string
+	// The W3C trace context KIT was started with (a CI job's TRACEPARENT):
+	// the exporter makes this process's turns children of it. Empty where
+	// the interpreter has no environment (KIT before its yaegi got one).
+	Traceparent string `json:",omitempty"`
+	Tracestate  string `json:",omitempty"`
 }
 
 // Init is called by KIT when it loads the extension.
@@ -936,6 +943,8 @@ func begin(b *bridge, c ext.Context) *writer {
 		shutdownWait: time.Duration(shutdownMs) * time.Millisecond,
 		started:      time.Now(),
 		pid:          os.Getpid(),
+		traceparent:  os.Getenv("TRACEPARENT"),
+		tracestate:   os.Getenv("TRACESTATE"),
 		openWait:     minRetry,
 		dialWait:     minRetry,
 	}
@@ -1112,7 +1121,8 @@ type stepSizes struct {
 func encodeHeader(w *writer, path string) []byte {
 	env := envelope{V: 1, Seq: atomic.AddInt64(&w.shared[0], 1), Ts: w.started.UTC(), Pid: w.pid,
 		SessionPath: path, Type: "bridge_start", Source: "bridge", Agent: w.agent,
-		Data: headerData{BridgeVersion: BridgeVersion, StartedAt: w.started.UTC().Format(time.RFC3339Nano), Options: w.options}}
+		Data: headerData{BridgeVersion: BridgeVersion, StartedAt: w.started.UTC().Format(time.RFC3339Nano), Options: w.options,
+			Traceparent: w.traceparent, Tracestate: w.tracestate}}
 	line, err := json.Marshal(&env)
 	if err != nil {
 		return nil

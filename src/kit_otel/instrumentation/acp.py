@@ -31,14 +31,17 @@ from typing import Any, Callable
 import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from .. import events as ev
-from ..translator import split_model
+from ..translator import remote_parent, split_model
 from ._core import Emitter, Frame, FRAME_KEY, instrumentation_enabled, leave, log
 from .baggage import ext_state_context, read_ext_state
 from .entry_points import normalize_usage
 
 SOURCE = "acp"
+TRACEPARENT, TRACESTATE = "traceparent", "tracestate"  # W3C names, keys of the request's _meta
+_W3C = TraceContextTextMapPropagator()
 WRAPPED_METHODS = ("__init__", "prompt", "new_session", "load_session", "resume_session",
                    "fork_session", "close_session", "cancel", "set_config_option", "close")
 
@@ -281,6 +284,7 @@ class AcpInstrumentation:
         if begun is None:
             return await wrapped(*args, **kwargs)
         s, t = begun
+        kwargs = self.emitter.run(SOURCE, self._with_trace_context, s, kwargs) or kwargs
         token = None
         if t.ctx is not None:
             try:
@@ -361,6 +365,12 @@ class AcpInstrumentation:
         state = read_ext_state(s.path) if s.real and self.ext_state else None
         t = _Turn(ts)
         s.turn = t
+        # a traceparent the caller put in the request's _meta: the turn joins that trace
+        incoming = kwargs.get(TRACEPARENT)
+        parent = remote_parent(incoming, kwargs.get(TRACESTATE) or "") \
+            if isinstance(incoming, str) else None
+        if parent is not None:
+            self.emitter.translator.set_next_turn_parent(self.emitter.pid, s.path, parent)
         self._feed(s, "input", ev.Input(Text=prompt, Source=SOURCE), ts)
         self._feed(s, "agent_start", ev.AgentStart(Prompt=prompt), ts, state)
         self._feed(s, "message_start", ev.MessageStart(), ts)
@@ -373,6 +383,17 @@ class AcpInstrumentation:
             ctx = trace.set_span_in_context(span, ctx)
         t.ctx = otel_context.set_value(FRAME_KEY, t.frame, ctx)
         return s, t
+
+    def _with_trace_context(self, s: _Session, kwargs: dict) -> dict:
+        """The prompt's keyword arguments (ACP puts them in the request's `_meta`) with the
+        turn's W3C trace context, as the ACP trace-context proposal carries it, so an agent
+        that traces can continue the turn's trace."""
+        span = self.emitter.turn_span(s.path)
+        if span is None:
+            return kwargs
+        carrier: dict[str, str] = {}
+        _W3C.inject(carrier, context=trace.set_span_in_context(span))
+        return {**kwargs, **carrier}
 
     def _end_turn(self, s: _Session, t: _Turn, response: Any, exc: BaseException | None) -> None:
         if s.turn is not t:
