@@ -51,6 +51,10 @@ class Client:
             with self.tracer.start_as_current_span("client.render"):
                 pass
         if getattr(update, "tool_call_id", None) == "edit-1" and update.status == "failed":
+            self.edit_failed_seen = True
+        elif update.session_update == "usage_update" and getattr(self, "edit_failed_seen", False):
+            # the agent's last update before it waits for the cancel: cancelling earlier would
+            # race the usage_update on the wire
             self.edit_failed.set()
 
     async def request_permission(self, session_id, tool_call, options, **kwargs):
