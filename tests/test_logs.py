@@ -250,11 +250,13 @@ def test_repo_collector_configs_have_a_logs_pipeline_from_the_otlp_receiver(name
     logs_pipeline = config["service"]["pipelines"]["logs"]
     assert logs_pipeline["receivers"] == ["otlp"]
     assert logs_pipeline["processors"][0] == "memory_limiter"
-    assert logs_pipeline["processors"][-1] == "batch"
+    # the same processors as the metrics pipeline, less the metrics-only one
+    metrics = [p for p in config["service"]["pipelines"]["metrics"]["processors"]
+               if p != "deltatocumulative"]
+    assert logs_pipeline["processors"] == metrics
 
 
-# agent.yaml is left out: its loadbalancing resolver does not validate yet (issue 12's)
-@pytest.mark.parametrize("name", ["single-node.yaml", "gateway.yaml"])
+@pytest.mark.parametrize("name", ["single-node.yaml", "agent.yaml", "gateway.yaml"])
 def test_repo_collector_configs_validate_with_their_logs_pipeline(name):
     otelcol = find_otelcol()
     if otelcol is None:
