@@ -521,5 +521,6 @@ def test_traceparent_reaches_the_header_where_kit_gives_the_environment(hosts, t
     # these harnesses give yaegi the process environment; KIT's own loader at the seed commit
     # does not (docs/bridge.md): there the header has no trace context and turns are roots
     assert (header.data.Traceparent, header.data.Tracestate) == (traceparent, "ci=1")
+    assert header.data.Model == "anthropic/claude-sonnet-4-5-20250929"  # the Context's model
     assert decode_all(run.lines())[1:] and all(
         e.type != "bridge_start" for e in decode_all(run.lines())[1:])

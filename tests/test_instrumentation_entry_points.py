@@ -803,3 +803,14 @@ def test_extractor_paths_and_usage_shapes():
         compile_extractor("requests.model", _Params(lambda request: None, False), "test")
     with pytest.raises(EntryPointError):
         compile_extractor("result..x", params, "test")
+
+
+def test_a_process_started_with_traceparent_parents_its_turns(setup, agent_module, monkeypatch):
+    monkeypatch.setenv("TRACEPARENT", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    s = setup()
+    m = agent_module
+    agent = m.Agent(m.Model([m.Reply(text="ok", usage=m.Usage(1, 1))]))
+    assert agent.run_turn("hi") == "ok"
+    (turn,) = s.spans("invoke_agent kit")
+    assert f"{turn.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert turn.parent is not None and f"{turn.parent.span_id:016x}" == "00f067aa0ba902b7"

@@ -220,3 +220,50 @@ def test_stability_opt_in_switches_to_the_newest_names():
         default.total(gm.GEN_AI_CLIENT_TOKEN_USAGE, **{ga.GEN_AI_TOKEN_TYPE: "output"}) > 0
     assert n.gen_ai_latest("http, gen_ai_latest_experimental")
     assert not n.gen_ai_latest("") and not n.gen_ai_latest("gen_ai")
+
+
+def test_s11_the_first_turn_names_provider_and_model_at_its_start():
+    from kit_otel import events as ev
+    s = sc.simple_turn()
+    header = ev.Event(type="bridge_start", ts_ns=sc.T0 - 1, pid=s.pid, source="bridge",
+                      data=ev.BridgeStart(Model=f"anthropic/{SONNET}"))
+    h = make_harness(TranslatorSettings(sessions_root=None))
+    started = []
+    h.translator.tracer = _StartRecorder(h.translator.tracer, started)
+    h.feed([header] + s.events).close()
+    turn_start = next(attrs for name, attrs in started if name == n.SPAN_TURN)
+    assert turn_start[ga.GEN_AI_PROVIDER_NAME] == "anthropic"  # known when sampling decides
+    assert turn_start[ga.GEN_AI_REQUEST_MODEL] == SONNET
+    chat_start = next(attrs for name, attrs in started if name.startswith("chat"))
+    assert chat_start[ga.GEN_AI_REQUEST_MODEL] == SONNET
+    without = make_harness(TranslatorSettings(sessions_root=None))
+    started_without = []
+    without.translator.tracer = _StartRecorder(without.translator.tracer, started_without)
+    without.feed(s.events).close()
+    assert ga.GEN_AI_REQUEST_MODEL not in next(a for name, a in started_without
+                                               if name == n.SPAN_TURN)
+
+
+class _StartRecorder:
+    """The attributes each span had when it started (what a sampler sees)."""
+
+    def __init__(self, tracer, started):
+        self._tracer, self._started = tracer, started
+
+    def start_span(self, name, *args, attributes=None, **kwargs):
+        self._started.append((name, dict(attributes or {})))
+        return self._tracer.start_span(name, *args, attributes=attributes, **kwargs)
+
+
+def test_telemetry_md_names_every_name():
+    from pathlib import Path
+
+    from kit_otel import logs
+    doc = (Path(__file__).parents[1] / "docs" / "telemetry.md").read_text()
+    names = [v for k, v in vars(n).items() if not k.startswith("_") and isinstance(v, str)
+             and v.startswith(("gen_ai.", "kit.", "session.", "error.", "exception."))
+             and not v.endswith(".")]
+    names += [x for spec in vars(n).values() if isinstance(spec, n.MetricSpec)
+              for x in (spec.otel_name, spec.prometheus_name)]
+    names += list(logs.ALL_EVENTS)
+    assert [name for name in names if f"`{name}" not in doc] == []

@@ -290,7 +290,8 @@ class BridgeStart(EventData):
     # W3C trace context KIT was started with (TRACEPARENT / TRACESTATE), where the bridge can
     # read its environment: the process's turns become children of that span
     Traceparent: Name = ""
-    Tracestate: Name = ""
+    Tracestate: PathText = ""  # W3C allows 32 members: longer than a name
+    Model: Name = ""  # "provider/model" KIT had selected when the bridge began
 
 
 class UnknownData(EventData):

@@ -284,6 +284,9 @@ class Translator:
         # or one handed in for a session's next turn (ACP `_meta`)
         self.process_parents: dict[int, Context] = {}
         self.next_turn_parents: dict[tuple[int, str], Context] = {}
+        # "provider/model" a KIT process had selected (bridge header, later model changes):
+        # a new session knows its model before its first LLM call reports it
+        self.process_models: dict[int, str] = {}
         self.clock_ns = 0
         self.events_seen = 0
         self.rejected = 0
@@ -346,8 +349,12 @@ class Translator:
         if ts > self.clock_ns:
             self.clock_ns = ts
         if etype in ev.META_TYPES:
-            if etype == "bridge_start" and event.data.Traceparent:
-                self.set_process_parent(event.pid, event.data.Traceparent, event.data.Tracestate)
+            if etype == "bridge_start":
+                if event.data.Traceparent:
+                    self.set_process_parent(event.pid, event.data.Traceparent,
+                                            event.data.Tracestate)
+                if event.data.Model:
+                    self.process_models[event.pid] = event.data.Model
             return
         if not event.session_path and event.agent != "main" and \
                 self.open_subagents.get(event.pid):
@@ -487,6 +494,9 @@ class Translator:
         if cwd and self.content.capture:
             attrs["kit.cwd"] = cwd
         session = _Session(event.pid, event.session_path, session_id, project, attrs)
+        known = self.process_models.get(event.pid)
+        if known:
+            session.provider, session.model = split_model(known)
         self._set_session_id(session, session_id)
         return session
 
@@ -680,6 +690,8 @@ class Translator:
     def _on_model_change(self, session: _Session, event: ev.Event) -> None:
         data: ev.ModelChange = event.data
         provider, model = split_model(data.NewModel)
+        if data.NewModel and session.pid in self.process_models:
+            self.process_models[session.pid] = data.NewModel
         if model:
             session.model = model
         if provider:

@@ -123,6 +123,7 @@ type writer struct {
 	pid          int
 	traceparent  string // TRACEPARENT / TRACESTATE KIT was started with
 	tracestate   string
+	model        string // the Context's model when the bridge began
 	header       []byte
 
 	env       envelope // reused for every line
@@ -151,6 +152,9 @@ type headerData struct {
 	// the interpreter has no environment (KIT before its yaegi got one).
 	Traceparent string `json:",omitempty"`
 	Tracestate  string `json:",omitempty"`
+	// The model KIT had selected when the bridge began ("provider/model"),
+	// so the first turn's span names it before any LLM call reports it.
+	Model string `json:",omitempty"`
 }
 
 // Init is called by KIT when it loads the extension.
@@ -943,6 +947,7 @@ func begin(b *bridge, c ext.Context) *writer {
 		shutdownWait: time.Duration(shutdownMs) * time.Millisecond,
 		started:      time.Now(),
 		pid:          os.Getpid(),
+		model:        c.Model,
 		traceparent:  os.Getenv("TRACEPARENT"),
 		tracestate:   os.Getenv("TRACESTATE"),
 		openWait:     minRetry,
@@ -1122,7 +1127,7 @@ func encodeHeader(w *writer, path string) []byte {
 	env := envelope{V: 1, Seq: atomic.AddInt64(&w.shared[0], 1), Ts: w.started.UTC(), Pid: w.pid,
 		SessionPath: path, Type: "bridge_start", Source: "bridge", Agent: w.agent,
 		Data: headerData{BridgeVersion: BridgeVersion, StartedAt: w.started.UTC().Format(time.RFC3339Nano), Options: w.options,
-			Traceparent: w.traceparent, Tracestate: w.tracestate}}
+			Traceparent: w.traceparent, Tracestate: w.tracestate, Model: w.model}}
 	line, err := json.Marshal(&env)
 	if err != nil {
 		return nil

@@ -157,9 +157,16 @@ class Emitter:
         self.pid = os.getpid()
         self._ids = 0
         _EMITTERS.add(self)
+        self._join_callers_trace()
+
+    def _join_callers_trace(self) -> None:
+        """A process started with TRACEPARENT (a CI job step): its turns join that trace."""
+        self.translator.set_process_parent(self.pid, os.environ.get("TRACEPARENT", ""),
+                                           os.environ.get("TRACESTATE", ""))
 
     def _after_fork(self) -> None:
         self.pid = os.getpid()
+        self._join_callers_trace()
         self.lock = threading.RLock()
         self._busy = False
 
