@@ -232,6 +232,7 @@ class KitOtel:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "KIT_OTEL_"))}
         self.env.update({
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{otlp_grpc}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",  # http/protobuf is kit-otel's default
             "OTEL_TRACES_EXPORTER": "otlp,otlp_json_file",
             "OTEL_METRICS_EXPORTER": "otlp,prometheus", "OTEL_METRIC_EXPORT_INTERVAL": "1000",
             "KIT_OTEL_PROMETHEUS_PORT": str(self.metrics_port), "KIT_OTEL_OUTPUT_DIR": str(self.out),
