@@ -136,7 +136,8 @@ def test_replay_exits_non_zero_when_the_collector_refused_everything(tmp_path, e
         endpoint = f"http://127.0.0.1:{receiver.grpc_port}"
         result = run(["replay", "-q", str(events_file)], tmp_path,
                      env={"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
-                          "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+                          "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+                          "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
         assert receiver.refused >= 1
     assert result.returncode == cli.EXIT_NOT_DELIVERED, result.stderr
     line = [x for x in result.stderr.splitlines() if x.startswith("kit-otel: exported 0/")]
@@ -162,7 +163,8 @@ def test_replay_exits_zero_when_everything_arrived(tmp_path, events_file):
     with OTLPReceiver() as receiver:
         result = run(["replay", "-q", str(events_file)], tmp_path,
                      env={"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
-                          "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.grpc_port}"})
+                          "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.grpc_port}",
+                          "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
         assert receiver.trace_requests and receiver.metric_requests
     assert result.returncode == cli.EXIT_OK, result.stderr
 
