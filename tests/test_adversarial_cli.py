@@ -153,6 +153,7 @@ def test_replay_exits_non_zero_when_no_collector_listens(tmp_path, events_file):
     result = run(["replay", "-q", str(events_file)], tmp_path,
                  env={"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
                       "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                      "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                       "OTEL_EXPORTER_OTLP_TIMEOUT": "2"})
     assert result.returncode == cli.EXIT_NOT_DELIVERED
     line = _one_clean_line(result)
