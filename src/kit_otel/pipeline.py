@@ -191,7 +191,7 @@ class Pipeline:
         if name == "console":
             return ConsoleSpanExporter()
         if name == "otlp_json_file":
-            from .otlp_json import OTLPJsonFileSpanExporter
+            from .otlp_json_file import OTLPJsonFileSpanExporter
             return OTLPJsonFileSpanExporter(self.output_dir / "traces.jsonl")
         if name in ("none", ""):
             return None
@@ -206,7 +206,7 @@ class Pipeline:
         if name == "otlp":
             exporter = _otlp_metric_exporter(self.settings)
         elif name == "otlp_json_file":
-            from .otlp_json import OTLPJsonFileMetricExporter
+            from .otlp_json_file import OTLPJsonFileMetricExporter
             exporter = OTLPJsonFileMetricExporter(
                 self.output_dir / "metrics.jsonl",
                 preferred_temporality=_temporality(self.settings))
