@@ -35,10 +35,10 @@ class DropSpans(SpanProcessor):
         pass
 
 
-def providers():
+def providers(span_processor: SpanProcessor | None = None, metric_reader=None):
     tp = TracerProvider()
-    tp.add_span_processor(DropSpans())
-    return tp, MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tp.add_span_processor(span_processor or DropSpans())
+    return tp, MeterProvider(metric_readers=[metric_reader or InMemoryMetricReader()])
 
 
 # ── recording what kit-otel does with the SDK, to replay it as the floor ─────────────────────
@@ -141,10 +141,10 @@ def record_sdk_calls(lines: list[bytes]) -> list[list[tuple]]:
     return per_line
 
 
-def floor_run(lines, calls_per_line) -> float:
+def floor_run(lines, calls_per_line, span_processor=None, metric_reader=None) -> float:
     from opentelemetry.trace import Link, set_span_in_context
     from opentelemetry.context import Context
-    tp, mp = providers()
+    tp, mp = providers(span_processor, metric_reader)
     tracer = tp.get_tracer("floor")
     meter_instruments = Translator(tp, mp, TranslatorSettings(sessions_root=None)).metrics
     decode = msgspec.json.decode

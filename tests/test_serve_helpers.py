@@ -48,7 +48,8 @@ class KitProcess:
 
 
 def kit_process(seed: int, pid: int, sessions_root: Path, *, turns: int = 6,
-                start_ns: int | None = None, index: int = 0) -> KitProcess:
+                start_ns: int | None = None, index: int = 0,
+                words_per_step: int = 0) -> KitProcess:
     """One KIT process's spool lines: a realistic session (parallel tools, a subagent with its
     own child-agent file, retries, an error turn, a compaction, a model change, a hot reload)."""
     rng = random.Random(seed)
@@ -58,7 +59,8 @@ def kit_process(seed: int, pid: int, sessions_root: Path, *, turns: int = 6,
     path = session_file_path(sessions_root, cwd, start, rng)
     write_session_header(path, cwd, uuid.UUID(int=rng.getrandbits(128)).hex, start)
     script = demo_session(rng, pid=pid, session_path=str(path), start_ns=start,
-                          provider=provider, model=model, turns=turns)
+                          provider=provider, model=model, turns=turns,
+                          words_per_step=words_per_step)
     events = script.events
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(start / 1e9))
     instance = 0
