@@ -109,22 +109,48 @@ def default_path_cpu(lines: list[bytes]) -> float:
 
 # ── measured subprocesses ────────────────────────────────────────────────────────────────────
 
+# The CLI with its own peak RSS written at exit: a child's ru_maxrss also counts the memory of
+# the (large) benchmark process it was forked from, before its exec.
+_CLI_REPORTING_PEAK_RSS = """
+import atexit, os, sys
+def _peak():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM"))
+    with open(os.environ["KIT_OTEL_BENCH_PEAK_FILE"], "w") as out:
+        out.write(kib)
+atexit.register(_peak)
+sys.argv[0] = "kit-otel"
+from kit_otel.cli import main
+sys.exit(main())
+"""
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-c", _CLI_REPORTING_PEAK_RSS, *args]
+
+
 class Measured:
     def __init__(self, wall: float, cpu: float, rss_mib: float, code: int, stderr: str):
         self.wall, self.cpu, self.rss_mib, self.code, self.stderr = wall, cpu, rss_mib, code, stderr
 
 
-def _wait_measured(proc: subprocess.Popen, t0: float, stderr_path: Path) -> Measured:
+def _wait_measured(proc: subprocess.Popen, t0: float, stderr_path: Path,
+                   peak_path: Path) -> Measured:
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+    try:
+        peak_mib = int(peak_path.read_text()) / 1024
+    except (OSError, ValueError):
+        peak_mib = float("nan")  # killed before its exit handlers ran
+    return Measured(wall, usage.ru_utime + usage.ru_stime, peak_mib,
                     proc.returncode, stderr_path.read_text(errors="replace")[-2000:])
 
 
 def clean_env(work: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "KIT_OTEL_"))}
     env.update({"KIT_OTEL_CONFIG": os.devnull, "KIT_OTEL_PROMETHEUS_PORT": "0",
+                "KIT_OTEL_BENCH_PEAK_FILE": str(work / "peak-rss-kib"),
                 "KIT_OTEL_OUTPUT_DIR": str(work / "out"), "KIT_OTEL_SESSIONS_ROOT": str(work)})
     env.update(extra)
     return env
@@ -132,12 +158,13 @@ def clean_env(work: Path, **extra: str) -> dict[str, str]:
 
 def run_replay(path: Path, env: dict[str, str], work: Path) -> Measured:
     stderr_path = work / "replay.stderr"
+    (work / "peak-rss-kib").unlink(missing_ok=True)
     with open(stderr_path, "w") as stderr:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "replay", "-q", str(path)],
+        proc = subprocess.Popen(cli_command("replay", "-q", str(path)),
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=stderr)
-        return _wait_measured(proc, t0, stderr_path)
+        return _wait_measured(proc, t0, stderr_path, work / "peak-rss-kib")
 
 
 def replay_configs(receiver) -> list[tuple[str, dict[str, str]]]:
@@ -231,10 +258,11 @@ def run_serve(processes, receiver, work: Path, timeout_s: float = 600) -> tuple[
                     KIT_OTEL_SOCKET_PATH="off", KIT_OTEL_IDLE_TIMEOUT_S="86400",
                     **receiver.env("grpc"))
     stderr_path = work / "serve.stderr"
+    (work / "peak-rss-kib").unlink(missing_ok=True)
     seen, counted = 0, 0
     with open(stderr_path, "w") as stderr:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "serve"], env=env,
+        proc = subprocess.Popen(cli_command("serve"), env=env,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=stderr)
         caught_up = float("nan")
@@ -249,7 +277,7 @@ def run_serve(processes, receiver, work: Path, timeout_s: float = 600) -> tuple[
             time.sleep(0.02)
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
-        return _wait_measured(proc, t0, stderr_path), caught_up
+        return _wait_measured(proc, t0, stderr_path, work / "peak-rss-kib"), caught_up
 
 
 def bench_serve(label: str, processes, runs: int, receiver, work: Path) -> None:

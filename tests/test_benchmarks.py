@@ -44,7 +44,7 @@ def test_replay_and_serve_runs_report_cpu_and_rss(bench_e2e, receiver, tmp_path)
     path.write_bytes(b"".join(lines))
     measured = bench_e2e.run_replay(path, bench_e2e.clean_env(tmp_path), tmp_path)
     assert measured.code == 0, measured.stderr
-    assert measured.cpu > 0 and measured.rss_mib > 10
+    assert measured.cpu > 0 and 10 < measured.rss_mib < 1000
     assert (tmp_path / "out" / "traces.jsonl").stat().st_size > 0  # the default exporters ran
 
     processes = bench_e2e.spool_processes(2, 1, tmp_path / "sessions")
