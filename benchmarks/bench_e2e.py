@@ -351,6 +351,18 @@ def bench_scaling(quick: bool, receiver, work: Path, runs: int) -> None:
     base = _lines(demo_stream(5, sessions=30 if not quick else 3, turns=4))
     _curve("names", [(str(k), _with_distinct_names(base, k)) for k in
                      ((1, 10) if quick else (1, 10, 100, 1000))])
+    print("  stream length (kit-otel replay, default exporters): peak RSS")
+    rss = []
+    for turns in ((2, 4) if quick else (15, 60, 240)):
+        lines = _lines(demo_stream(6, sessions=10, turns=turns))
+        path = work / "length.ndjson"
+        path.write_bytes(b"".join(lines))
+        measured = run_replay(path, clean_env(work), work)
+        rss.append(measured.rss_mib)
+        print(f"    turns {turns:>5}: {len(lines):>9,} events  {len(lines) / measured.wall:8,.0f} "
+              f"events/s  peak RSS {measured.rss_mib:6.1f} MiB", flush=True)
+        path.unlink()
+    print(f"    peak RSS longest / shortest = {rss[-1] / rss[0]:.2f}")
     print("  spool files for serve (OTLP gRPC catch-up; ~1 turn per file at the most):")
     rates = []
     for files in ((1, 4) if quick else (1, 10, 100, 1000)):
