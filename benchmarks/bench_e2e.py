@@ -336,8 +336,8 @@ def _curve(label: str, points: list[tuple[str, list[bytes]]]) -> None:
           f"({'flat: linear' if costs[-1] / costs[0] < 1.5 else 'WORSE than linear'})")
 
 
-def bench_scaling(quick: bool, receiver, work: Path, runs: int) -> None:
-    sizes = (10, 100) if quick else (10, 100, 1000, 10_000)
+def bench_scaling(quick: bool, receiver, work: Path, runs: int, largest: int = 10_000) -> None:
+    sizes = (10, 100) if quick else tuple(s for s in (10, 100, 1000, 10_000) if s <= largest)
     print("  concurrent sessions (1 turn each, default path's work in process):")
     _curve("sessions", [(str(s), _lines(demo_stream(3, sessions=s, turns=1))) for s in sizes])
     print("  events per turn (LLM steps streaming N text chunks each):")
@@ -350,7 +350,7 @@ def bench_scaling(quick: bool, receiver, work: Path, runs: int) -> None:
     print("  distinct models and tools (30 sessions x 4 turns renamed):")
     base = _lines(demo_stream(5, sessions=30 if not quick else 3, turns=4))
     _curve("names", [(str(k), _with_distinct_names(base, k)) for k in
-                     ((1, 10) if quick else (1, 10, 100, 1000))])
+                     ((1, 10) if quick else (1,) + tuple(s for s in sizes if s <= 1000))])
     print("  stream length (kit-otel replay, default exporters): peak RSS")
     rss = []
     for turns in ((2, 4) if quick else (15, 60, 240)):
@@ -365,7 +365,7 @@ def bench_scaling(quick: bool, receiver, work: Path, runs: int) -> None:
     print(f"    peak RSS longest / shortest = {rss[-1] / rss[0]:.2f}")
     print("  spool files for serve (OTLP gRPC catch-up; ~1 turn per file at the most):")
     rates = []
-    for files in ((1, 4) if quick else (1, 10, 100, 1000)):
+    for files in ((1, 4) if quick else (1,) + tuple(s for s in sizes if s <= 1000)):
         turns = max(1, (40 if not quick else 4) // files)
         processes = spool_processes(files, turns, work / f"s{files}")
         lines = sum(len(p.lines) for p in processes)
@@ -385,6 +385,8 @@ def main(argv=None) -> int:
     parser.add_argument("--turns", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: the entry points run")
+    parser.add_argument("--largest", type=int, default=10_000,
+                        help="largest size of the scaling curves (10 ... 10000)")
     parser.add_argument("--only", default="replay,serve,scaling",
                         help="comma-separated sections (default %(default)s)")
     args = parser.parse_args(argv)
@@ -422,7 +424,7 @@ def main(argv=None) -> int:
                         args.runs, receiver, work)
         if "scaling" in sections:
             print("== scaling", flush=True)
-            bench_scaling(args.quick, receiver, work, args.runs)
+            bench_scaling(args.quick, receiver, work, args.runs, args.largest)
     print(f"targets: default replay >= {TARGET_EVENTS_PER_S:,} events/s and <= "
           f"{TARGET_FLOOR_RATIO}x floor; serve catch-up >= {TARGET_EVENTS_PER_S:,} events/s")
     return 0

@@ -53,16 +53,20 @@ class FileTailer:
                 break
             position += len(block)
             pending += block
+            # lines are cut out at a moving start: slicing the rest off after every line would
+            # copy the whole block once per line
+            start, size = 0, len(pending)
             while len(lines) < max_lines:
-                newline = pending.find(b"\n")
+                newline = pending.find(b"\n", start)
                 if newline < 0:
-                    if len(pending) > self.max_bytes:  # an oversize line: skip it to its end
-                        self._skipping += len(pending)
-                        pending = b""
+                    if size - start > self.max_bytes:  # an oversize line: skip it to its end
+                        self._skipping += size - start
+                        start = size
                     break
-                line, pending = pending[: newline + 1], pending[newline + 1:]
+                line = pending[start: newline + 1]
+                start = newline + 1
                 self.lineno += 1
-                end = position - len(pending)
+                end = position - (size - start)
                 if self._skipping:
                     lines.append(Line(self.lineno, OversizeLine(self._skipping + len(line)), end))
                     self._skipping = 0
@@ -71,6 +75,7 @@ class FileTailer:
                 else:
                     lines.append(Line(self.lineno, line, end))
                 self.offset = end
+            pending = pending[start:]
         return lines
 
     def size(self) -> int:
