@@ -42,6 +42,7 @@ from .decoder import DecodeError
 from .instance_id import service_instance_id
 from .pipeline import Pipeline
 from . import names as n
+from .regular_file import open_regular
 from .reliable_export import (DeadLetterFile, DeterministicIdGenerator, ReliableSpanProcessor,
                               event_seed)
 from .sidecar_follow import SidecarFollower
@@ -120,6 +121,27 @@ def _private_dir(path: Path, what: str, tighten: bool = False) -> None:
                          f"{stat.S_IMODE(st.st_mode):04o}); it must be private (0700)")
 
 
+def _check_spool_dir(path: Path) -> None:
+    """The spool directory is created 0700; an existing one must be ours and writable by
+    nobody else (whoever can write there can plant files that serve would read)."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        os.chmod(path, 0o700)
+        return
+    st = path.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise ServeError(f"spool directory {path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise ServeError(f"spool directory {path} belongs to uid {st.st_uid}, not to us")
+    if st.st_mode & 0o022:
+        raise ServeError(f"spool directory {path} is writable by others (mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}): another user could plant files in "
+                         f"it; make it private (chmod 700 {path})")
+
+
+SPOOL_LOCK = ".kit-otel-serve.lock"  # a dot-file: not a spool file, the bridge never reads it
+
+
 class Server:
     """The daemon. `run()` blocks until `stop()` (thread- and signal-safe) is called."""
 
@@ -150,6 +172,8 @@ class Server:
         self.socket_path = ""
         self.tcp_port = 0
         self._lock_fd: int | None = None
+        self._spool_lock_fd: int | None = None
+        self._ignored_names: set[str] = set()  # spool entries that are not our regular files
         self._reject_logs: dict[str, int] = {}
         self.pipeline: Pipeline | None = None
         self.processor: ReliableSpanProcessor | None = None
@@ -185,16 +209,10 @@ class Server:
 
     def _start(self) -> None:
         _private_dir(self.state_dir, "state directory", tighten=True)
-        if not self.spool_dir.exists():
-            self.spool_dir.mkdir(parents=True, mode=0o700)
-        self._lock_fd = os.open(self.state_dir / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise ServeError(f"another kit-otel serve is running with state directory "
-                                 f"{self.state_dir}") from None
-            raise
+        _check_spool_dir(self.spool_dir)
+        self._lock_fd = self._lock(self.state_dir / "serve.lock", "state directory")
+        # two daemons on one spool directory would each delete what the other has not exported
+        self._spool_lock_fd = self._lock(self.spool_dir / SPOOL_LOCK, "spool directory")
         daemon_totals: Totals = {}
         self.store = CheckpointStore(self.state_dir, daemon_totals)
         try:
@@ -258,6 +276,27 @@ class Server:
                  f" (resuming {len(self.store.streams)} stream(s))" if resumed else "")
         if self.pipeline.prometheus and self.pipeline.prometheus.url:
             log.info("Prometheus metrics at %s", self.pipeline.prometheus.url)
+
+    def _lock(self, path: Path, what: str) -> int:
+        """An exclusive lock on `path` for the daemon's life; it names its holder, so that a
+        second daemon can say which one is in the way."""
+        try:
+            fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o600, follow_symlinks=False)
+        except OSError as exc:
+            raise ServeError(f"cannot use the lock file {path}: "
+                             f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ServeError(f"another kit-otel serve ({holder or 'pid unknown'}) is "
+                                 f"running with {what} {path.parent}; only one may") from None
+            raise ServeError(f"cannot lock {path}: {exc.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, state directory {self.state_dir}".encode(), 0)
+        return fd
 
     @staticmethod
     def _observation(value: float):
@@ -473,7 +512,9 @@ class Server:
     def _scan(self) -> None:
         new: list[tuple[str, Item]] = []
         for name in spool_names(str(self.spool_dir)):
-            if name in self.file_owner:
+            if name in self.file_owner or name in self._ignored_names:
+                continue
+            if not self._acceptable(name):
                 continue
             first = peek_first(str(self.spool_dir / name), self.max_bytes)
             if first is not None:
@@ -485,6 +526,24 @@ class Server:
 
         for name, first in sorted(new, key=order):
             self._attach(name, first)
+
+    def _acceptable(self, name: str) -> bool:
+        """Only regular files of ours are spool files: a FIFO would block a read, a device never
+        end, a link lead anywhere; a file of another user was not written by our bridge."""
+        try:
+            st = os.lstat(self.spool_dir / name)
+        except FileNotFoundError:
+            return False
+        why = ""
+        if not stat.S_ISREG(st.st_mode):
+            why = "is a symbolic link" if stat.S_ISLNK(st.st_mode) else "is not a regular file"
+        elif st.st_uid != os.getuid():
+            why = f"belongs to uid {st.st_uid}"
+        if why:
+            self._ignored_names.add(name)
+            log.warning("spool: ignoring %s: it %s", self.spool_dir / name, why)
+            return False
+        return True
 
     def _attach(self, name: str, first: Item) -> None:
         path = str(self.spool_dir / name)
@@ -794,9 +853,10 @@ class Server:
                 os.close(fd)
             except OSError:
                 pass
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        for fd in (self._spool_lock_fd, self._lock_fd):
+            if fd is not None:
+                os.close(fd)
+        self._lock_fd = self._spool_lock_fd = None
 
 
 # ── command line ────────────────────────────────────────────────────────────────────────────

@@ -29,7 +29,7 @@ class SidecarFollower:
                  watcher: SidecarWatcher | None = None):
         self.translator = translator
         self.root = Path(sessions_root).expanduser() if sessions_root else None
-        self.watcher = watcher or SidecarWatcher()
+        self.watcher = watcher or SidecarWatcher(root=self.root)
         self._watched: set[str] = set()
         self.errors = 0
         try:

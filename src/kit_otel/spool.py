@@ -29,6 +29,7 @@ from typing import Iterable
 
 from .decoder import DecodeError, DecodeFailure, OversizeLine, decode_line
 from .events import Event
+from .regular_file import open_regular
 from .tail import FileTailer
 
 log = logging.getLogger("kit_otel.serve")
@@ -67,7 +68,7 @@ def decode_item(data: bytes, source: str, lineno: int, max_bytes: int,
 def peek_first(path: str, max_bytes: int) -> Item | None:
     """The first line of a spool file, decoded; None while it is not complete yet."""
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_regular(path, follow_symlinks=False), "rb") as fh:
             line = fh.readline(max_bytes + 1)
     except OSError:
         return None
@@ -90,12 +91,14 @@ class SpoolFile:
         self.name = os.path.basename(path)
         self.max_bytes = max_bytes
         self.buffer_lines = buffer_lines
-        self.tailer = FileTailer(path, offset=offset, lineno=lineno, max_bytes=max_bytes)
+        self.tailer = FileTailer(path, offset=offset, lineno=lineno, max_bytes=max_bytes,
+                                 follow_symlinks=False)  # a spool file is never a link
         self.buffer: deque[Item] = deque()
         self.consumed_offset = offset
         self.consumed_lineno = lineno
         self.maybe_more = True  # reset by the daemon at every poll; False once a read found nothing
         self.missing = False
+        self.unusable = ""  # why the file cannot be read (then it counts as read to its end)
         self.lines_read = 0
         try:
             self.last_growth = os.stat(path).st_mtime  # wall clock of the last new line
@@ -104,7 +107,23 @@ class SpoolFile:
 
     def fill(self) -> int:
         """Read more whole lines into the buffer; the number of lines read."""
-        lines = self.tailer.read_available(max_lines=self.buffer_lines)
+        if self.unusable:
+            self.maybe_more = False
+            return 0
+        resets = self.tailer.resets
+        try:
+            lines = self.tailer.read_available(max_lines=self.buffer_lines)
+        except OSError as exc:  # e.g. a FIFO put in its place: never block on it, never retry
+            self.unusable = f"cannot be read: {exc.strerror or exc}"
+            log.warning("spool file %s %s; it is no longer followed", self.path, self.unusable)
+            self.tailer.close()
+            self.maybe_more = False
+            return 0
+        if self.tailer.resets != resets:
+            log.warning("spool file %s was %s: reading it from the start (lines already "
+                        "translated are skipped by seq)", self.path, self.tailer.reset_reason)
+            if not self.buffer:
+                self.consumed_offset = self.consumed_lineno = 0
         if not lines:
             self.maybe_more = False
             if not self.missing and not os.path.exists(self.path):
@@ -137,7 +156,8 @@ class SpoolFile:
         return self.tailer.size()
 
     def fully_consumed(self) -> bool:
-        return not self.buffer and not self.maybe_more and self.consumed_offset >= self.size()
+        return not self.buffer and not self.maybe_more and (
+            bool(self.unusable) or self.consumed_offset >= self.size())
 
     def close(self) -> None:
         self.tailer.close()
@@ -326,8 +346,11 @@ def spool_names(spool_dir: str) -> Iterable[str]:
     return sorted(n for n in names if n.endswith(SPOOL_SUFFIX) and not n.startswith("."))
 
 
+PID_MAX = (1 << 22)  # Linux's ceiling for pid_max: a larger pid cannot be a live process
+
+
 def pid_alive(pid: int) -> bool:
-    if pid <= 0:
+    if pid <= 0 or pid > PID_MAX:  # also: os.kill raises OverflowError beyond pid_t
         return False
     try:
         os.kill(pid, 0)

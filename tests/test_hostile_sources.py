@@ -1,0 +1,257 @@
+"""Streams robust to hostile neighbours (issue 9, "what to build" 2): one test per row of the
+poison-input table that concerns `serve`, its sources and StateStore. Each plants the hostile
+thing next to a well-behaved KIT process and checks that the daemon neither crashes, stalls nor
+goes blind, and that the good process's telemetry arrives whole."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from otlp_receiver import OTLPReceiver
+from test_serve import InProcess, assert_exact_usage, settings_for
+from test_serve_helpers import (ServeProcess, assert_each_span_once, kit_process,
+                                received_spans, reference_spans, serve_env, write_all)
+
+from kit_otel import events as ev
+from kit_otel import names as n
+from kit_otel.decoder import encode_event
+from kit_otel.generator import KitScript, Step, Usage, write_session_header
+from kit_otel.serve import Server
+from kit_otel.spool import pid_alive
+from kit_otel.state_store import StateFileError, StateStore, sidecar_path
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    spool, state, root = tmp_path / "spool", tmp_path / "state", tmp_path / "sessions"
+    spool.mkdir(mode=0o700)
+    return spool, state, root
+
+
+@pytest.fixture
+def receiver():
+    with OTLPReceiver() as rx:
+        yield rx
+
+
+def finishes(call, timeout: float = 5.0):
+    """Run `call` in a thread: (finished in time, its result or exception)."""
+    box: list = []
+
+    def run():
+        try:
+            box.append(call())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return (not thread.is_alive()), (box[0] if box else None)
+
+
+# ── FIFO as a spool file, a session file and a sidecar ─────────────────────────────────────
+
+def test_fifos_never_block_serve_and_sigterm_still_stops_it(dirs, receiver):
+    spool, state, root = dirs
+    proc = kit_process(901, 41001, root, turns=2)
+    session_file = Path(proc.events[0].session_path)
+    session_file.unlink()
+    os.mkfifo(session_file)  # the session file (read for the session id) is a FIFO
+    os.mkfifo(sidecar_path(session_file))  # and so is its ext-state sidecar
+    os.mkfifo(spool / "kit-41002-20260101T000000.000000000Z-1.ndjson")  # and a spool file
+    expected = reference_spans([proc], root)
+    serve = ServeProcess(serve_env(receiver, spool, state, root))
+    try:
+        serve.wait_ready()
+        write_all(spool, proc)
+        receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30,
+                          message="the good process's spans did not arrive")
+        time.sleep(1.5)  # the sidecar follower has polled the FIFO sidecar by now
+    finally:
+        code = serve.terminate(timeout=30)  # would hang (and fail) if an open() blocked
+    assert code == 0, serve.text()
+    assert Counter(received_spans(receiver)) == Counter(expected)
+    assert "kit-41002-20260101T000000.000000000Z-1.ndjson: it is not a regular file" in serve.text()
+    assert "is a FIFO" in serve.text()  # the sidecar's one line
+
+
+# ── the spool directory: mode, ownership, one daemon ───────────────────────────────────────
+
+def test_spool_dir_writable_by_others_is_refused(dirs, receiver, caplog):
+    spool, state, root = dirs
+    os.chmod(spool, 0o777)
+    assert Server(settings_for(receiver, spool, state, root)).run() == 2
+    refusal = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(refusal) == 1 and "writable by others (mode 0777)" in refusal[0]
+    assert f"chmod 700 {spool}" in refusal[0]
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="planting a file of another uid needs root")
+def test_spool_file_of_another_user_is_ignored(dirs, receiver, caplog):
+    spool, state, root = dirs
+    proc = kit_process(902, 41003, root, turns=1)
+    expected = reference_spans([proc], root)
+    planted = kit_process(903, 41004, root, turns=1)
+    write_all(spool, planted)
+    for name in planted.files:
+        os.chown(spool / name, 4242, 4242)
+    write_all(spool, proc)
+    run = InProcess(settings_for(receiver, spool, state, root))
+    receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30)
+    time.sleep(0.5)
+    assert run.stop() == 0
+    assert Counter(received_spans(receiver)) == Counter(expected)  # nothing of the planted one
+    assert f"{planted.files[0]}: it belongs to uid 4242" in caplog.text
+
+
+def test_one_serve_per_spool_dir(dirs, receiver, tmp_path):
+    spool, state, root = dirs
+    proc = kit_process(904, 41005, root, turns=3)
+    expected = reference_spans([proc], root)
+    first = ServeProcess(serve_env(receiver, spool, state, root,
+                                   KIT_OTEL_SPOOL_RETENTION_S="0.5"))
+    try:
+        first.wait_ready()
+        second = ServeProcess(serve_env(receiver, spool, tmp_path / "other-state", root,
+                                        KIT_OTEL_SPOOL_RETENTION_S="0.5"))
+        assert second.proc.wait(30) == 2
+        second._reader.join(5)
+        errors = [line for line in second.log if "ERROR" in line]
+        assert len(errors) == 1, second.text()
+        assert f"another kit-otel serve (pid {first.proc.pid}, state directory {state})" \
+            in errors[0] and f"spool directory {spool}" in errors[0]
+        write_all(spool, proc)
+        receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30)
+    finally:
+        assert first.terminate() == 0, first.text()
+    assert Counter(received_spans(receiver)) == Counter(expected)
+
+
+# ── a pid that does not fit pid_t ──────────────────────────────────────────────────────────
+
+def test_pid_beyond_pid_t_does_not_kill_retention(dirs, receiver):
+    spool, state, root = dirs
+    assert pid_alive(2**63) is False and pid_alive(2**31) is False  # no OverflowError
+    huge = 2**40
+    name = f"kit-{huge}-20260101T000000.000000000Z-1.ndjson"
+    with open(spool / name, "wb") as fh:
+        now = time.time_ns()
+        fh.write(encode_event(ev.make_event("bridge_start", now, seq=1, pid=huge,
+                                            source="bridge",
+                                            data=ev.BridgeStart(BridgeVersion="t"))))
+        fh.write(encode_event(ev.make_event("session_shutdown", now, seq=2, pid=huge,
+                                            source="bridge", data=ev.SessionShutdown())))
+    good = kit_process(905, 41006, root, turns=1)
+    expected = reference_spans([good], root)
+    write_all(spool, good)
+    run = InProcess(settings_for(receiver, spool, state, root, spool_retention_s=0.2),
+                    sweep_interval_s=0.1)
+    receiver.wait_for(lambda: name in run.server.removed_files, timeout=30,
+                      message="retention did not get past the huge pid")
+    receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30)
+    assert run.thread.is_alive() and run.code is None
+    assert run.stop() == 0
+
+
+# ── an ext-state sidecar linked outside the sessions root ──────────────────────────────────
+
+def test_sidecar_linked_outside_the_sessions_root_is_not_read(dirs, receiver, tmp_path, caplog):
+    spool, state, root = dirs
+    session = root / "home--bob--api" / "2026-11-25T10-00-00-000Z_abcdefabcdef.jsonl"
+    write_session_header(session, "/home/bob/api", "e" * 32, time.time_ns())
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text('{"secret": "CANARY-OUTSIDE"}')
+    sidecar_path(session).symlink_to(outside)
+    script = KitScript(pid=41007, session_path=str(session), start_ns=time.time_ns(),
+                       provider="openai", model="gpt-5-mini", budget_extension=False)
+    script.turn("hello", [Step(text="ok", usage=Usage(10, 1))])
+    spool_file = spool / "kit-41007-20261125T100000Z-1.ndjson"
+    events = [ev.make_event("bridge_start", time.time_ns(), pid=41007, session_path=str(session),
+                            source="bridge", data=ev.BridgeStart(BridgeVersion="test"))]
+    events += script.events
+    with open(spool_file, "wb") as fh:
+        for seq, event in enumerate(events, 1):
+            event.seq, event.state = seq, None  # no state from the bridge: the sidecar counts
+            fh.write(encode_event(event))
+    run = InProcess(settings_for(receiver, spool, state, root))
+    receiver.wait_for(lambda: [s for s in receiver.spans() if s.name == n.SPAN_TURN], 30)
+    time.sleep(1.5)  # the follower polls the sidecar once a second
+    assert run.stop() == 0
+    assert all("CANARY-OUTSIDE" not in repr(s.attributes) for s in receiver.spans())
+    assert "outside the sessions root" in caplog.text
+
+
+# ── spool file truncated or rotated under serve ────────────────────────────────────────────
+
+@pytest.mark.parametrize("how", ["truncate", "rotate"])
+def test_spool_file_truncated_or_rotated_while_serving(dirs, receiver, how, caplog):
+    spool, state, root = dirs
+    proc = kit_process(906, 41008, root, turns=4)
+    expected = reference_spans([proc], root)
+    main = proc.files[0]
+    half = len(proc.lines) // 2
+    run = InProcess(settings_for(receiver, spool, state, root))
+    for name, line in proc.lines[:half]:
+        with open(spool / name, "ab") as fh:
+            fh.write(line)
+    receiver.wait_for(lambda: run.server.processed >= half, timeout=30)
+    if how == "truncate":  # logrotate's copytruncate: same inode, back to 0 bytes
+        os.truncate(spool / main, 0)
+    else:  # moved away (not a spool name any more), a new file at the old name
+        os.rename(spool / main, spool / (main + ".1"))
+    for name, line in proc.lines[half:]:
+        with open(spool / name, "ab") as fh:
+            fh.write(line)
+    receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30,
+                      message="lines written after the truncation/rotation were not read")
+    assert run.stop() == 0
+    assert Counter(received_spans(receiver)) == Counter(expected)
+    assert_each_span_once(receiver)
+    assert_exact_usage(receiver, [proc])
+    word = "truncated" if how == "truncate" else "replaced by another file"
+    assert f"spool file {spool / main} was {word}" in caplog.text
+
+
+# ── StateStore on hostile files ────────────────────────────────────────────────────────────
+
+def test_state_store_on_a_fifo_a_directory_and_a_huge_file(tmp_path):
+    session = tmp_path / "s.jsonl"
+    sidecar = sidecar_path(session)
+    store = StateStore(session)
+    for make, reason in ((os.mkfifo, "is a FIFO"), (os.mkdir, "is a directory")):
+        make(sidecar)
+        for call in (store.snapshot, lambda: store.get("k"), lambda: store.set("k", "v")):
+            done, result = finishes(call)
+            assert done, f"StateStore hung on a sidecar that {reason}"
+            assert isinstance(result, StateFileError) and reason in str(result), result
+        os.rmdir(sidecar) if sidecar.is_dir() else os.unlink(sidecar)
+    with open(sidecar, "wb") as fh:
+        fh.truncate(1 << 30)  # 1 GiB (sparse): refused before anything is read
+    import tracemalloc
+    tracemalloc.start()
+    with pytest.raises(StateFileError, match="over the limit"):
+        store.snapshot()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20
+
+
+def test_state_store_never_creates_a_lock_through_a_link(tmp_path):
+    session = tmp_path / "s.jsonl"
+    store = StateStore(session)
+    target = tmp_path / "victim"
+    store.lock_path.symlink_to(target)
+    with pytest.raises(StateFileError, match="cannot use as lock file"):
+        store.set("k", "v")
+    assert not target.exists() and not store.path.exists()
+    store.lock_path.unlink()
+    os.mkfifo(store.lock_path)
+    done, result = finishes(lambda: store.set("k", "v"))
+    assert done and isinstance(result, StateFileError) and "is a FIFO" in str(result)
