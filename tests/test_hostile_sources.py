@@ -20,7 +20,7 @@ from test_serve_helpers import (ServeProcess, assert_each_span_once, kit_process
 
 from kit_otel import events as ev
 from kit_otel import names as n
-from kit_otel.decoder import encode_event
+from kit_otel.decoder import decode_line, encode_event
 from kit_otel.generator import KitScript, Step, Usage, write_session_header
 from kit_otel.serve import Server
 from kit_otel.spool import pid_alive
@@ -255,3 +255,134 @@ def test_state_store_never_creates_a_lock_through_a_link(tmp_path):
     os.mkfifo(store.lock_path)
     done, result = finishes(lambda: store.set("k", "v"))
     assert done and isinstance(result, StateFileError) and "is a FIFO" in str(result)
+
+
+# ── a line with a too-large seq ────────────────────────────────────────────────────────────
+
+def _with_seq(line: bytes, seq: int) -> bytes:
+    import json
+    data = json.loads(line)
+    data["seq"] = seq
+    return json.dumps(data).encode() + b"\n"
+
+
+@pytest.mark.parametrize("corruption", ["far", "near"])
+def test_too_large_seq_in_a_spool_file_never_blinds_the_process(dirs, receiver, corruption):
+    """A corrupted digit makes one line's seq too large: that line is rejected (and counted),
+    every real line after it is still translated."""
+    spool, state, root = dirs
+    proc = kit_process(907, 41009, root, turns=4)
+    bad = next(i for i, (_, line) in enumerate(proc.lines)
+               if i > 10 and b'"message_update"' in line)
+    name, line = proc.lines[bad]
+    seq = bad + 1
+    proc.lines[bad] = (name, _with_seq(line, 10**15 if corruption == "far" else seq + 40))
+    good = proc.lines[:bad] + proc.lines[bad + 1:]
+    expected = reference_spans([type(proc)(proc.pid, good, proc.events)], root)
+    write_all(spool, proc)
+    run = InProcess(settings_for(receiver, spool, state, root), gap_wait_s=0.3)
+    receiver.wait_for(lambda: run.server.processed >= len(good), timeout=30,
+                      message="lines after the bad seq were not translated")
+    receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30)
+    assert run.stop() == 0
+    assert Counter(received_spans(receiver)) == Counter(expected)
+    assert receiver.metric_sum("kit_otel.events.rejected", reason="seq_jump") == 1
+    # the real line it replaced is a hole: waited for, skipped and counted like any other
+    assert receiver.metric_sum("kit_otel.dropped", source="spool_gap") == 1
+
+
+def test_tcp_peer_with_a_huge_seq_cannot_blind_a_spool_stream(dirs, receiver, caplog):
+    import socket as socketlib
+    spool, state, root = dirs
+    proc = kit_process(908, 41010, root, turns=3)
+    expected = reference_spans([proc], root)
+    half = len(proc.lines) // 2
+    for name, line in proc.lines[:half]:
+        with open(spool / name, "ab") as fh:
+            fh.write(line)
+    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=1), gap_wait_s=0.3)
+    receiver.wait_for(lambda: run.server.processed >= half, timeout=30)
+    with socketlib.create_connection(("127.0.0.1", run.server.tcp_port)) as peer:
+        peer.sendall(_with_seq(proc.lines[half][1], 2**62))
+        time.sleep(0.5)
+    for name, line in proc.lines[half:]:
+        with open(spool / name, "ab") as fh:
+            fh.write(line)
+    receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30)
+    assert run.stop() == 0
+    assert Counter(received_spans(receiver)) == Counter(expected)
+    assert receiver.metric_sum("kit_otel.events.rejected", reason="seq_jump") == 1
+    assert "seq: seq 4611686018427387904 is" in caplog.text
+
+
+# ── long outage with a full queue: the idle sweep waits with the input ─────────────────────
+
+def test_idle_sweep_pauses_while_input_is_paused(dirs, monkeypatch):
+    """KIT process A is mid-turn when a collector outage fills the queue (with process B's
+    turns) and input pauses; A writes the rest of its turn meanwhile. The pause outlasts the
+    idle timeout, but A's turn is not closed as incomplete: its events were waiting."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    spool, state, root = dirs
+    probe = kit_process(909, 41011, root, turns=3, start_ns=0)
+    split = next(i for i, (_, line) in enumerate(probe.lines)
+                 if i > len(probe.lines) // 3 and b'"tool_execution_start"' in line)
+    offset = decode_line(probe.lines[split - 1][1]).ts_ns  # A's last event before the pause
+    b = kit_process(910, 41012, root, turns=5, start_ns=time.time_ns() - 3600 * 10**9, index=1)
+    with OTLPReceiver() as rx:
+        rx.fail_with("UNAVAILABLE")
+        run = InProcess(settings_for(rx, spool, state, root, idle_timeout_s=2),
+                        max_queue_spans=10, sweep_interval_s=0.1, backoff_initial_s=0.1,
+                        backoff_max_s=0.3)
+        # A's last event before the pause happens one second from now: A is not idle yet
+        a = kit_process(909, 41011, root, turns=3, start_ns=time.time_ns() + 10**9 - offset)
+        for name, line in a.lines[:split]:
+            with open(spool / name, "ab") as fh:
+                fh.write(line)
+        rx.wait_for(lambda: run.server.processed >= split, timeout=30)
+        assert run.server.translator.open_turn_count() == 1  # A is mid-turn, caught up
+        write_all(spool, b)  # B's turns fill the export queue: input pauses
+        processor = run.server.processor
+        rx.wait_for(lambda: processor.full, timeout=30)
+        for name, line in a.lines[split:]:  # A goes on writing while serve does not read
+            with open(spool / name, "ab") as fh:
+                fh.write(line)
+        time.sleep(5)  # the idle timeout passes, with nothing read
+        assert processor.full
+        expected = reference_spans([a, b], root)
+        turns = sum(1 for key, _ in expected if key[0] == n.SPAN_TURN)
+        rx.fail_with(None)
+        rx.wait_for(lambda: len(received_spans(rx)) >= len(expected), timeout=60)
+        time.sleep(0.5)
+        assert run.stop() == 0
+        got = received_spans(rx)
+    assert not [s for s in rx.spans() if s.attributes.get("kit.turn.incomplete")]
+    assert sum(1 for key, _ in got if key[0] == n.SPAN_TURN) == turns
+    assert Counter(got) == Counter(expected)
+
+
+# ── far-future timestamp in replay ─────────────────────────────────────────────────────────
+
+def test_far_future_timestamp_in_replay_leaves_other_sessions_turns_alone(tmp_path):
+    from harness import make_harness
+    from kit_otel.translator import TranslatorSettings
+    from kit_otel.translator import _SWEEP_EVERY
+
+    h = make_harness(TranslatorSettings(sessions_root=str(tmp_path)))
+    now = time.time_ns()
+    slow = KitScript(pid=41013, session_path=str(tmp_path / "a.jsonl"), start_ns=now,
+                     provider="openai", model="gpt-5-mini", budget_extension=False)
+    slow.turn("long one", [Step(text="thinking", usage=Usage(10, 1))])
+    opening = [e for e in slow.events if e.type != "agent_end"]
+    ending = [e for e in slow.events if e.type == "agent_end"]
+    h.feed(opening)  # session A: a turn open, waiting for its agent_end
+    far = KitScript(pid=41014, session_path=str(tmp_path / "b.jsonl"),
+                    start_ns=now + 200 * 365 * 86400 * 10**9,  # ~2226: encodable, absurd
+                    provider="openai", model="gpt-5-mini", budget_extension=False)
+    while len(far.events) < 2 * _SWEEP_EVERY:  # enough events for the replay sweeps to run
+        far.turn("ok", [Step(text="ok", usage=Usage(1, 1))])
+    h.feed(far.events)
+    assert h.translator.open_turn_count() == 1  # A's turn is still open
+    h.feed(ending)
+    turns = [s for s in h.spans if s.name == n.SPAN_TURN]
+    a_turn = next(s for s in turns if s.attributes.get("kit.pid") == 41013)
+    assert not a_turn.attributes.get("kit.turn.incomplete")

@@ -46,7 +46,8 @@ from .regular_file import open_regular
 from .reliable_export import (DeadLetterFile, DeterministicIdGenerator, ReliableSpanProcessor,
                               event_seed)
 from .sidecar_follow import SidecarFollower
-from .spool import Item, SpoolFile, Stream, decode_item, peek_first, pid_alive, spool_names
+from .spool import (MAX_SEQ_JUMP, Item, SpoolFile, Stream, decode_item, peek_first, pid_alive,
+                    seq_jump_error, spool_names)
 
 log = logging.getLogger("kit_otel.serve")
 
@@ -693,10 +694,19 @@ class Server:
                 return False
             return True
         conn.bad_in_row = 0
-        self._route(item.event)
+        stream = self._route(item.event)
+        if not stream.offer(item.event):
+            conn.rejected += 1
+            self.rejected += 1
+            error = seq_jump_error(conn.peer, conn.lines, item.event.seq, stream.next_seq,
+                                   f"more than {MAX_SEQ_JUMP} ahead")
+            self.translator.reject(error)
+            if conn.rejected <= 5:
+                log.warning("socket client rejected line: %s", error)
         return True
 
-    def _route(self, event) -> None:
+    def _route(self, event) -> Stream:
+        """The stream a socket event belongs to (made for it if its pid has none)."""
         stream = self.by_pid.get(event.pid)
         if stream is None:
             self._scan()  # the bridge creates its spool file before it connects
@@ -712,15 +722,21 @@ class Server:
             self._register(stream)
             log.info("socket: KIT process %d has no spool file: following it over the socket "
                      "only (not durable across restarts)", event.pid)
-        stream.offer(event)
+        return stream
 
     # ── housekeeping ─────────────────────────────────────────────────────────────────────────
 
     def _sweep(self) -> None:
         """Close turns idle past the idle timeout (wall clock), one KIT process at a time so
-        that what it ends is attributed to that process."""
+        that what it ends is attributed to that process. Only processes whose input was read to
+        its end: while input is paused (a full export queue) or a backlog is being caught up
+        on, the events that continue a turn are waiting in the spool, not missing."""
+        if self.processor.full:
+            return
         now_ns = time.time_ns()
         for stream in list(self.streams.values()):
+            if not stream.fully_consumed():
+                continue
             with self.counters.attribute(stream.ledger):
                 self.processor.collect_into(stream.pending_spans)
                 try:

@@ -36,6 +36,15 @@ log = logging.getLogger("kit_otel.serve")
 
 SPOOL_SUFFIX = ".ndjson"
 MAX_SOCKET_AHEAD = 8192  # socket events buffered per stream ahead of the next expected seq
+# The bridge numbers lines as it writes them (drops in its queue take no seq), so a real hole is
+# a failed write: a few lines. A seq further ahead is a corrupted line or a lying peer; jumping
+# to it would make every later real line of the process look like a duplicate.
+MAX_SEQ_JUMP = 1 << 16
+
+
+def seq_jump_error(source: str, lineno: int, seq: int, next_seq: int, why: str) -> DecodeError:
+    return DecodeError(source, lineno, "seq", f"seq {seq} is {seq - next_seq} ahead of the "
+                       f"stream's next seq {next_seq} ({why}); line rejected", "seq_jump")
 
 
 @dataclass(slots=True)
@@ -146,6 +155,12 @@ class SpoolFile:
             self.fill()
         return self.buffer[0] if self.buffer else None
 
+    def after_head(self) -> Item | None:
+        """The line after the head (read now if it is there), to check the head against."""
+        if len(self.buffer) < 2 and self.maybe_more:
+            self.fill()
+        return self.buffer[1] if len(self.buffer) > 1 else None
+
     def pop(self) -> Item:
         item = self.buffer.popleft()
         self.consumed_offset = item.end_offset
@@ -194,6 +209,7 @@ class Stream:
         self.gap_since: float | None = None
         self.duplicates = 0
         self.missing_seqs = 0
+        self.seq_jumps = 0  # lines refused because their seq jumped too far (see MAX_SEQ_JUMP)
         self._socket_overflow_logged = False
 
     @property
@@ -215,25 +231,30 @@ class Stream:
 
     # ── socket input ─────────────────────────────────────────────────────────────────────────
 
-    def offer(self, event: Event) -> None:
-        """An event that came over a socket (the spool may have it too)."""
+    def offer(self, event: Event) -> bool:
+        """An event that came over a socket (the spool may have it too); False when its seq is
+        too far ahead to be believed (the caller rejects the line)."""
         self.socket_activity = time.time()
         if not self._in_order(event):
             self.socket_unordered.append(event)
-            return
+            return True
         if self.next_seq is not None and event.seq < self.next_seq:
             self.duplicates += 1
-            return
+            return True
+        if self.next_seq is not None and event.seq - self.next_seq > MAX_SEQ_JUMP:
+            self.seq_jumps += 1
+            return False
         if event.seq in self.socket_items:
             self.duplicates += 1
-            return
+            return True
         if len(self.socket_items) >= MAX_SOCKET_AHEAD:
             if not self._socket_overflow_logged:
                 self._socket_overflow_logged = True
                 log.warning("stream %s: socket input runs more than %d events ahead; the rest "
                             "comes from the spool file", self.key, MAX_SOCKET_AHEAD)
-            return
+            return True
         self.socket_items[event.seq] = event
+        return True
 
     # ── merging ──────────────────────────────────────────────────────────────────────────────
 
@@ -257,8 +278,33 @@ class Stream:
                 self.duplicates += 1
                 pending.add(spool_file)
                 continue
+            why = self._outlier(spool_file, event.seq)
+            if why:
+                pending.add(spool_file)
+                return self._reject_head(spool_file, why)
             self._by_head[event.seq] = spool_file
         return None
+
+    def _outlier(self, spool_file: SpoolFile, seq: int) -> str:
+        """Why a file head ahead of the stream cannot be a seq to continue at ("" if it can):
+        too far ahead, or the line after it in the same file is lower (one bridge instance
+        writes its lines in seq order, so the head is the corrupt one)."""
+        expected = self.next_seq
+        if expected is None or seq <= expected:
+            return ""
+        if seq - expected > MAX_SEQ_JUMP:
+            return f"more than {MAX_SEQ_JUMP} ahead"
+        after = spool_file.after_head()
+        if after is not None and after.event is not None and self._in_order(after.event) \
+                and expected <= after.event.seq < seq:
+            return f"the next line of its file has seq {after.event.seq}"
+        return ""
+
+    def _reject_head(self, spool_file: SpoolFile, why: str) -> Item:
+        item = self._pop(spool_file)
+        self.seq_jumps += 1
+        return Item(None, seq_jump_error(spool_file.path, item.lineno, item.event.seq,
+                                         self.next_seq, why), item.end_offset, item.lineno)
 
     def _take_file_head(self, seq: int) -> Item | None:
         spool_file = self._by_head.pop(seq, None)
@@ -312,6 +358,13 @@ class Stream:
                 return None
             if now - self.gap_since < gap_wait_s:
                 return None
+            holder = self._by_head.get(lowest)
+            why = self._outlier(holder, lowest) if holder is not None else ""
+            if why:  # (its successor may have been written since it was examined)
+                del self._by_head[lowest]
+                self._unexamined.add(holder)
+                self.gap_since = None
+                return self._reject_head(holder, why)
             if self.next_seq is None:
                 log.info("stream %s: starts at seq %d (earlier lines are not in the spool)",
                          self.key, lowest)

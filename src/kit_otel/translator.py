@@ -14,7 +14,8 @@ KIT behaviours absorbed here (DESIGN.md §3):
   name, first in first out. Events of a subagent's own child agent (`session_path` "", same pid)
   nest under the subagent and count as `agent="subagent"` spend.
 - a turn left open is closed as incomplete when its session starts another one, after an idle
-  timeout (by the stream's own clock, or the wall clock in `sweep`), and at `close`.
+  timeout (by its session's own clock while replaying - so one far-future timestamp cannot
+  close the turns of other sessions -, or the wall clock in `sweep`), and at `close`.
 """
 
 from __future__ import annotations
@@ -215,6 +216,7 @@ class _Session:
     state: dict[str, str] = field(default_factory=dict)
     state_ts_ns: int = 0  # time of the newest state an envelope carried
     last_ns: int = 0
+    clock_ns: int = 0  # newest event time of this session: its own clock (see sweep_by_clocks)
 
 
 class Translator:
@@ -238,7 +240,7 @@ class Translator:
         self._idle_ns = int(self.settings.idle_timeout_s * _NS_PER_S)
         self._forget_ns = int(max(self.settings.session_forget_s,
                                   self.settings.idle_timeout_s) * _NS_PER_S)
-        self.auto_sweep = True  # sweep by the stream's clock every _SWEEP_EVERY events (serve
+        self.auto_sweep = True  # sweep by the sessions' clocks every _SWEEP_EVERY events (serve
         # turns this off: it sweeps by wall clock, one KIT process at a time)
         self._event_type_keys: dict[str, frozenset] = {}
         self._handlers: dict[str, Callable[[_Session, ev.Event], None]] = {
@@ -291,6 +293,8 @@ class Translator:
             if session is None or event.session_id:
                 session = self._session(event)
             session.last_ns = ts
+            if ts > session.clock_ns:
+                session.clock_ns = ts
             if event.state is not None:
                 self._apply_state(session, event)
             run_handler = self._run_handlers.get(etype)
@@ -308,7 +312,7 @@ class Translator:
                 else:
                     self._on_generic(session, event)
         if self.auto_sweep and self.events_seen % _SWEEP_EVERY == 0:
-            self.sweep(self.clock_ns)
+            self.sweep_by_clocks()
 
     def reject(self, error: DecodeError) -> None:
         self.rejected += 1
@@ -332,6 +336,19 @@ class Translator:
                 del self.sessions[key]
         for pid in [pid for pid, subs in self.open_subagents.items() if not subs]:
             del self.open_subagents[pid]
+        return closed
+
+    def sweep_by_clocks(self) -> int:
+        """Close turns idle for longer than the idle timeout by their own session's clock
+        (replay): a turn its session has moved on from. Sessions never judge each other, so a
+        far-future timestamp in one (or a clock skewed between KIT processes) leaves the others'
+        turns alone; what stays open is closed at `close`."""
+        closed = 0
+        for session in list(self.sessions.values()):
+            turn = session.turn
+            if turn is not None and session.clock_ns - turn.last_ns > self._idle_ns:
+                self._close_incomplete(session, turn)
+                closed += 1
         return closed
 
     def close(self) -> None:
