@@ -386,3 +386,63 @@ def test_far_future_timestamp_in_replay_leaves_other_sessions_turns_alone(tmp_pa
     turns = [s for s in h.spans if s.name == n.SPAN_TURN]
     a_turn = next(s for s in turns if s.attributes.get("kit.pid") == 41013)
     assert not a_turn.attributes.get("kit.turn.incomplete")
+
+
+# ── 10k distinct pids over TCP ─────────────────────────────────────────────────────────────
+
+def test_ten_thousand_pids_over_tcp_are_bounded_and_delay_nobody(dirs, receiver):
+    import json
+    import socket as socketlib
+    spool, state, root = dirs
+    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=1))
+    server = run.server
+    opts = server.options
+    now = time.time_ns()
+    pids = list(range(100_000, 110_000))
+    per_connection = opts.max_pids_per_connection + 1  # one more than a client may speak for
+    refused = 0
+    for start in range(0, len(pids), per_connection):
+        batch = pids[start: start + per_connection]
+        refused += len(batch) == per_connection
+        with socketlib.create_connection(("127.0.0.1", server.tcp_port)) as peer:
+            peer.sendall(b"".join(encode_event(ev.make_event(
+                "session_start", now, seq=1, pid=pid, session_path=f"/x/{pid}.jsonl",
+                source="python", data=ev.SessionStart())) for pid in batch))
+    receiver.wait_for(lambda: server.processed + server.rejected >= len(pids), timeout=60)
+    assert server.rejected == refused  # the line over the per-connection pid limit
+    # an unrelated KIT process's spool file is not held up behind them
+    proc = kit_process(911, 41015, root, turns=2)
+    expected = reference_spans([proc], root)
+    write_all(spool, proc)
+    mine = {key for key, _ in expected}
+    receiver.wait_for(lambda: len([k for k, _ in received_spans(receiver) if k in mine])
+                      >= len(expected), timeout=30,
+                      message="the spool file's spans waited behind the socket peers")
+    assert server.socket_streams <= opts.max_socket_streams
+    assert len(server.translator.sessions) <= opts.max_socket_streams + 2
+    assert run.stop() == 0
+    assert Counter(r for r in received_spans(receiver) if r[0] in mine) == Counter(expected)
+    saved = json.loads((state / "serve-checkpoint.json").read_text())
+    assert [s["pid"] for s in saved["streams"].values()] == [41015]  # no socket-only stream
+    assert receiver.metric_sum("kit_otel.events.rejected", reason="peer_limit") == refused
+    # every accepted session still counted (in the daemon's totals, which survive restarts)
+    assert receiver.metric_sum("kit.sessions") == len(pids) - refused + 1
+
+
+def test_a_fast_socket_client_is_throttled_not_dropped(dirs, receiver):
+    import socket as socketlib
+    spool, state, root = dirs
+    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=1),
+                    max_lines_per_connection_s=500)
+    server = run.server
+    now = time.time_ns()
+    lines = [encode_event(ev.make_event("terminal_resize", now + i, seq=i + 1, pid=41016,
+                                        source="python", data={}))
+             for i in range(1500)]
+    with socketlib.create_connection(("127.0.0.1", server.tcp_port)) as peer:
+        peer.sendall(b"".join(lines))
+        receiver.wait_for(lambda: server.throttles >= 2, timeout=30)
+        receiver.wait_for(lambda: server.processed >= 1500, timeout=30,
+                          message="throttled lines were lost")
+    assert server.rejected == 0
+    assert run.stop() == 0

@@ -25,6 +25,9 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Container
 
+from dataclasses import dataclass, field
+from typing import Callable, Container, Iterable
+
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import MeterProvider
@@ -318,11 +321,16 @@ class Translator:
         self.rejected += 1
         self.metrics.rejected.add(1, {n.L_REASON: error.reason_code})
 
-    def sweep(self, now_ns: int, pids: Container[int] | None = None) -> int:
+    def sweep(self, now_ns: int, pids: Container[int] | None = None,
+              keys: Iterable[tuple[int, str]] | None = None) -> int:
         """Close turns idle for longer than the idle timeout as of `now_ns`; returns how many.
-        With `pids`, only the sessions of those KIT processes."""
+        With `pids`, only the sessions of those KIT processes; `keys`, when given, are all the
+        session keys they can have (so a sweep per process costs its sessions, not all)."""
         closed = 0
-        for key, session in list(self.sessions.items()):
+        sessions = self.sessions
+        candidates = list(sessions.items()) if keys is None else \
+            [(key, sessions[key]) for key in keys if key in sessions]
+        for key, session in candidates:
             if pids is not None and key[0] not in pids:
                 continue
             turn = session.turn
@@ -334,7 +342,9 @@ class Translator:
                 # sessions that ended, or stayed quiet for a day, are forgotten (memory stays
                 # flat over days of sessions); one that comes back starts afresh
                 del self.sessions[key]
-        for pid in [pid for pid, subs in self.open_subagents.items() if not subs]:
+        owners = self.open_subagents if pids is None or keys is None else \
+            [pid for pid in pids if pid in self.open_subagents]
+        for pid in [pid for pid in owners if not self.open_subagents[pid]]:
             del self.open_subagents[pid]
         return closed
 
