@@ -276,7 +276,7 @@ def test_too_large_seq_in_a_spool_file_never_blinds_the_process(dirs, receiver, 
                if i > 10 and b'"message_update"' in line)
     name, line = proc.lines[bad]
     seq = bad + 1
-    proc.lines[bad] = (name, _with_seq(line, 10**15 if corruption == "far" else seq + 40))
+    proc.lines[bad] = (name, _with_seq(line, 10**9 if corruption == "far" else seq + 40))
     good = proc.lines[:bad] + proc.lines[bad + 1:]
     expected = reference_spans([type(proc)(proc.pid, good, proc.events)], root)
     write_all(spool, proc)
@@ -303,7 +303,7 @@ def test_tcp_peer_with_a_huge_seq_cannot_blind_a_spool_stream(dirs, receiver, ca
     run = InProcess(settings_for(receiver, spool, state, root, tcp_port=1), gap_wait_s=0.3)
     receiver.wait_for(lambda: run.server.processed >= half, timeout=30)
     with socketlib.create_connection(("127.0.0.1", run.server.tcp_port)) as peer:
-        peer.sendall(_with_seq(proc.lines[half][1], 2**62))
+        peer.sendall(_with_seq(proc.lines[half][1], 10**9))
         time.sleep(0.5)
     for name, line in proc.lines[half:]:
         with open(spool / name, "ab") as fh:
@@ -312,7 +312,7 @@ def test_tcp_peer_with_a_huge_seq_cannot_blind_a_spool_stream(dirs, receiver, ca
     assert run.stop() == 0
     assert Counter(received_spans(receiver)) == Counter(expected)
     assert receiver.metric_sum("kit_otel.events.rejected", reason="seq_jump") == 1
-    assert "seq: seq 4611686018427387904 is" in caplog.text
+    assert "seq: seq 1000000000 is" in caplog.text
 
 
 # ── long outage with a full queue: the idle sweep waits with the input ─────────────────────
