@@ -185,6 +185,7 @@ class Server:
         self._socket_lru: OrderedDict[str, Stream] = OrderedDict()  # of those, by last input
         self.throttles = 0  # times a socket client was paused for its rate
         self.socket_rejected = 0
+        self.socket_logged = 0
         self.socket_path = ""
         self.tcp_port = 0
         self._lock_fd: int | None = None
@@ -749,12 +750,12 @@ class Server:
         self.rejected += 1
         self.socket_rejected += 1
         self.translator.reject(error)
-        # five per client, and fifty in all then every 1000th (many clients must not flood)
-        if conn.rejected <= 5 and (self.socket_rejected <= 50
-                                   or self.socket_rejected % 1000 == 0):
+        # five per client, fifty in all, then every 1000th (many clients must not flood)
+        if conn.rejected <= 5 and self.socket_logged < 50 or self.socket_rejected % 1000 == 0:
+            self.socket_logged += 1
             log.warning("socket client rejected line: %s%s", error,
                         f" ({self.socket_rejected} socket lines rejected so far)"
-                        if self.socket_rejected > 50 else "")
+                        if self.socket_logged > 50 else "")
         if conn.bad_in_row >= self.options.bad_lines_before_disconnect:
             self._disconnect(conn, f"{conn.bad_in_row} bad lines in a row")
             return False
