@@ -155,6 +155,10 @@ BUDGET = MetricSpec("kit.budget.usd", "{USD}", "gauge",
 EXT_STATE_VALUE = MetricSpec("kit.ext_state.value", "{value}", "gauge",
                              "Numeric KIT extension-state values named in configuration",
                              "kit_ext_state_value")
+SPEND_TO_DATE = MetricSpec("kit.spend_to_date.usd", "{USD}", "window_spend",
+                           "Spend in the current UTC calendar day and month in US dollars, by "
+                           "window, project, provider and model (what budgets compare with)",
+                           "kit_spend_to_date_usd")
 OTEL_EVENTS = MetricSpec("kit_otel.events", "{event}", "counter",
                          "Events kit-otel accepted, by type", "kit_otel_events_total")
 OTEL_REJECTED = MetricSpec("kit_otel.events.rejected", "{event}", "counter",
@@ -171,7 +175,7 @@ OTEL_LAG = MetricSpec("kit_otel.lag", "s", "gauge",
 
 ALL_METRICS = (TOKENS, COST, LLM_CALLS, TOKEN_USAGE, OPERATION_DURATION, TIME_TO_FIRST_CHUNK,
                TURNS, TURN_DURATION, TURN_COST, TOOL_CALLS, TOOL_DURATION, ERRORS, RETRIES,
-               COMPACTIONS, CONTEXT_USAGE, SUBAGENTS, SESSIONS, BUDGET, EXT_STATE_VALUE,
+               COMPACTIONS, CONTEXT_USAGE, SUBAGENTS, SESSIONS, BUDGET, EXT_STATE_VALUE, SPEND_TO_DATE,
                OTEL_EVENTS, OTEL_REJECTED, OTEL_DROPPED, OTEL_DEAD_LETTERED, OTEL_LAG)
 
 # metric label keys (DESIGN.md §5)

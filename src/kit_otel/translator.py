@@ -40,7 +40,7 @@ from .aggregate import TurnAggregate, has_enriched_fields
 from .content import ContentPolicy, identifier_fields
 from .decoder import DecodeError
 from .ext_state import StatePolicy
-from .instruments import KitInstruments
+from .instruments import KitInstruments, WindowSpend
 from .sessions import DEFAULT_SESSIONS_ROOT, identify_session
 
 _NS_PER_S = 1e9
@@ -816,6 +816,8 @@ class Translator:
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
             m.tokens.add(value, {**labels, n.L_TYPE: token_type})
         m.cost.add(cost, labels)
+        for key in WindowSpend.keys(end_ns, labels):
+            m.spend_to_date.add_key(key, cost)
         m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                             n.L_FINISH_REASON: finish_reason or "unknown"})
         semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.GEN_AI_PROVIDER_NAME: provider,

@@ -27,7 +27,15 @@ HISTOGRAMS = frozenset({
     "kit_llm_time_to_first_chunk_seconds", "kit_turn_duration_seconds", "kit_turn_cost_usd",
     "kit_tool_duration_seconds", "kit_context_usage_ratio",
 })
-GAUGES = frozenset({"kit_budget_usd", "kit_otel_lag_seconds", "kit_ext_state_value"})
+GAUGES = frozenset({"kit_budget_usd", "kit_otel_lag_seconds", "kit_ext_state_value",
+                    "kit_spend_to_date_usd"})
+# The Collectors' own metrics (service::telemetry) the Collector alerts read; the live fleet
+# test checks them against a real Collector.
+COLLECTOR_SERIES = frozenset({
+    "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
+    "otelcol_exporter_send_failed_metric_points_total",
+    "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early_total",
+})
 # Series Prometheus itself provides.
 STANDARD = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 
