@@ -81,6 +81,14 @@ def families(times: list[int]) -> list[_Family]:
             calls.series.append((f"kit_llm_calls_total{_labels(provider=provider, model=model, finish_reason=reason)}",
                                  _counter(times, 0.2)))
 
+    # kit-otel's spend in the current UTC window: the cost counter's growth since the start
+    spend = family("kit_spend_to_date_usd", "gauge")
+    for series, values in list(cost.series):
+        labels = series[len("kit_cost_usd_total{"):-1]
+        for window in ("day", "month"):
+            spend.series.append((f'kit_spend_to_date_usd{{window="{window}",{labels}}}',
+                                 [v - values[0] for v in values]))
+
     usage = family("gen_ai_client_token_usage", "histogram")
     duration = family("gen_ai_client_operation_duration_seconds", "histogram")
     ttfc = family("kit_llm_time_to_first_chunk_seconds", "histogram")

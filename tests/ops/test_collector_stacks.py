@@ -60,6 +60,17 @@ def _stop_all(*things) -> None:
             thing.stop()
 
 
+def documented_scrape_config(exporter_port: int, telemetry_port: int) -> str:
+    """The scrape config of docs/deployment.md, verbatim but for the ports and a 1 s interval."""
+    from ._common import DOCS_DIR
+    doc = (DOCS_DIR / "deployment.md").read_text()
+    block = doc.split("<!-- scrape-config:", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "honor_labels: true" in block
+    return (block.replace("127.0.0.1:8889", f"127.0.0.1:{exporter_port}")
+                 .replace("127.0.0.1:8888", f"127.0.0.1:{telemetry_port}")
+                 .replace("scrape_interval: 15s", "scrape_interval: 1s"))
+
+
 # ── single node ──────────────────────────────────────────────────────────────────────────────
 
 class SingleNode:
@@ -75,17 +86,14 @@ def single_node(tmp_path_factory):
     stack.kits = []
     try:
         stack.tempo = TraceBackend("tempo", work).start()
-        grpc, http, prom_port = free_port(), free_port(), free_port()
+        grpc, http, prom_port, telemetry_port = free_port(), free_port(), free_port(), free_port()
         stack.collector = Collector(
             "single-node", work, [shipped("single-node.yaml")],
-            merge(otlp_receiver_overlay(grpc, http), telemetry_overlay(free_port()),
+            merge(otlp_receiver_overlay(grpc, http), telemetry_overlay(telemetry_port),
                   {"exporters": {"prometheus": {"endpoint": f"127.0.0.1:{prom_port}"}}}),
             env={"KIT_TRACES_OTLP_ENDPOINT": stack.tempo.endpoint}).start()
-        # the scrape config of docs/deployment.md
-        stack.prometheus = Prometheus("prometheus", work, (
-            "global:\n  scrape_interval: 1s\n"
-            "scrape_configs:\n  - job_name: kit-otel-collector\n    honor_labels: true\n"
-            f"    static_configs:\n      - targets: ['127.0.0.1:{prom_port}']\n"))
+        stack.prometheus = Prometheus("prometheus", work, "global:\n  scrape_interval: 1s\n"
+                                      + documented_scrape_config(prom_port, telemetry_port))
         stack.kits = _kit_otels(work, f"127.0.0.1:{grpc}")
         for kit in stack.kits:
             kit.start().write_spool()
@@ -119,6 +127,9 @@ def test_single_node_keeps_each_kit_otel_apart(single_node):
     got = {(s["metric"]["job"], s["metric"]["instance"]) for s in series}
     assert got == {("kit-otel", stable_instance_id(k.state)) for k in single_node.kits}
     assert not single_node.prometheus.names('{__name__=~"kit_.+", exported_job!=""}')
+    # the Collector's own metrics, for the KitCollector* alerts
+    up = single_node.prometheus.by('up{job="otelcol"}', "job")
+    assert up == {"otelcol": 1.0}
 
 
 def test_single_node_names_equal_the_direct_metrics(single_node):
