@@ -165,12 +165,12 @@ def fleet(tmp_path_factory):
         stack.prometheus = Prometheus("prometheus", work, "global:\n  scrape_interval: 15s\n",
                                       "--web.enable-remote-write-receiver")
         stack.tempo = TraceBackend("tempo", work).start()
-        gw_grpc, gw_http = free_port(), free_port()
+        gw_grpc, gw_http, stack.gateway_telemetry = free_port(), free_port(), free_port()
         stack.gateway = Collector(
             "gateway", work, [shipped("gateway.yaml")],
             merge(otlp_receiver_overlay(gw_grpc, gw_http)),
             env={"KIT_GATEWAY_LISTEN_HOST": "127.0.0.1",
-                 "KIT_GATEWAY_TELEMETRY_PORT": str(free_port()),
+                 "KIT_GATEWAY_TELEMETRY_PORT": str(stack.gateway_telemetry),
                  "KIT_REMOTE_WRITE_URL": f"{stack.prometheus.base}/api/v1/write",
                  "KIT_TEMPO_OTLP_ENDPOINT": stack.tempo.endpoint,
                  "KIT_TAIL_DECISION_WAIT": "3s", "KIT_TAIL_SAMPLE_PERCENT": "0",
@@ -271,3 +271,28 @@ def test_fleet_remote_write_keeps_job_and_instance_per_kit_otel(fleet):
     series = fleet.prometheus.query("count by (job, instance) (kit_otel_events_total)")
     got = {(s["metric"]["job"], s["metric"]["instance"]) for s in series}
     assert got == {("kit-otel", stable_instance_id(k.state)) for k in fleet.kits}
+
+
+def test_collector_alerts_read_what_the_real_collectors_export(fleet):
+    """R5: the otelcol_* names the Collector alerts query exist on the real agent and gateway."""
+    import re
+    from ._common import ALERTS_DIR, COLLECTOR_SERIES, load_yaml
+    exported = set()
+    for port in (fleet.agent_telemetry, fleet.gateway_telemetry):
+        text = http_text(f"http://127.0.0.1:{port}/metrics") or ""
+        exported |= set(re.findall(r"^(otelcol_\w+?)(?:\{| )", text, re.M))
+    rules = [r["expr"] for g in load_yaml(ALERTS_DIR / "kit-otel-rules.yaml")["groups"]
+             for r in g["rules"] if g["name"] == "kit-otel-collector-alerts"]
+    patterns = {m for expr in rules for m in re.findall(r'__name__=~"([^"]+)"', expr)}
+    assert patterns
+    for pattern in patterns:
+        # failure counters appear only once something failed: then their success sibling of the
+        # same naming (sent / accepted) must be there
+        sibling = (pattern.replace("enqueue_failed", "sent").replace("send_failed", "sent")
+                   .replace("refused", "accepted"))
+        assert any(re.fullmatch(p, name) for p in (pattern, sibling) for name in exported), \
+            (pattern, sorted(exported))
+    # failure counters appear once something failed; the rest is always there
+    always = COLLECTOR_SERIES - {"otelcol_exporter_send_failed_metric_points_total"}
+    assert always <= exported, always - exported
+    assert "otelcol_exporter_sent_metric_points_total" in exported  # its sibling, same naming
