@@ -145,6 +145,28 @@ def test_single_node_forwards_every_span(single_node):
     assert exported and exported <= set(single_node.tempo.spans())
 
 
+def test_single_node_restart_keeps_instance_and_spend(single_node):
+    """R3 / R1: a restarted kit-otel continues the same instance and the same spend to date
+    (restored from its checkpoint), so neither KitOtelSilent nor the budget rules see a change.
+    Runs last on this stack: it restarts one of its kit-otel processes."""
+    from kit_otel.instance_id import stable_instance_id
+    kit = single_node.kits[0]
+    instance = stable_instance_id(kit.state)
+    query = f'sum(kit_spend_to_date_usd{{window="day", instance="{instance}"}})'
+    before = single_node.prometheus.by(query, "")[""]
+    assert before > 0
+    kit.stop()
+    kit.start()
+    direct = wait_for("the restarted kit-otel reports its spend",
+                      lambda: exposition_sum(kit.exposition(), "kit_spend_to_date_usd", window="day"),
+                      logs=(kit.log,))
+    assert direct == pytest.approx(before, abs=1e-9)
+    assert single_node.prometheus.by(query, "")[""] == pytest.approx(before, abs=1e-9)
+    series = single_node.prometheus.query("count by (instance) (kit_otel_events_total)")
+    assert {s["metric"]["instance"] for s in series} == {stable_instance_id(k.state)
+                                                          for k in single_node.kits}
+
+
 # ── fleet: kit-otel → agent → gateway → remote write ─────────────────────────────────────────
 
 class Fleet:
