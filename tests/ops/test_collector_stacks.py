@@ -318,3 +318,22 @@ def test_collector_alerts_read_what_the_real_collectors_export(fleet):
     always = COLLECTOR_SERIES - {"otelcol_exporter_send_failed_metric_points_total"}
     assert always <= exported, always - exported
     assert "otelcol_exporter_sent_metric_points_total" in exported  # its sibling, same naming
+
+
+def test_fleet_exemplar_links_resolve_exactly_for_kept_turns(fleet):
+    """C6, as docs/dashboards.md says: exemplars are attached before sampling, so an exemplar
+    resolves in the trace backend exactly when its trace was kept (errors, expensive turns)."""
+    import time
+    import urllib.parse
+    from ._common import get_json
+    now = time.time()
+    body = get_json(f"{fleet.prometheus.base}/api/v1/query_exemplars?" + urllib.parse.urlencode(
+        {"query": "kit_turn_cost_usd_bucket", "start": now - 3600, "end": now + 60}))
+    assert body["status"] == "success", body
+    traces = {ex["labels"].get("trace_id") for series in body["data"] for ex in series["exemplars"]}
+    traces.discard(None)
+    assert traces, "the gateway remote-writes the exemplars kit-otel attached"
+    stored = {s["trace"] for s in fleet.tempo.spans().values()}
+    assert traces & fleet.kept and traces - fleet.kept, "exemplars of kept and of dropped turns"
+    assert {t for t in traces if t in fleet.kept} <= stored
+    assert not {t for t in traces if t not in fleet.kept} & stored
