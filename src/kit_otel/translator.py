@@ -21,7 +21,7 @@ KIT behaviours absorbed here (DESIGN.md §3):
 from __future__ import annotations
 
 import re
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Container
 
@@ -68,6 +68,11 @@ def error_kind(message: str) -> str:
         if pattern.search(message):
             return kind
     return "other"
+
+
+def is_user_cancel(message: str) -> bool:
+    """KIT's error text when the agent loop's context was cancelled (ESC, Ctrl-C)."""
+    return message.strip().lower().endswith("context canceled")
 
 
 def split_model(name: str) -> tuple[str, str]:
@@ -155,6 +160,7 @@ class _Step:
     finish_ns: int = 0
     message: _Deltas = field(default_factory=_Deltas)
     tool_input: _Deltas = field(default_factory=_Deltas)
+    streamed_calls: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # id → name, kind, ts
 
 
 @dataclass(eq=False)
@@ -197,8 +203,10 @@ class _Turn(_Run):
     agent_start_ns: int = 0
     agent_started: bool = False
     tools: dict[str, _Tool] = field(default_factory=dict)
+    finished_calls: set[str] = field(default_factory=set)
     subagents: dict[str, _Subagent] = field(default_factory=dict)
     last_error: str = ""
+    cancelled: bool = False  # the loop ended on the user's cancel (ESC), not on a failure
     state_at_start: dict[str, str] = field(default_factory=dict)
 
 
@@ -288,7 +296,9 @@ class Translator:
             self.clock_ns = ts
         if etype in ev.META_TYPES:
             return
-        if not event.session_path and event.agent != "main" and \
+        if event.parent_tool_call_id and event.agent == "subagent":
+            self._on_child_event(self._linked_subagent(event), event)
+        elif not event.session_path and event.agent != "main" and \
                 self.open_subagents.get(event.pid):
             self._on_child_event(self._child_target(event), event)
         else:
@@ -511,7 +521,24 @@ class Translator:
                                                      session_path=event.session_path))
             turn.agent_started, turn.agent_start_ns = True, start
         self._span_event(turn.span, event)
-        self._finish_turn(session, turn, event.ts_ns, data.StopReason or "completed", data)
+        stop_reason = data.StopReason or "completed"
+        if stop_reason == "error" and turn.cancelled:
+            stop_reason = "cancelled"
+        self._count_unseen_blocked(turn, data)
+        self._finish_turn(session, turn, event.ts_ns, stop_reason, data)
+
+    def _count_unseen_blocked(self, turn: _Turn, end: ev.AgentEnd) -> None:
+        """Tool calls KIT counted that the bridge never saw (a blocking extension loaded before
+        it, and no streamed input): counted as blocked from KIT's own ToolNames."""
+        missing = Counter(end.ToolNames or ()) - Counter(turn.aggregate.tool_names)
+        unnamed = end.ToolCallCount - turn.aggregate.tool_call_count - sum(missing.values())
+        m = self.metrics
+        for name, count in missing.items():
+            m.tool_calls.add(count, {n.L_TOOL: m.tool_value(name), n.L_KIND: "unknown",
+                                     n.L_OUTCOME: "blocked"})
+        if unnamed > 0:
+            m.tool_calls.add(unnamed, {n.L_TOOL: m.tool_value("unknown"), n.L_KIND: "unknown",
+                                       n.L_OUTCOME: "blocked"})
 
     def _close_incomplete(self, session: _Session, turn: _Turn) -> None:
         turn.span.set_attribute(n.KIT_TURN_INCOMPLETE, True)
@@ -654,8 +681,16 @@ class Translator:
 
     def _on_error(self, session: _Session, event: ev.Event) -> None:
         message = event.data.Error
-        self.metrics.errors.add(1, {n.L_KIND: error_kind(message)})
+        kind = error_kind(message)
         turn = session.turn
+        if is_user_cancel(message):
+            # KIT reports the user's ESC as an error ("context canceled") and ends the turn with
+            # StopReason "error": that turn is "cancelled", and not an error anybody is paged for.
+            if turn is not None:
+                turn.cancelled = True
+            self._in_turn_or_alone(session, event)
+            return
+        self.metrics.errors.add(1, {n.L_KIND: kind})
         if turn is not None:
             turn.last_error = message
             if turn.step is not None and not turn.step.stream_end_ns:
@@ -735,6 +770,8 @@ class Translator:
 
     def _on_step_finish(self, session: _Session, run: _Run, event: ev.Event) -> None:
         step = self._step_for(session, run, event)
+        if isinstance(run, _Turn):
+            self._end_blocked_tools(run, step, event.ts_ns)
         step.finish = event.data
         step.finish_ns = event.ts_ns
         if not step.stream_end_ns:
@@ -846,6 +883,10 @@ class Translator:
         span, step = self._stream_target(run)
         if event.type in ("reasoning_start", "tool_call_input_start"):
             self._mark_first_chunk(step, event.ts_ns)
+            if event.type == "tool_call_input_start" and run.step is not None:
+                data = event.data
+                run.step.streamed_calls[data.ToolCallID] = (data.ToolName, data.ToolKind,
+                                                            event.ts_ns)
         self._span_event(span, event)
 
     def _on_message_update(self, session: _Session, run: _Run, event: ev.Event) -> None:
@@ -894,14 +935,23 @@ class Translator:
         extra = {n.GEN_AI_TOOL_CALL_ID: data.ToolCallID, n.KIT_TOOL_KIND: data.ToolKind}
         if data.Source:
             extra[n.KIT_TOOL_SOURCE] = data.Source
+        existing = run.tools.get(data.ToolCallID)
+        if existing is not None:  # opened by its subagent_start, which KIT fires first
+            extra[n.KIT_TOOL_INPUT_BYTES] = max(len(data.Input), data.InputBytes)
+            captured = self.content.text(data.Input)
+            if captured is not None:
+                extra[n.GEN_AI_TOOL_CALL_ARGUMENTS] = captured
+            existing.span.set_attributes(extra)
+            return
         run.tools[data.ToolCallID] = self._start_tool(run.span, data.ToolName, data.ToolKind,
-                                                      data.Input, event.ts_ns, extra)
+                                                      data.Input, event.ts_ns, extra,
+                                                      data.InputBytes)
 
     def _start_tool(self, parent: trace.Span, name: str, kind: str, arguments: str,
-                    ts_ns: int, extra: dict) -> _Tool:
+                    ts_ns: int, extra: dict, arguments_bytes: int = 0) -> _Tool:
         attrs = {n.GEN_AI_OPERATION_NAME: n.OP_EXECUTE_TOOL, n.GEN_AI_TOOL_NAME: name,
-                 n.GEN_AI_TOOL_TYPE: n.TOOL_TYPE_FUNCTION, n.KIT_TOOL_INPUT_BYTES: len(arguments),
-                 **extra}
+                 n.GEN_AI_TOOL_TYPE: n.TOOL_TYPE_FUNCTION,
+                 n.KIT_TOOL_INPUT_BYTES: max(len(arguments), arguments_bytes), **extra}
         captured = self.content.text(arguments)
         if captured is not None:
             attrs[n.GEN_AI_TOOL_CALL_ARGUMENTS] = captured
@@ -911,7 +961,7 @@ class Translator:
         return _Tool(span=span, name=name, kind=kind, start_ns=ts_ns)
 
     def _finish_tool(self, tool: _Tool, kind: str, content: str, is_error: bool,
-                     ts_ns: int) -> None:
+                     ts_ns: int, content_bytes: int = 0) -> None:
         """Outcome, status and metrics of a tool whose result arrived (the span ends apart)."""
         outcome = ("error" if is_error else "ok") if tool.executed else "blocked"
         span = tool.span
@@ -923,7 +973,7 @@ class Translator:
             span.set_status(Status(StatusCode.ERROR, captured or "tool error"))
         if captured is not None:
             span.set_attribute(n.GEN_AI_TOOL_CALL_RESULT, captured)
-        span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(content.encode()))
+        span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, max(len(content.encode()), content_bytes))
         self._delta_attributes_on(span, n.KIT_DELTAS_TOOL_OUTPUT, tool.output)
         m = self.metrics
         labels = {n.L_TOOL: m.tool_value(tool.name), n.L_KIND: kind or "unknown"}
@@ -960,12 +1010,38 @@ class Translator:
             tool = run.tools[data.ToolCallID]
             tool.executed = True
         self._finish_tool(tool, data.ToolKind or tool.kind, data.Content, data.IsError,
-                          event.ts_ns)
+                          event.ts_ns, data.ContentBytes)
         if data.ToolCallID in run.subagents:
             tool.result_ns = event.ts_ns  # the subagent span ends first; this span waits
             return
         del run.tools[data.ToolCallID]
+        run.finished_calls.add(data.ToolCallID)
         tool.span.end(end_time=max(event.ts_ns, tool.start_ns))
+
+    def _end_blocked_tools(self, turn: _Turn, step: _Step, ts_ns: int) -> None:
+        """At step_finish every tool of the step has run: one that never started was blocked.
+
+        KIT's wrapper returns before tool_execution_start for a blocked call and emits no
+        tool_result (internal/extensions/wrapper.go); if the blocking extension loads before the
+        bridge, the call is known only from the stream (tool_call_input_start)."""
+        for call_id, tool in list(turn.tools.items()):
+            if not tool.executed and not tool.result_ns and call_id not in turn.subagents:
+                self._block_tool(turn, call_id, tool, ts_ns)
+        for call_id, (name, kind, start_ns) in step.streamed_calls.items():
+            if call_id in turn.tools or call_id in turn.finished_calls:
+                continue
+            tool = self._start_tool(turn.span, name, kind, "", start_ns,
+                                    {n.GEN_AI_TOOL_CALL_ID: call_id, n.KIT_TOOL_KIND: kind})
+            turn.tools[call_id] = tool
+            self._block_tool(turn, call_id, tool, ts_ns)
+
+    def _block_tool(self, turn: _Turn, call_id: str, tool: _Tool, ts_ns: int) -> None:
+        turn.aggregate.add_tool(tool.name)  # KIT's aggregate counts blocked calls too
+        self._finish_tool(tool, tool.kind, "", True, ts_ns)
+        tool.span.set_status(Status(StatusCode.ERROR, "blocked by an extension"))
+        del turn.tools[call_id]
+        turn.finished_calls.add(call_id)
+        tool.span.end(end_time=max(ts_ns, tool.start_ns))
 
     def _delta_attributes_on(self, span: trace.Span, prefix: str, deltas: _Deltas) -> None:
         attrs: dict = {}
@@ -985,7 +1061,14 @@ class Translator:
             return
         data: ev.SubagentStart = event.data
         tool = run.tools.get(data.ToolCallID)
-        parent = tool.span if tool is not None else run.span
+        if tool is None:
+            # KIT fires subagent_start on the SDK's ToolExecutionStart, still inside the LLM
+            # stream, before the extension-side tool_call of the same call (kit.go generate,
+            # fantasy's dispatch after the stream): the tool span starts here.
+            tool = run.tools[data.ToolCallID] = self._start_tool(
+                run.span, "subagent", "agent", "", event.ts_ns,
+                {n.GEN_AI_TOOL_CALL_ID: data.ToolCallID, n.KIT_TOOL_KIND: "agent"})
+        parent = tool.span
         attrs = {n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
                  n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT, n.GEN_AI_TOOL_CALL_ID: data.ToolCallID,
                  n.KIT_SUBAGENT_TASK_LENGTH: len(data.Task), **session.base_attributes}
@@ -1069,7 +1152,26 @@ class Translator:
         tool = turn.tools.get(subagent.call_id)
         if tool is not None and tool.result_ns:
             del turn.tools[subagent.call_id]
+            turn.finished_calls.add(subagent.call_id)
             tool.span.end(end_time=max(tool.result_ns, end_ns, tool.start_ns))
+
+    def _linked_subagent(self, event: ev.Event) -> _Subagent:
+        """The subagent a child agent's event belongs to, by the parent's tool call that runs it.
+
+        The bridge of a child Kit names that call (`parent_tool_call_id`) and writes the parent's
+        session path, so parallel subagents stay apart and no session is made up for a child.
+        A child seen before its subagent_start (or without one) opens the subagent itself."""
+        session = self._session(event)
+        session.last_ns = max(session.last_ns, event.ts_ns)
+        turn = self._turn(session, event)
+        call_id = event.parent_tool_call_id
+        subagent = turn.subagents.get(call_id)
+        if subagent is None:
+            self._on_subagent_start(session, turn, ev.Event(
+                type="subagent_start", data=ev.SubagentStart(ToolCallID=call_id),
+                ts_ns=event.ts_ns, pid=event.pid, session_path=event.session_path))
+            subagent = turn.subagents[call_id]
+        return subagent
 
     def _child_target(self, event: ev.Event) -> _Subagent | None:
         """The open subagent a child agent's event belongs to, if it is one."""
