@@ -89,8 +89,10 @@ type record struct {
 	ts    time.Time
 	path  string
 	ev    interface{}
-	state map[string]string // taken in the handler on turn boundaries, else nil
-	delta bool              // path left to the writer
+	state map[string]string // taken in the handler (turn boundaries, tool and step ends), else nil
+	// ifChanged: send state only when it differs from the last sent (else always)
+	ifChanged bool
+	delta     bool // path left to the writer
 }
 
 // bridge is the state of one loaded instance (one Init).
@@ -348,11 +350,7 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		if len(w.q) < cap(w.q) {
-			w.q <- record{typ: "tool_execution_start", ts: time.Now(), path: w.sessionPath(), ev: e}
-		} else {
-			atomic.AddInt64(&w.dropped, 1)
-		}
+		enqueueWithStateChange(w, "tool_execution_start", e)
 		if e.ToolName == "subagent" {
 			expectChild(w, e.ToolCallID)
 		}
@@ -365,11 +363,7 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		if len(w.q) < cap(w.q) {
-			w.q <- record{typ: "tool_execution_end", ts: time.Now(), path: w.sessionPath(), ev: e}
-		} else {
-			atomic.AddInt64(&w.dropped, 1)
-		}
+		enqueueWithStateChange(w, "tool_execution_end", e)
 	})
 	on("OnToolOutput")
 	api.OnToolOutput(func(e ext.ToolOutputEvent, c ext.Context) {
@@ -393,11 +387,7 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		if len(w.q) < cap(w.q) {
-			w.q <- record{typ: "tool_result", ts: time.Now(), path: w.sessionPath(), ev: e}
-		} else {
-			atomic.AddInt64(&w.dropped, 1)
-		}
+		enqueueWithStateChange(w, "tool_result", e)
 		if e.ToolName == "subagent" {
 			forgetChild()
 		}
@@ -541,11 +531,7 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		if len(w.q) < cap(w.q) {
-			w.q <- record{typ: "step_finish", ts: time.Now(), path: w.sessionPath(), ev: e}
-		} else {
-			atomic.AddInt64(&w.dropped, 1)
-		}
+		enqueueWithStateChange(w, "step_finish", e)
 	})
 	on("OnReasoningStart")
 	api.OnReasoningStart(func(e ext.ReasoningStartEvent, c ext.Context) {
@@ -675,6 +661,23 @@ func enqueueWithState(w *writer, typ string, ev interface{}) {
 	}
 	if len(w.q) < cap(w.q) {
 		w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev, state: state}
+	} else {
+		atomic.AddInt64(&w.dropped, 1)
+	}
+}
+
+// enqueueWithStateChange is enqueueWithState for the events where tools and
+// steps end (tool_execution_start/end, tool_result, step_finish): the state
+// read here is the one right after the event, so a change a tool made lands
+// on that tool's events; it is sent only when it differs from the last sent.
+func enqueueWithStateChange(w *writer, typ string, ev interface{}) {
+	p := w.sessionPath()
+	var state map[string]string
+	if w.listState != nil {
+		state = currentState(w)
+	}
+	if len(w.q) < cap(w.q) {
+		w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev, state: state, ifChanged: true}
 	} else {
 		atomic.AddInt64(&w.dropped, 1)
 	}
@@ -1258,25 +1261,11 @@ func encode(w *writer, r record) {
 	}
 	env.Dropped = atomic.SwapInt64(&w.dropped, 0)
 	env.State = nil
-	if r.state != nil {
-		// A turn boundary: always sent, as it was in the handler.
+	if r.state != nil && (!r.ifChanged || !sameState(r.state, w.lastState)) {
+		// Read in the handler, so the state is the one at the event: a
+		// change lands on the event after which it was made (a read here,
+		// later, would put it on an earlier event).
 		env.State = stateJSON(w, r.state)
-	} else if w.listState != nil && len(w.q) == 0 {
-		// Otherwise the state is read once the queue is empty: that read
-		// sees the changes made by every event handled so far, so a change
-		// belongs to the latest of them.
-		keys := w.listState()
-		if len(keys) > 0 || len(w.lastState) > 0 {
-			m := make(map[string]string, len(keys))
-			for _, k := range keys {
-				if v, ok := w.getState(k); ok {
-					m[k] = v
-				}
-			}
-			if !sameState(m, w.lastState) {
-				env.State = stateJSON(w, m)
-			}
-		}
 	}
 	if err := w.enc.Encode(env); err != nil {
 		// A value encoding/json refuses (NaN cost): keep the event, not its data.
