@@ -87,7 +87,7 @@ def test_scraped_values_equal_the_stream(scraped):
     for kind in ("input", "output", "cache_read", "cache_write"):
         assert total("kit_tokens_total", type=kind) == sums[(kind, "main")] + sums[(kind, "subagent")]
     assert total("kit_cost_usd_total", agent="main") == pytest.approx(sums[("cost", "main")], abs=1e-9)
-    assert total("kit_turns_total") == sum(1 for e in events if e.type == "agent_end" and e.session_path)
+    assert total("kit_turns_total") == sum(1 for e in events if e.type == "agent_end" and e.agent != "subagent")
     assert total("kit_budget_usd", window="day", scope="global") == 25.0
     assert total("kit_budget_usd", window="month", scope="project", project="payments") == 300.0
     assert total("kit_otel_dropped_total") == 4

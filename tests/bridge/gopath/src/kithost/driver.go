@@ -252,7 +252,7 @@ func turn(d *driver, r *ext.Registry) {
 	d.fire(r, "session_start", ext.SessionStartEvent{SessionID: ""}, "")
 	d.fire(r, "model_change", ext.ModelChangeEvent{NewModel: "anthropic/claude-sonnet-4-5-20250929", PreviousModel: "openai/gpt-4o", Source: "user"}, "")
 	fireNewer(d, r, "before")
-	d.fire(r, "input", ext.InputEvent{Text: "Fix the failing test in \"pkg/app\" <now> & report", Source: "interactive"}, "")
+	d.fire(r, "input", ext.InputEvent{Text: "Fix the failing test in \"pkg/app\" <now> & report"}, "")
 	d.fire(r, "before_agent_start", ext.BeforeAgentStartEvent{Prompt: "Fix the failing test in \"pkg/app\" <now> & report"}, "")
 	d.fire(r, "before_compact", ext.BeforeCompactEvent{EstimatedTokens: 182000, ContextLimit: 200000, UsagePercent: 0.91, MessageCount: 64, IsAutomatic: true}, "")
 	d.fire(r, "context_prepare", ext.ContextPrepareEvent{Messages: []ext.ContextMessage{
@@ -282,8 +282,8 @@ func turn(d *driver, r *ext.Registry) {
 		ParsedArgs: map[string]any{"command": "go test ./...", "timeout": float64(120), "env": map[string]any{"CI": true}, "args": []any{"-v", nil}},
 		Source:     "llm"}, "")
 	d.fire(r, "tool_execution_start", ext.ToolExecutionStartEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute"}, "")
-	d.fire(r, "tool_output", ext.ToolOutputEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute", Chunk: "ok  \tpkg/app\t0.012s\n"}, "")
-	d.fire(r, "tool_output", ext.ToolOutputEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute", Chunk: "FAIL\n", IsStderr: true}, "")
+	d.fire(r, "tool_output", ext.ToolOutputEvent{ToolCallID: "toolu_01A", ToolName: "bash", Chunk: "ok  \tpkg/app\t0.012s\n"}, "")
+	d.fire(r, "tool_output", ext.ToolOutputEvent{ToolCallID: "toolu_01A", ToolName: "bash", Chunk: "FAIL\n", IsStderr: true}, "")
 	d.fire(r, "tool_execution_end", ext.ToolExecutionEndEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute"}, "")
 	d.fire(r, "tool_result", ext.ToolResultEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute",
 		Input: `{"command":"go test ./..."}`, Content: "FAIL\texample.com/pkg/app\n", IsError: true, Metadata: `{"exit_code":1}`}, "")
@@ -310,7 +310,7 @@ func turn(d *driver, r *ext.Registry) {
 	// /new: a fresh session file; KIT fires no session_start for it, the
 	// next events simply carry the new path.
 	d.kit.setPath(strings.TrimSuffix(sessionPath, "_3f9a1c2b7d4e.jsonl") + "_0b1c2d3e4f5a.jsonl")
-	d.fire(r, "input", ext.InputEvent{Text: "start over: \"clean\"", Source: "queue"}, "new session")
+	d.fire(r, "input", ext.InputEvent{Text: "start over: \"clean\""}, "new session")
 }
 
 func shutdown(d *driver, r *ext.Registry) time.Duration {
@@ -327,7 +327,7 @@ func roundtrip(d *driver) {
 	turn(d, r)
 	// A session without a file (--no-session): the path is "".
 	d.kit.setPath("")
-	d.fire(r, "input", ext.InputEvent{Text: "in memory", Source: "cli"}, "no session file")
+	d.fire(r, "input", ext.InputEvent{Text: "in memory"}, "no session file")
 	d.result["shutdown_ms"] = shutdown(d, r).Milliseconds()
 	d.result["goroutines_before"] = before
 	d.result["goroutines_after"] = settle(before)
@@ -412,7 +412,7 @@ func reload(d *driver) {
 	for round := 0; round < rounds; round++ {
 		r := d.load("bridge")
 		d.fire(r, "session_start", ext.SessionStartEvent{}, fmt.Sprintf("round %d", round))
-		d.fire(r, "input", ext.InputEvent{Text: fmt.Sprintf("round %d", round), Source: "cli"}, "")
+		d.fire(r, "input", ext.InputEvent{Text: fmt.Sprintf("round %d", round)}, "")
 		d.fire(r, "agent_start", ext.AgentStartEvent{Prompt: "p"}, "")
 		d.fire(r, "agent_end", ext.AgentEndEvent{StopReason: "completed"}, "")
 		shutdown(d, r)
