@@ -24,6 +24,7 @@ from kit_otel.bridge_cli import spool_dir as bridge_default_spool
 from kit_otel.cli import replay_items
 from kit_otel.config import load_settings
 from kit_otel.decoder import DEFAULT_MAX_LINE_BYTES, DecodeError
+from kit_otel.serve import resolve_socket_path
 from kit_otel.tail import FileTailer
 from kit_otel.translator import TranslatorSettings
 
@@ -224,11 +225,11 @@ def test_kit_opt_environment_reaches_subagents(host, tmp_path):
 
 
 @pytest.mark.parametrize("xdg", [True, False])
-def test_bridge_and_serve_agree_on_the_default_folder(host, tmp_path, xdg):
+def test_bridge_and_serve_agree_on_the_default_folder(host, tmp_path, xdg, monkeypatch):
     _, binary = host
     home = tmp_path / "home"
     env = {"XDG_STATE_HOME": str(tmp_path / "state")} if xdg else {}
-    run = run_host(binary, "parallel-tools", home, env=env)
+    run = run_host(binary, "parallel-tools", home, env={**env, "KIT_OPT_KIT_OTEL_SOCKET": "auto"})
     files = list(run.spool.glob("kit-*.ndjson"))
     assert len(files) == 1
     full_env = {"HOME": str(home), **env}
@@ -237,6 +238,11 @@ def test_bridge_and_serve_agree_on_the_default_folder(host, tmp_path, xdg):
     header = json.loads(files[0].read_text().splitlines()[0])
     assert header["data"]["Options"]["kit-otel-spool-dir"] == str(run.spool)
     assert header["data"]["Options"]["environment"] in ("process", "/proc/self/environ")
+    # the socket too: serve's "auto" is where the bridge's "auto" connects
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    serve_socket = resolve_socket_path(load_settings({**full_env, "KIT_OTEL_SOCKET_PATH": "auto"}))
+    assert header["data"]["Options"]["kit-otel-socket"] == serve_socket
 
 
 def test_state_change_lands_on_the_tool_that_made_it(host, tmp_path):

@@ -514,6 +514,7 @@ class Translator:
     def _on_agent_end(self, session: _Session, event: ev.Event) -> None:
         data: ev.AgentEnd = event.data
         turn = session.turn
+        seen_from_start = turn is not None and turn.agent_started
         if turn is None:  # agent_end alone: rebuild the turn from its own duration
             start = event.ts_ns - data.DurationMs * 1_000_000
             turn = self._open_turn(session, ev.Event(type="agent_start", data=ev.AgentStart(),
@@ -524,7 +525,8 @@ class Translator:
         stop_reason = data.StopReason or "completed"
         if stop_reason == "error" and turn.cancelled:
             stop_reason = "cancelled"
-        self._count_unseen_blocked(turn, data)
+        if seen_from_start:  # what a turn seen from its start missed was blocked
+            self._count_unseen_blocked(turn, data)
         self._finish_turn(session, turn, event.ts_ns, stop_reason, data)
 
     def _count_unseen_blocked(self, turn: _Turn, end: ev.AgentEnd) -> None:
