@@ -355,7 +355,9 @@ def test_stalled_socket_reader_costs_no_events(hosts, tmp_path, mode, variant):
     body = content_events(decode_all(run.lines()))
     assert sum(e.dropped for e in body) == 0
     assert len([e for e in body if e.type == "message_update"]) == 3000
-    assert run.result["worst_handler_us"] < 200_000
+    # a bound against waiting on the writer (the stalled socket), not a performance figure:
+    # the queue never fills, so a handler that waited would be the bridge's fault
+    assert run.result["worst_handler_us"] < 1_000_000
 
 
 # ---------------------------------------------------------------------------

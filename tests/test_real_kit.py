@@ -204,6 +204,16 @@ def test_hot_reload_twenty_times(host, tmp_path):
     assert h.total(n.SESSIONS.otel_name) == 1
 
 
+def test_hot_install_into_a_running_kit_needs_a_restart(host, tmp_path):
+    """What `kit-otel bridge install` tells the user rests on this: KIT's Runner, built for one
+    extension, panics on the first Emit after a reload that brought a second one."""
+    _, binary = host
+    run = run_host(binary, "hot-install", tmp_path, install=(BLOCKER,))
+    assert run.truth["panicked"] is True
+    h = translate(run.spool)
+    assert_turns_complete(h, ["stop"])
+
+
 def test_kit_yml_options_reach_subagents(host, tmp_path):
     _, binary = host
     custom = tmp_path / "custom-spool"

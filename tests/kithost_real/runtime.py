@@ -77,6 +77,9 @@ def build(variant: str) -> Path:
                                 f"{done.stderr.strip()[-300:]}")
                 raise AssertionError(f"building the {variant} host failed:\n"
                                      f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+            for stale in out.parent.glob(f"kithost-{variant}-*"):
+                if stale != out:  # hosts of older inputs
+                    stale.unlink(missing_ok=True)
     return out
 
 
@@ -89,7 +92,8 @@ class Run:
 
 def run_host(binary: Path, scenario: str, home: Path, *, extensions=(BRIDGE,),
              session: str | None = None, env: dict | None = None,
-             options: dict | None = None, spool: Path | None = None) -> Run:
+             options: dict | None = None, spool: Path | None = None,
+             install=()) -> Run:
     """Run one scenario as a KIT process would: a clean environment under `home`, no user
     extensions (XDG_CONFIG_HOME is empty), the socket off."""
     home.mkdir(parents=True, exist_ok=True)
@@ -103,6 +107,8 @@ def run_host(binary: Path, scenario: str, home: Path, *, extensions=(BRIDGE,),
             "-truth", str(home / "truth.json")]
     for ext in extensions:
         args += ["-e", str(ext)]
+    for ext in install:
+        args += ["-install", str(ext)]
     for name, value in (options or {}).items():
         args += ["-option", f"{name}={value}"]
     done = subprocess.run(args, env=full_env, cwd=home, capture_output=True, text=True,

@@ -59,8 +59,8 @@ type step struct {
 	Calls  []call
 	Usage  fantasy.Usage
 	Finish string
-	Err    error         // the stream fails after the text
-	Cancel bool          // the user presses ESC during this step's tools
+	Err    error // the stream fails after the text
+	Cancel bool  // the user presses ESC during this step's tools
 }
 
 type turn struct {
@@ -86,11 +86,13 @@ type truth struct {
 	Turns    int           `json:"turns"`
 	Reloads  int           `json:"reloads"`
 	Blocked  []string      `json:"blocked"`
+	Panicked bool          `json:"panicked"`
 	mu       sync.Mutex
 }
 
 type host struct {
 	paths   []string
+	install []string // extensions installed into the running session (hot-install)
 	cwd     string
 	session string
 	options map[string]string
@@ -262,7 +264,9 @@ func (a *agent) runTurn(t *turn) (string, error) {
 			c := &s.Calls[i]
 			calls.Store(c.ID, c)
 			a.k.Emit(kit.ToolCallStartEvent{ToolCallID: c.ID, ToolName: c.Name, ToolKind: toolKind(c.Name)})
-			a.k.Emit(kit.ToolCallDeltaEvent{ToolCallID: c.ID, Delta: c.Input})
+			for i := 0; i < len(c.Input); i += 1024 { // providers stream arguments in pieces
+				a.k.Emit(kit.ToolCallDeltaEvent{ToolCallID: c.ID, Delta: c.Input[i:min(i+1024, len(c.Input))]})
+			}
 			a.k.Emit(kit.ToolCallEndEvent{ToolCallID: c.ID})
 			// KIT's OnToolCall callback, still inside the stream.
 			a.k.Emit(kit.ToolCallEvent{ToolCallID: c.ID, ToolName: c.Name, ToolKind: toolKind(c.Name),
@@ -362,8 +366,9 @@ func main() {
 	session := flag.String("session", "", "session file the CLI's Context reports (empty: --no-session)")
 	cwd := flag.String("cwd", "", "working directory the Context reports")
 	truthPath := flag.String("truth", "", "where to write the ground truth (JSON)")
-	var exts stringList
+	var exts, installs stringList
 	flag.Var(&exts, "e", "extension file, in load order (repeatable)")
+	flag.Var(&installs, "install", "extension installed while the session runs (hot-install)")
 	opts := optionFlags{}
 	flag.Var(opts, "option", "name=value: .kit.yml options.<name> (repeatable)")
 	flag.Parse()
@@ -371,7 +376,7 @@ func main() {
 	if !ok {
 		fail("unknown scenario %q", *scenario)
 	}
-	h := &host{paths: exts, cwd: *cwd, session: *session, options: opts,
+	h := &host{paths: exts, install: installs, cwd: *cwd, session: *session, options: opts,
 		truth: &truth{Scenario: *scenario, Pid: os.Getpid(), Session: *session}}
 	if h.cwd == "" {
 		h.cwd, _ = os.Getwd()
@@ -485,6 +490,27 @@ var scenarios = map[string]func(h *host){
 			h.truth.Turns++
 		}
 		a.k.Close()
+	},
+	"hot-install": func(h *host) {
+		// KIT's /reload after an extension was installed into the running
+		// session: the Runner's per-extension locks were sized at NewRunner,
+		// Reload only swaps the list (runner.go), so an Emit to an extension
+		// past the old count indexes past them. The truth records whether
+		// the reload (its SessionStart) or the next Emit panicked.
+		a := h.mainSession(&turn{Prompt: "t0", Steps: []step{{Text: []string{"0"}, Finish: "stop", Usage: usage(100, 1, 0, 0)}}})
+		func() {
+			defer func() {
+				if recover() != nil {
+					h.truth.Panicked = true
+				}
+			}()
+			a.k.Reload(func() []extensions.LoadedExtension {
+				// a newly installed global extension is discovered first
+				exts, _ := extensions.LoadExtensions(append(append([]string{}, h.install...), h.paths...))
+				return exts
+			})
+			_, _ = a.runner.Emit(extensions.InputEvent{Text: "after the install"})
+		}()
 	},
 	"state": func(h *host) {
 		// An extension-state change made inside one tool must land on that
