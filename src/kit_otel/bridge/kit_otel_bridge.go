@@ -118,9 +118,7 @@ type writer struct {
 	getState    func(string) (string, bool)
 
 	agent        string
-	parentCall   string            // a subagent's: the parent's subagent tool call
-	env          map[string]string // the environment the bridge resolved its defaults from
-	envSource    string            // where env came from: process, /proc/self/environ or none
+	parentCall   string // a subagent's: the parent's subagent tool call
 	content      bool
 	spoolDir     string
 	sockPath     string
@@ -1017,8 +1015,6 @@ func begin(b *bridge, c ext.Context) *writer {
 		sessionPath:  c.GetSessionPath,
 		listState:    c.ListState,
 		getState:     c.GetState,
-		env:          env,
-		envSource:    envSource,
 		content:      content,
 		spoolDir:     spool,
 		sockPath:     sock,
