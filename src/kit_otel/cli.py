@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import os
 import signal
@@ -23,6 +24,9 @@ from .summary import RichestTurnKeeper, Summary
 from .tail import FileTailer
 
 log = logging.getLogger("kit_otel")
+
+# the modules that add their own subcommands (each has `add_parser(subparsers)`)
+COMMAND_MODULES = ("bridge_cli", "serve")
 
 EPILOG = """examples:
   kit-otel demo                         # a realistic KIT session through the full pipeline
@@ -421,12 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "KIT_OTEL_CAPTURE_CONTENT=true kit-otel config")
     config.set_defaults(func=cmd_config)
 
-    for module in ("bridge_cli", "serve"):
-        try:
-            hook = __import__(f"kit_otel.{module}", fromlist=["add_parser"]).add_parser
-        except (ImportError, AttributeError):
-            continue
-        hook(sub)
+    # imported here, not at the top, so `replay` and `summary` start without the daemon's
+    # modules; never guarded: a module that fails to import must not silently drop its command
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"kit_otel.{module}").add_parser(sub)
     return parser
 
 
@@ -439,7 +441,13 @@ class _OneLineFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ImportError as exc:
+        # a broken installation: say which module, once, instead of a command gone missing
+        print(f"kit-otel: internal error: cannot load the commands: {type(exc).__name__}: "
+              f"{exc} (the installation is broken; reinstall kit-otel)", file=sys.stderr)
+        return EXIT_INTERNAL
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     fmt = "kit-otel: %(levelname)s: %(message)s"
