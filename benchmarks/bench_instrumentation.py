@@ -1,4 +1,4 @@
-"""Per-call cost of kit-otel's wrapt instrumentation (DESIGN.md §11; issue 5):
+"""Per-call cost of kit-otel's wrapt instrumentation (docs/design.md#performance; issue 5):
 
 1. overhead per instrumented call *beyond the spans it creates*: an instrumented call inside an
    open turn, against the floor = the bare function + the very OTel SDK calls that call's

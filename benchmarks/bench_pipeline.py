@@ -1,5 +1,5 @@
 """Throughput of decode + translate on a realistic KIT stream, against two baselines measured
-in the same run on the same stream (DESIGN.md §11):
+in the same run on the same stream (docs/design.md#performance):
 
 - floor: the fastest JSON decoder available decoding every line, plus the very OTel SDK calls
   kit-otel's output contains (recorded from a kit-otel run, replayed by hand, no logic);

@@ -12,7 +12,7 @@ It also writes docs/dashboards.md (every panel: what it shows, its query). tests
 test_dashboards.py runs the check, type-checks both dashboards against @grafana/schema
 (dashboards/typecheck) and executes every query against a real Prometheus.
 
-Queries use only the Prometheus exposition names of DESIGN.md §5 (no recording rules, so the
+Queries use only the Prometheus exposition names of [design: Metrics](design.md#metrics) (no recording rules, so the
 dashboards work on a bare Prometheus that scrapes kit-otel) and aggregate with sum/min/max by
 (...), so the labels added by the scrape or the OTel→Prometheus translation (job, instance,
 otel_scope_*) never matter. Budget windows are calendar windows in UTC, like the alert rules:
@@ -855,7 +855,7 @@ resolves.
 
 ## Conventions
 
-* **Metric names** are exactly the Prometheus exposition names of DESIGN.md §5; no recording
+* **Metric names** are exactly the Prometheus exposition names of [design: Metrics](design.md#metrics); no recording
   rules are needed for the panels, so the dashboards work on a plain Prometheus that scrapes
   kit-otel (`:9464`) or the Collector (`:8889`), and on Mimir/Thanos fed by the gateway.
 * **Aggregation**: every query aggregates (`sum by (…)`, `min`, `max`, `topk`, `histogram_quantile`),

@@ -1,4 +1,4 @@
-"""/metrics over HTTP shows DESIGN.md §5's exposition names with the stream's values."""
+"""/metrics over HTTP shows docs/design.md#metrics's exposition names with the stream's values."""
 
 import shutil
 import subprocess
@@ -15,7 +15,7 @@ from kit_otel.decoder import DecodeError
 from kit_otel.generator import demo_stream
 from kit_otel.pipeline import Pipeline
 
-DESIGN_NAMES = {  # exposition name → type, from DESIGN.md §5
+DESIGN_NAMES = {  # exposition name → type, from docs/design.md#metrics
     "kit_tokens_total": "counter", "kit_cost_usd_total": "counter",
     "kit_llm_calls_total": "counter", "gen_ai_client_token_usage": "histogram",
     "gen_ai_client_operation_duration_seconds": "histogram",

@@ -1,6 +1,6 @@
 """Realistic KIT event streams: the `demo` command's input and the tests' data.
 
-Events follow KIT's order within a turn exactly (DESIGN.md §3), quirks included:
+Events follow KIT's order within a turn exactly (docs/design.md#event-contract), quirks included:
 `agent_start`/`message_start` once per turn, `step_finish` after the step's tools ran with
 `llm_usage` before or after it, parallel tools interleaved, subagent chunks without child tool
 ids, `error` then `agent_end{StopReason:"error"}` on failure, `retry.Attempt` always 0,

@@ -1,4 +1,4 @@
-"""The OTel instruments of DESIGN.md §5, created from `names`, with bounded label cardinality."""
+"""The OTel instruments of docs/design.md#metrics, created from `names`, with bounded label cardinality."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 GenAI names follow the OpenTelemetry semantic conventions (tests check them against the
 `opentelemetry-semantic-conventions` package); everything KIT-specific is under `kit.*`.
 Metric instruments are declared with the OTel name and unit that make the OTel→Prometheus
-translation produce exactly the exposition names of DESIGN.md §5 (the dashboards' contract):
+translation produce exactly the exposition names of docs/design.md#metrics (the dashboards' contract):
 a unit in braces is an annotation that Prometheus drops, so `{USD}` keeps `_USD` out of names.
 """
 
@@ -178,7 +178,7 @@ ALL_METRICS = (TOKENS, COST, LLM_CALLS, TOKEN_USAGE, OPERATION_DURATION, TIME_TO
                COMPACTIONS, CONTEXT_USAGE, SUBAGENTS, SESSIONS, BUDGET, EXT_STATE_VALUE, SPEND_TO_DATE,
                OTEL_EVENTS, OTEL_REJECTED, OTEL_DROPPED, OTEL_DEAD_LETTERED, OTEL_LAG)
 
-# metric label keys (DESIGN.md §5)
+# metric label keys (docs/design.md#metrics)
 L_PROVIDER = "provider"
 L_MODEL = "model"
 L_TYPE = "type"

@@ -1,4 +1,4 @@
-"""Follow the extension-state sidecars of live KIT sessions (DESIGN.md §6).
+"""Follow the extension-state sidecars of live KIT sessions (docs/design.md#extension-state).
 
 KIT replaces ``<session>.ext-state.json`` by renaming a finished temp file
 over it, so a new inode, mtime or size means new content.  Polling one

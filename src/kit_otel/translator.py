@@ -3,7 +3,7 @@
 One state machine per session, keyed by (pid, session_path). Span and event times are the
 events' own timestamps, so replaying yesterday's stream yields yesterday's trace.
 
-KIT behaviours absorbed here (DESIGN.md §3):
+KIT behaviours absorbed here (docs/design.md#kit-behaviours-the-translator-absorbs):
 - `step_finish` and `llm_usage` arrive in either order: a chat span is finished, and its tokens
   counted, once both are in (or, lacking `llm_usage`, at the next step or the end of the turn,
   from `step_finish`) — so tokens are never counted twice.

@@ -13,7 +13,7 @@ ALERTS_DIR = ROOT / "alerts"
 DASHBOARDS_DIR = ROOT / "dashboards"
 DOCS_DIR = ROOT / "docs"
 
-# DESIGN.md §5: the Prometheus exposition names dashboards and alert rules may query.
+# docs/design.md#metrics: the Prometheus exposition names dashboards and alert rules may query.
 # Counters are listed with their _total suffix, histograms by base name (the _bucket, _sum and
 # _count series derive from it), gauges as they are.
 COUNTERS = frozenset({

@@ -1,6 +1,6 @@
 """Synthetic kit-otel metrics in OpenMetrics text, for backfilling a test Prometheus.
 
-Every series of DESIGN.md §5 with realistic labels (plus the labels the scrape and the OTel
+Every series of docs/design.md#metrics with realistic labels (plus the labels the scrape and the OTel
 translation add: job, instance, otel_scope_name), sampled every `step` seconds, so that every
 dashboard query has something to return. Values follow simple deterministic curves; nothing
 here claims to be what kit-otel emits for a given KIT stream — that is the end-to-end test's job.

@@ -2,7 +2,7 @@
 
 promtool/amtool do the real validation (`promtool check rules`, `promtool test rules` for every
 unit-test file, `amtool check-config`, `amtool config routes test`); the Python checks on top
-make sure every alert is unit-tested both firing and silent, that rules only query DESIGN §5
+make sure every alert is unit-tested both firing and silent, that rules only query docs/design.md#metrics
 names (or recording rules defined here), and that no alert hard-codes money.
 """
 

@@ -5,7 +5,7 @@
    .ts file typed with @grafana/schema's Dashboard and the panel plugins' option types, then
    `tsc --noEmit --strict`.
 3. Structure: unique ids, non-overlapping grid, a datasource, a query, a unit and a description
-   on every panel, only DESIGN §5 metric names, only defined variables, Tempo trace links.
+   on every panel, only docs/design.md#metrics metric names, only defined variables, Tempo trace links.
 4. Every Prometheus query runs on a real Prometheus (backfilled with synthetic kit-otel series)
    and returns data.
 """
@@ -170,7 +170,7 @@ def test_queries_use_only_contract_metric_names(dash):
     name, d = dash
     for title, expr in panel_queries(DASHBOARDS_DIR / name):
         unknown = promql_metric_names(expr) - CONTRACT_SERIES
-        assert not unknown, f"{name}: {title}: not a DESIGN §5 name: {unknown}"
+        assert not unknown, f"{name}: {title}: not a docs/design.md#metrics name: {unknown}"
 
 
 def test_queries_aggregate_away_scrape_labels(dash):

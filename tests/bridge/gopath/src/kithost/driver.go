@@ -245,7 +245,7 @@ func handledTypes(r *ext.Registry) []string {
 	return out
 }
 
-// turn fires one realistic KIT turn (DESIGN §3 order) with a tool call, a
+// turn fires one realistic KIT turn (docs/design.md#event-contract order) with a tool call, a
 // subagent, a retry and an error, and every other event kind once.
 func turn(d *driver, r *ext.Registry) {
 	sessionPath := d.kit.context().GetSessionPath()
