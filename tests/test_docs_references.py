@@ -15,6 +15,8 @@ BESIDE = re.compile(r"(?:\.\./|/work/)shared\b|[\"']shared[\"']\s*/")
 # what tests may look for there: the real tools they run (a Collector, KIT's runtime)
 TOOL_FINDING = re.compile(r"(?:\.\./|/work/)shared/(?:tools|kit)\b"
                           r"|[\"']shared[\"']\s*/\s*[\"'](?:tools|kit)[\"']")
+# the test suite and the script that runs it (it installs the tools the tests use)
+TEST_TOOLING = ("tests/", "scripts/test.sh")
 DESIGN_LINK = re.compile(r"design\.md#([a-z0-9-]+)")
 
 
@@ -77,7 +79,7 @@ def test_only_tests_look_beside_the_repository_and_only_for_tools():
     for name in tracked_text_files():
         if name == THIS:
             continue
-        in_tests = name.startswith("tests/")
+        in_tests = name.startswith(TEST_TOOLING)
         for lineno, line in enumerate((ROOT / name).read_text(errors="replace").splitlines(), 1):
             if not BESIDE.search(line):
                 continue
