@@ -1,5 +1,5 @@
 """Cost of the bridge per KIT handler call, against an empty handler measured in the same run
-(DESIGN.md §11: at most 5 µs more than the empty handler).
+(docs/design.md#performance: at most 5 µs more than the empty handler).
 
 The harness is kithost (tests/bridge/): KIT's side played by compiled Go, the extensions
 interpreted by yaegi. In the default `host` mode that is the yaegi library embedded the way KIT
@@ -10,7 +10,7 @@ instead. Three extensions are loaded side by side:
 - empty:  handlers that do nothing (the baseline);
 - bridge: src/kit_otel/bridge/kit_otel_bridge.go;
 - naive:  the straightforward bridge, building the envelope as a map and marshalling it in the
-          handler (the "about 11 µs" reference of DESIGN §11).
+          handler (the "about 11 µs" reference of docs/design.md#performance).
 
 Each sample times 2000 calls of one handler for one event kind, in bursts of 50 separated by a
 short pause (KIT's events come in bursts, and the pause lets the bridge's writer goroutine keep

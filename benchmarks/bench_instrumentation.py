@@ -1,4 +1,4 @@
-"""Per-call cost of kit-otel's wrapt instrumentation (DESIGN.md §11; issue 5):
+"""Per-call cost of kit-otel's wrapt instrumentation (docs/design.md#performance; issue 5):
 
 1. overhead per instrumented call *beyond the spans it creates*: an instrumented call inside an
    open turn, against the floor = the bare function + the very OTel SDK calls that call's
@@ -13,6 +13,11 @@
 Times are CPU time (time.process_time_ns) of loops with the garbage collector paused, best of
 several runs: other load on a shared machine barely moves them. Spans go to a processor that
 drops them; metrics to an in-memory reader.
+
+3. the same calls the ways a user would otherwise get those spans, in the same run on the same
+   providers: opentelemetry-util-genai's TelemetryHandler (an inference / tool invocation
+   around the call; skipped when that package is absent) and plain hand-written spans with
+   the GenAI attributes and the token-usage and duration histograms.
 
 Run: python benchmarks/bench_instrumentation.py [--calls N] [--runs R]
 """
@@ -220,6 +225,86 @@ def compile_replay(log: list[tuple]):
     return namespace["replay"], len(body)
 
 
+# ── what a user would otherwise write ───────────────────────────────────────────────────────
+
+def alternatives(tracer_provider, meter_provider) -> dict[str, dict[str, object]]:
+    """{way: {"tool call": loop, "LLM call": loop}}: loops making a tool span / an LLM span
+    (with usage) around the same agent functions, by util-genai and by hand."""
+    from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
+    from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
+    from opentelemetry.trace import SpanKind
+
+    A = AGENT
+    ways: dict[str, dict[str, object]] = {}
+    try:
+        from opentelemetry.util.genai.handler import TelemetryHandler
+    except ImportError:
+        TelemetryHandler = None
+    if TelemetryHandler is not None:
+        handler = TelemetryHandler(tracer_provider=tracer_provider,
+                                   meter_provider=meter_provider,
+                                   instrumentation_scope_name="bench")
+
+        def genai_tool(count):
+            t0 = clock()
+            for _ in range(count):
+                invocation = handler.tool("read_file", tool_type="function")
+                A.read_file("README.md")
+                invocation.stop()
+            return clock() - t0
+
+        def genai_llm(count):
+            t0 = clock()
+            for _ in range(count):
+                invocation = handler.inference("anthropic", request_model="claude-sonnet-4-5")
+                reply = A.complete(["hello"])
+                invocation.input_tokens = reply.usage.input_tokens
+                invocation.output_tokens = reply.usage.output_tokens
+                invocation.finish_reasons = [reply.stop_reason]
+                invocation.stop()
+            return clock() - t0
+        ways["opentelemetry-util-genai TelemetryHandler"] = {"tool call": genai_tool,
+                                                              "LLM call": genai_llm}
+
+    tracer = tracer_provider.get_tracer("by-hand")
+    meter = meter_provider.get_meter("by-hand")
+    duration = gm.create_gen_ai_client_operation_duration(meter)
+    tokens = gm.create_gen_ai_client_token_usage(meter)
+
+    def hand_tool(count):
+        t0 = clock()
+        for _ in range(count):
+            start = time.perf_counter()
+            with tracer.start_as_current_span("execute_tool read_file", kind=SpanKind.INTERNAL,
+                                              attributes={ga.GEN_AI_OPERATION_NAME: "execute_tool",
+                                                          ga.GEN_AI_TOOL_NAME: "read_file"}):
+                A.read_file("README.md")
+            duration.record(time.perf_counter() - start,
+                            {ga.GEN_AI_OPERATION_NAME: "execute_tool"})
+        return clock() - t0
+
+    def hand_llm(count):
+        t0 = clock()
+        for _ in range(count):
+            start = time.perf_counter()
+            labels = {ga.GEN_AI_OPERATION_NAME: "chat", ga.GEN_AI_PROVIDER_NAME: "anthropic",
+                      ga.GEN_AI_REQUEST_MODEL: "claude-sonnet-4-5"}
+            with tracer.start_as_current_span("chat claude-sonnet-4-5", kind=SpanKind.CLIENT,
+                                              attributes=labels) as span:
+                reply = A.complete(["hello"])
+                span.set_attributes({
+                    ga.GEN_AI_USAGE_INPUT_TOKENS: reply.usage.input_tokens,
+                    ga.GEN_AI_USAGE_OUTPUT_TOKENS: reply.usage.output_tokens,
+                    ga.GEN_AI_RESPONSE_FINISH_REASONS: (reply.stop_reason,)})
+            tokens.record(reply.usage.input_tokens, {**labels, ga.GEN_AI_TOKEN_TYPE: "input"})
+            tokens.record(reply.usage.output_tokens, {**labels, ga.GEN_AI_TOKEN_TYPE: "output"})
+            duration.record(time.perf_counter() - start, labels)
+        return clock() - t0
+    ways["hand-written spans + usage/duration histograms"] = {"tool call": hand_tool,
+                                                             "LLM call": hand_llm}
+    return ways
+
+
 # ── measuring ───────────────────────────────────────────────────────────────────────────────
 
 def per_call_ns(loop, n: int, runs: int) -> float:
@@ -326,6 +411,12 @@ def main(argv=None) -> int:
                 obj.read("x")
             return clock() - t0
         bare_method_ns = per_call_ns(bare_method_loop, n * 5, runs)
+    # 3. the same calls made the other ways, on the same providers, inside the same open turn
+    other_ways = {}
+    for way, loops in alternatives(tracer_provider, meter_provider).items():
+        other_ways[way] = {label: per_call_ns(
+            lambda count, loop=loop: A.turn(1, lambda _: loop(count), None), n, runs)
+            for label, loop in loops.items()}
     assert translator.events_seen > 0
     failures = inst.failures
     inst.uninstrument()
@@ -352,6 +443,15 @@ def main(argv=None) -> int:
     print(f"   method     bare {bare_method_ns:6.0f} ns   suppressed {suppressed_method_ns:6.0f} "
           f"ns   overhead {sup_m:5.3f} us  (wrapt's per-access method binding)")
     print(f"   telemetry failures during the run: {failures}")
+    print("3. per call, against what a user would otherwise use for those spans")
+    print(f"   {'':<48} {'tool call':>10} {'LLM call':>10}")
+    print(f"   {'kit-otel instrumentation':<48} "
+          + " ".join(f"{results[label][0] / 1000:7.2f} us" for label in ("tool call", "LLM call")))
+    for way, per_label in other_ways.items():
+        print(f"   {way:<48} "
+              + " ".join(f"{per_label[label] / 1000:7.2f} us" for label in ("tool call", "LLM call")))
+    if not any("util-genai" in way for way in other_ways):
+        print("   (opentelemetry-util-genai is not installed: pip install opentelemetry-util-genai)")
     print(f"targets: overhead beyond the spans {total_worst:.2f} us "
           f"({'met' if total_worst <= TARGET_OVERHEAD_US else 'NOT met'}; the wrapt layer alone "
           f"{layer_worst:.2f} us), suppressed {sup:.3f} us "

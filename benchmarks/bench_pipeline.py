@@ -1,5 +1,5 @@
 """Throughput of decode + translate on a realistic KIT stream, against two baselines measured
-in the same run on the same stream (DESIGN.md §11):
+in the same run on the same stream (docs/design.md#performance):
 
 - floor: the fastest JSON decoder available decoding every line, plus the very OTel SDK calls
   kit-otel's output contains (recorded from a kit-otel run, replayed by hand, no logic);
@@ -35,10 +35,10 @@ class DropSpans(SpanProcessor):
         pass
 
 
-def providers():
+def providers(span_processor: SpanProcessor | None = None, metric_reader=None):
     tp = TracerProvider()
-    tp.add_span_processor(DropSpans())
-    return tp, MeterProvider(metric_readers=[InMemoryMetricReader()])
+    tp.add_span_processor(span_processor or DropSpans())
+    return tp, MeterProvider(metric_readers=[metric_reader or InMemoryMetricReader()])
 
 
 # ── recording what kit-otel does with the SDK, to replay it as the floor ─────────────────────
@@ -141,10 +141,10 @@ def record_sdk_calls(lines: list[bytes]) -> list[list[tuple]]:
     return per_line
 
 
-def floor_run(lines, calls_per_line) -> float:
+def floor_run(lines, calls_per_line, span_processor=None, metric_reader=None) -> float:
     from opentelemetry.trace import Link, set_span_in_context
     from opentelemetry.context import Context
-    tp, mp = providers()
+    tp, mp = providers(span_processor, metric_reader)
     tracer = tp.get_tracer("floor")
     meter_instruments = Translator(tp, mp, TranslatorSettings(sessions_root=None)).metrics
     decode = msgspec.json.decode

@@ -12,7 +12,7 @@ It also writes docs/dashboards.md (every panel: what it shows, its query). tests
 test_dashboards.py runs the check, type-checks both dashboards against @grafana/schema
 (dashboards/typecheck) and executes every query against a real Prometheus.
 
-Queries use only the Prometheus exposition names of DESIGN.md §5 (no recording rules, so the
+Queries use only the Prometheus exposition names of [design: Metrics](design.md#metrics) (no recording rules, so the
 dashboards work on a bare Prometheus that scrapes kit-otel) and aggregate with sum/min/max by
 (...), so the labels added by the scrape or the OTel→Prometheus translation (job, instance,
 otel_scope_*) never matter. Budget windows are calendar windows in UTC, like the alert rules:
@@ -89,7 +89,8 @@ def tempo_explore_link(title: str, query: str) -> dict:
                                  "query": query, "limit": 50, "tableType": "traces"}],
                     "range": {"from": "${__from}", "to": "${__to}"}}}
     encoded = quote(json.dumps(pane, separators=(",", ":")), safe="")
-    for var in ("${tempo}", "${__from}", "${__to}"):  # Grafana interpolates these before opening
+    for var in ("${tempo}", "${__from}", "${__to}", "${project:pipe}", "$expensive_usd",
+                "${__field.labels.project}"):  # Grafana interpolates these before opening
         encoded = encoded.replace(quote(var, safe=""), var)
     return {"title": title, "type": "link", "url": f"/explore?schemaVersion=1&panes={encoded}",
             "icon": "external link", "tooltip": "Open the matching turns in Tempo",
@@ -200,9 +201,12 @@ def stat(title: str, description: str, targets: list[dict], unit: str, *, th: di
 
 def bargauge(title: str, description: str, targets: list[dict], unit: str, *,
              th: dict | None = None, time_from: str | None = None, max_value: float | None = None,
-             decimals: int | None = None) -> dict:
+             decimals: int | None = None, data_links: list[dict] | None = None) -> dict:
     panel = _base("bargauge", title, description, targets, unit, th=th, time_from=time_from,
                   decimals=decimals, min_value=0)
+    if data_links:  # per bar: a click opens what belongs to that bar
+        panel["fieldConfig"]["defaults"]["links"] = [
+            {"title": link["title"], "url": link["url"], "targetBlank": True} for link in data_links]
     panel["fieldConfig"]["defaults"]["color"] = {"mode": "thresholds"}
     if max_value is not None:
         panel["fieldConfig"]["defaults"]["max"] = max_value
@@ -237,6 +241,24 @@ def table(title: str, description: str, targets: list[dict], unit: str, *,
 def q(expr: str) -> str:
     """Normalise whitespace of a multi-line PromQL expression."""
     return " ".join(expr.split())
+
+
+def spend_to_date(window: str, filters: str = "", by: str = "") -> str:
+    """Spend since 00:00 UTC today (window "day") or on the 1st ("month"): the computation of the
+    kit:cost_usd:spend_to_date rules (alerts/kit-otel-rules.yaml), on the raw gauge so the panels
+    need no ruler. kit_spend_to_date_usd is each kit-otel's exact spend in the current UTC window;
+    each series counts with its latest value if that sample was taken inside the window, so a
+    gap in delivery delays the number but never loses money, and panel equals alert."""
+    sel = f'kit_spend_to_date_usd{{window="{window}"{", " + filters if filters else ""}}}'
+    if window == "day":
+        taken = f"timestamp({sel}) or last_over_time(timestamp({sel})[1d:10m])"
+        current = f"floor(({taken}) / 86400) == scalar(floor(vector(time()) / 86400))"
+        value = f"last_over_time({sel}[1d])"
+    else:
+        taken = f"timestamp({sel}) or last_over_time(timestamp({sel})[31d:1h])"
+        current = f"month({taken}) == scalar(month()) and year({taken}) == scalar(year())"
+        value = f"last_over_time({sel}[31d])"
+    return f"sum{f' by ({by})' if by else ''} ({value} and ({current}))"
 
 
 # ── shared templating ───────────────────────────────────────────────────────────────────────
@@ -289,7 +311,7 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], variab
         "annotations": {"list": [{
             "builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"},
             "enable": True, "hide": True, "iconColor": "rgba(0, 211, 255, 1)",
-            "name": "Annotations & Alerts", "type": "dashboard"}]},
+            "name": "Annotations & Alerts", "type": "dashboard"}, ALERT_ANNOTATION]},
         "links": links,
         "panels": panels,
     }
@@ -301,38 +323,86 @@ def dash_link(title: str, uid_tag: str) -> dict:
             "tooltip": ""}
 
 
-TURN_TRACES = '{ name = "invoke_agent kit" }'
-SLOW_TURNS = '{ name = "invoke_agent kit" && duration > 2m }'
-EXPENSIVE_TURNS = '{ name = "invoke_agent kit" && span.kit.turn.cost_usd > 0.5 }'
-FAILED_TURNS = '{ name = "invoke_agent kit" && status = error }'
-FAILED_TOOLS = '{ span.gen_ai.operation.name = "execute_tool" && status = error }'
+# TraceQL (Tempo only: Jaeger has no TraceQL; see docs/dashboards.md). Every search follows the
+# dashboards' $project selection; "expensive" is the $expensive_usd variable, which should equal
+# the gateway's tail-sampling threshold (KIT_TAIL_COST_USD, default 0.5).
+IN_PROJECT = 'span.kit.project =~ "${project:pipe}"'
+TURN_TRACES = f'{{ name = "invoke_agent kit" && {IN_PROJECT} }}'
+SLOW_TURNS = f'{{ name = "invoke_agent kit" && duration > 2m && {IN_PROJECT} }}'
+EXPENSIVE_TURNS = f'{{ name = "invoke_agent kit" && span.kit.turn.cost_usd > $expensive_usd && {IN_PROJECT} }}'
+FAILED_TURNS = f'{{ name = "invoke_agent kit" && status = error && {IN_PROJECT} }}'
+FAILED_TOOLS = f'{{ span.gen_ai.operation.name = "execute_tool" && status = error && {IN_PROJECT} }}'
+# drill-down: the turns of one project (the clicked bar), with their session and cost
+PROJECT_TURNS = ('{ name = "invoke_agent kit" && span.kit.project = "${__field.labels.project}" } '
+                 '| select(span.session.id, span.kit.turn.cost_usd)')
+SESSION_TURNS = (f'{{ name = "invoke_agent kit" && {IN_PROJECT} }} '
+                 '| select(span.session.id, span.kit.project, span.kit.turn.cost_usd)')
+EXPENSIVE_CHOICES = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"]
+# Firing kit-otel alerts as annotations on every time series panel. Needs the rules loaded
+# (alerts/kit-otel-rules.yaml). The Prometheus data source's own annotation fields (expr, step,
+# titleFormat, ...), which Grafana migrates into its query editor on load.
+ALERT_ANNOTATION = {
+    "datasource": PROM, "enable": True, "hide": False, "iconColor": "red", "name": "KIT alerts",
+    "expr": 'ALERTS{alertname=~"Kit.*", alertstate="firing"}', "step": "1m",
+    "titleFormat": "{{alertname}}", "textFormat": "{{severity}} {{window}} {{scope}} {{project}} {{instance}}",
+    "tagKeys": "severity,project", "useValueForTime": False}
+
+
+def model_cost_table() -> dict:
+    """One row per model over the selected range: cost, tokens by type, calls, USD per 1k tokens."""
+    rng = "[$__range]"
+    cols = [("cost (USD)", f'sum by (model) (increase(kit_cost_usd_total{{{F_COST}}}{rng}))', "currencyUSD")]
+    for kind in ("input", "output", "cache_read", "cache_write"):
+        cols.append((f"{kind} tokens",
+                     f'sum by (model) (increase(kit_tokens_total{{type="{kind}", {F_TOKENS}}}{rng}))', "short"))
+    cols.append(("LLM calls", f'sum by (model) (increase(kit_llm_calls_total{{{F_LLM}}}{rng}))', "short"))
+    cols.append(("USD per 1k tokens",
+                 f'1000 * sum by (model) (increase(kit_cost_usd_total{{{F_COST}}}{rng})) '
+                 f'/ sum by (model) (increase(kit_tokens_total{{{F_TOKENS}}}{rng}))', "currencyUSD"))
+    refs = "ABCDEFGH"
+    panel = table("Cost per model (selected range)",
+                  "Per model over the dashboard's selected time range: spend, tokens by type, LLM calls "
+                  "and the resulting price per 1000 tokens (all token types).",
+                  [target(q(expr), name, refs[i], instant=True, table=True)
+                   for i, (name, expr, _) in enumerate(cols)], "short",
+                  transformations=[
+                      {"id": "merge", "options": {}},
+                      {"id": "organize", "options": {
+                          "excludeByName": {"Time": True},
+                          "renameByName": {f"Value #{refs[i]}": name for i, (name, _, _) in enumerate(cols)}}}])
+    panel["fieldConfig"]["overrides"] = [
+        {"matcher": {"id": "byName", "options": name},
+         "properties": [{"id": "unit", "value": unit}, {"id": "decimals", "value": 4 if "1k" in name else 2}]}
+        for name, _, unit in cols if unit == "currencyUSD"]
+    return panel
 
 
 # ── Overview ────────────────────────────────────────────────────────────────────────────────
 
 def overview() -> dict:
     L = Layout()
-    usd_per_h = "currencyUSD"
+    usd_per_h = "suffix: USD/h"  # a rate, not an amount: no currency unit
 
     L.row("Spend")
     L.add(stat("Spend today (UTC)",
-               "Spend since 00:00 UTC for the selected projects, models and providers: increase of "
-               "kit_cost_usd_total over the panel's 'today so far' range.",
-               [target(q(f'sum(increase(kit_cost_usd_total{{{F_COST}}}[$__range]))'), "spend", instant=True)],
+               "Spend since 00:00 UTC for the selected projects, models and providers, from "
+               "kit_spend_to_date_usd (exact after any gap; the money the budget alerts compare).",
+               [target(spend_to_date("day", F_COST), "spend", instant=True)],
                "currencyUSD", time_from="now/d", decimals=2), 4, 4)
     L.add(stat("Today vs global daily budget",
                "All spend today (no filters) divided by the lowest kit_budget_usd{window=\"day\", "
                "scope=\"global\"}. Orange from 80 %, red at 100 %; empty when no daily budget is configured.",
-               [target(q('sum(increase(kit_cost_usd_total[$__range])) / min(kit_budget_usd{window="day", scope="global"})'),
+               [target(spend_to_date("day") + ' / min(last_over_time(kit_budget_usd{window="day", scope="global"}[1d]))',
                        "of budget", instant=True)],
                "percentunit", th=BUDGET_RATIO, time_from="now/d", color_mode="background"), 4, 4)
     L.add(stat("Spend this month (UTC)",
-               "Spend since 00:00 UTC on the 1st for the selected projects, models and providers.",
-               [target(q(f'sum(increase(kit_cost_usd_total{{{F_COST}}}[$__range]))'), "spend", instant=True)],
+               "Spend since 00:00 UTC on the 1st for the selected projects, models and providers "
+               "(kit_spend_to_date_usd, like the budget alerts).",
+               [target(spend_to_date("month", F_COST), "spend", instant=True)],
                "currencyUSD", time_from="now/M", decimals=2), 4, 4)
     L.add(stat("This month vs global monthly budget",
                "All spend this month divided by the lowest kit_budget_usd{window=\"month\", scope=\"global\"}.",
-               [target(q('sum(increase(kit_cost_usd_total[$__range])) / min(kit_budget_usd{window="month", scope="global"})'),
+               [target(spend_to_date("month") + ' / min(last_over_time(kit_budget_usd{window="month", scope="global"}[1d]))',
                        "of budget", instant=True)],
                "percentunit", th=BUDGET_RATIO, time_from="now/M", color_mode="background"), 4, 4)
     L.add(stat("Cost rate now",
@@ -340,7 +410,8 @@ def overview() -> dict:
                [target(q(f'sum(rate(kit_cost_usd_total{{{F_COST}}}[$__rate_interval])) * 3600'), "USD/h")],
                usd_per_h, decimals=2, graph=True), 4, 4)
     L.add(stat("Subagent share of spend",
-               "Share of the spend in the selected time range made by subagents (agent=\"subagent\").",
+               "Share of the spend made by subagents (agent=\"subagent\") over the dashboard's selected "
+               "time range.",
                [target(q(f'sum(increase(kit_cost_usd_total{{agent="subagent", {F_COST}}}[$__range])) '
                          f'/ sum(increase(kit_cost_usd_total{{{F_COST}}}[$__range]))'), "subagents", instant=True)],
                "percentunit"), 4, 4)
@@ -372,7 +443,7 @@ def overview() -> dict:
                              "{{project}} {{agent}}")],
                      "short", stack=True), 8, 8)
     L.add(stat("Cache-hit ratio",
-               "Share of prompt tokens served from the provider's cache in the selected range: "
+               "Share of prompt tokens served from the provider's cache over the dashboard's selected time range: "
                "cache_read / (input + cache_read + cache_write).",
                [target(q(f'sum(increase(kit_tokens_total{{type="cache_read", {F_TOKENS}}}[$__range])) '
                          f'/ sum(increase(kit_tokens_total{{type=~"input|cache_read|cache_write", {F_TOKENS}}}[$__range]))'),
@@ -389,6 +460,8 @@ def overview() -> dict:
                      [target(q(f'histogram_quantile(0.5, sum by (le) (rate(gen_ai_client_token_usage_bucket{{gen_ai_token_type="input", {F_GENAI}}}[$__rate_interval])))'), "p50", "A"),
                       target(q(f'histogram_quantile(0.95, sum by (le) (rate(gen_ai_client_token_usage_bucket{{gen_ai_token_type="input", {F_GENAI}}}[$__rate_interval])))'), "p95", "B")],
                      "short"), 12, 8)
+
+    L.add(model_cost_table(), 24, 8)
 
     L.row("Turns and LLM latency")
     L.add(stat("Turns per minute",
@@ -439,8 +512,10 @@ def overview() -> dict:
                      [target(q('sum by (tool) (rate(kit_tool_calls_total[$__rate_interval])) * 60'), "{{tool}}")],
                      "short", stack=True), 8, 8)
     L.add(timeseries("Tool error rate by tool",
-                     "Share of tool calls with outcome=\"error\" per tool.",
-                     [target(q('sum by (tool) (rate(kit_tool_calls_total{outcome="error"}[$__rate_interval])) '
+                     "Share of tool calls with outcome=\"error\" per tool (0 % for a tool that was called "
+                     "without errors).",
+                     [target(q('(sum by (tool) (rate(kit_tool_calls_total{outcome="error"}[$__rate_interval])) '
+                               'or 0 * sum by (tool) (rate(kit_tool_calls_total[$__rate_interval]))) '
                                '/ sum by (tool) (rate(kit_tool_calls_total[$__rate_interval]))'), "{{tool}}")],
                      "percentunit", links=[tempo_explore_link("Failed tool calls in Tempo", FAILED_TOOLS)]), 8, 8)
     L.add(timeseries("Tool latency p95 by tool",
@@ -509,9 +584,15 @@ def overview() -> dict:
                 "TraceQL search in Tempo: turn spans with status ERROR. Click a trace id to open it.",
                 [traceql(FAILED_TURNS)], "none", datasource=TEMPO), 12, 9)
     L.add(table("Expensive turns",
-                "TraceQL search in Tempo: turns whose kit.turn.cost_usd is above 0.5 USD "
-                "(the gateway's tail sampling keeps all of them).",
+                "TraceQL search in Tempo: turns of the selected projects whose kit.turn.cost_usd is "
+                "above $expensive_usd USD (the gateway's tail sampling keeps every turn above "
+                "KIT_TAIL_COST_USD, default 0.5).",
                 [traceql(EXPENSIVE_TURNS)], "none", datasource=TEMPO), 12, 9)
+    L.add(table("Turns by session",
+                "TraceQL search in Tempo: recent turns of the selected projects with their session id, "
+                "project and cost; open a trace for the turn, filter the session column for a session. "
+                "Only turns kept by tail sampling are there (every error and expensive turn).",
+                [traceql(SESSION_TURNS, limit=50)], "none", datasource=TEMPO), 24, 9)
 
     variables = [
         datasource_var("datasource", "Prometheus", "prometheus", PROM_UID, "Prometheus"),
@@ -519,6 +600,7 @@ def overview() -> dict:
         query_var("project", "Project", "label_values(kit_cost_usd_total, project)"),
         query_var("model", "Model", "label_values(kit_tokens_total, model)"),
         query_var("provider", "Provider", "label_values(kit_tokens_total, provider)"),
+        custom_var("expensive_usd", "Expensive turn above (USD)", EXPENSIVE_CHOICES, "0.5"),
     ]
     return dashboard("kit-overview", "KIT agents — overview",
                      "Cost, tokens, latency, tools, errors and exporter health of KIT coding agents "
@@ -536,54 +618,56 @@ def budget() -> dict:
 
     L.row("Spend vs budget (UTC calendar windows)")
     L.add(stat("Spend today",
-               "All spend since 00:00 UTC (increase of kit_cost_usd_total over 'today so far').",
-               [target('sum(increase(kit_cost_usd_total[$__range]))', "today", instant=True)],
+               "All spend since 00:00 UTC (kit_spend_to_date_usd: exact after any gap, the money "
+               "KitBudgetExceeded compares).",
+               [target(spend_to_date("day"), "today", instant=True)],
                "currencyUSD", time_from="now/d", decimals=2), 4, 5)
     L.add(stat("Daily budget",
-               "Lowest kit_budget_usd{window=\"day\", scope=\"global\"} exported by any kit-otel.",
-               [target('min(kit_budget_usd{window="day", scope="global"})', "budget", instant=True)],
+               "Lowest kit_budget_usd{window=\"day\", scope=\"global\"} exported by any kit-otel in the "
+               "last day (like the rules: a budget stays in force through a gap).",
+               [target('min(last_over_time(kit_budget_usd{window="day", scope="global"}[1d]))', "budget", instant=True)],
                "currencyUSD", decimals=2), 4, 5)
     L.add(stat("Today vs daily budget",
                "Spend today divided by the daily global budget.",
-               [target(q('sum(increase(kit_cost_usd_total[$__range])) / min(kit_budget_usd{window="day", scope="global"})'),
+               [target(spend_to_date("day") + ' / min(last_over_time(kit_budget_usd{window="day", scope="global"}[1d]))',
                        "of budget", instant=True)],
                "percentunit", th=BUDGET_RATIO, time_from="now/d", color_mode="background"), 4, 5)
     L.add(stat("Spend this month",
-               "All spend since 00:00 UTC on the 1st.",
-               [target('sum(increase(kit_cost_usd_total[$__range]))', "month", instant=True)],
+               "All spend since 00:00 UTC on the 1st (kit_spend_to_date_usd, like the budget alerts).",
+               [target(spend_to_date("month"), "month", instant=True)],
                "currencyUSD", time_from="now/M", decimals=2), 4, 5)
     L.add(stat("Monthly budget",
-               "Lowest kit_budget_usd{window=\"month\", scope=\"global\"}.",
-               [target('min(kit_budget_usd{window="month", scope="global"})', "budget", instant=True)],
+               "Lowest kit_budget_usd{window=\"month\", scope=\"global\"} seen in the last day.",
+               [target('min(last_over_time(kit_budget_usd{window="month", scope="global"}[1d]))', "budget", instant=True)],
                "currencyUSD", decimals=2), 4, 5)
     L.add(stat("This month vs monthly budget",
                "Spend this month divided by the monthly global budget.",
-               [target(q('sum(increase(kit_cost_usd_total[$__range])) / min(kit_budget_usd{window="month", scope="global"})'),
+               [target(spend_to_date("month") + ' / min(last_over_time(kit_budget_usd{window="month", scope="global"}[1d]))',
                        "of budget", instant=True)],
                "percentunit", th=BUDGET_RATIO, time_from="now/M", color_mode="background"), 4, 5)
     L.add(bargauge("Projects today vs their daily budget",
                    "Spend today per project divided by that project's kit_budget_usd{window=\"day\", scope=\"project\"} "
                    "(projects without a budget are not shown).",
-                   [target(q('sum by (project) (increase(kit_cost_usd_total{project=~"$project"}[$__range])) '
-                             '/ on (project) min by (project) (kit_budget_usd{window="day", scope="project"})'),
+                   [target(spend_to_date("day", 'project=~"$project"', by="project")
+                           + ' / on (project) min by (project) (last_over_time(kit_budget_usd{window="day", scope="project"}[1d]))',
                            "{{project}}", instant=True)],
                    "percentunit", th=BUDGET_RATIO, time_from="now/d", max_value=1.2), 6, 8)
     L.add(bargauge("Projects this month vs their monthly budget",
                    "Spend this month per project divided by its kit_budget_usd{window=\"month\", scope=\"project\"}.",
-                   [target(q('sum by (project) (increase(kit_cost_usd_total{project=~"$project"}[$__range])) '
-                             '/ on (project) min by (project) (kit_budget_usd{window="month", scope="project"})'),
+                   [target(spend_to_date("month", 'project=~"$project"', by="project")
+                           + ' / on (project) min by (project) (last_over_time(kit_budget_usd{window="month", scope="project"}[1d]))',
                            "{{project}}", instant=True)],
                    "percentunit", th=BUDGET_RATIO, time_from="now/M", max_value=1.2), 6, 8)
     L.add(bargauge("Models today vs their daily budget",
                    "Spend today per model divided by its kit_budget_usd{window=\"day\", scope=\"model\"}.",
-                   [target(q('sum by (model) (increase(kit_cost_usd_total[$__range])) '
-                             '/ on (model) min by (model) (kit_budget_usd{window="day", scope="model"})'),
+                   [target(spend_to_date("day", "", by="model")
+                           + ' / on (model) min by (model) (last_over_time(kit_budget_usd{window="day", scope="model"}[1d]))',
                            "{{model}}", instant=True)],
                    "percentunit", th=BUDGET_RATIO, time_from="now/d", max_value=1.2), 6, 8)
     L.add(bargauge("Models this month vs their monthly budget",
                    "Spend this month per model divided by its kit_budget_usd{window=\"month\", scope=\"model\"}.",
-                   [target(q('sum by (model) (increase(kit_cost_usd_total[$__range])) '
-                             '/ on (model) min by (model) (kit_budget_usd{window="month", scope="model"})'),
+                   [target(spend_to_date("month", "", by="model")
+                           + ' / on (model) min by (model) (last_over_time(kit_budget_usd{window="month", scope="model"}[1d]))',
                            "{{model}}", instant=True)],
                    "percentunit", th=BUDGET_RATIO, time_from="now/M", max_value=1.2), 6, 8)
     L.add(table("Configured budgets",
@@ -602,27 +686,27 @@ def budget() -> dict:
                      [target('sum(rate(kit_cost_usd_total[$__rate_interval])) * 3600', "now", "A"),
                       target('sum(rate(kit_cost_usd_total[1h])) * 3600', "last hour", "B"),
                       target('sum(rate(kit_cost_usd_total[1d])) * 3600', "last day", "C")],
-                     "currencyUSD"), 12, 8)
+                     "suffix: USD/h"), 12, 8)
     L.add(stat("Projected spend at 24:00 UTC",
                "Spend today + last-hour burn rate × seconds left in the day (what the "
                "KitBudgetProjectedOverrun alert evaluates).",
-               [target(q(f'sum(increase(kit_cost_usd_total[$__range])) + sum(rate(kit_cost_usd_total[1h])) * {secs_left_day}'),
+               [target(q(f'{spend_to_date("day")} + sum(rate(kit_cost_usd_total[1h])) * {secs_left_day}'),
                        "projected", instant=True)],
                "currencyUSD", time_from="now/d", decimals=2), 4, 4)
     L.add(stat("Projected at end of month",
                "Spend this month + last-day burn rate × seconds left in the month.",
-               [target(q(f'sum(increase(kit_cost_usd_total[$__range])) + sum(rate(kit_cost_usd_total[1d])) * {secs_left_month}'),
+               [target(q(f'{spend_to_date("month")} + sum(rate(kit_cost_usd_total[1d])) * {secs_left_month}'),
                        "projected", instant=True)],
                "currencyUSD", time_from="now/M", decimals=2), 4, 4)
     L.add(stat("Projected vs monthly budget",
                "Projected end-of-month spend divided by the monthly global budget.",
-               [target(q(f'(sum(increase(kit_cost_usd_total[$__range])) + sum(rate(kit_cost_usd_total[1d])) * {secs_left_month}) '
+               [target(q(f'({spend_to_date("month")} + sum(rate(kit_cost_usd_total[1d])) * {secs_left_month}) '
                          '/ min(kit_budget_usd{window="month", scope="global"})'),
                        "of budget", instant=True)],
                "percentunit", th=BUDGET_RATIO, time_from="now/M", color_mode="background"), 4, 4)
     L.add(stat("Projected vs daily budget",
                "Projected spend at 24:00 UTC divided by the daily global budget.",
-               [target(q(f'(sum(increase(kit_cost_usd_total[$__range])) + sum(rate(kit_cost_usd_total[1h])) * {secs_left_day}) '
+               [target(q(f'({spend_to_date("day")} + sum(rate(kit_cost_usd_total[1h])) * {secs_left_day}) '
                          '/ min(kit_budget_usd{window="day", scope="global"})'),
                        "of budget", instant=True)],
                "percentunit", th=BUDGET_RATIO, time_from="now/d", color_mode="background"), 4, 4)
@@ -643,7 +727,7 @@ def budget() -> dict:
                "(set it to your turn limit; kit_turn_cost_usd buckets are fixed, so the limit should be "
                "one of them). The le matcher accepts both the '1' and the '1.0' spelling of a bound.",
                [target(q('sum(increase(kit_turn_cost_usd_bucket{le="+Inf"}[$__range])) - '
-                         'sum(increase(kit_turn_cost_usd_bucket{le=~"${turn_limit}|${turn_limit}.0"}[$__range]))'),
+                         'sum(increase(kit_turn_cost_usd_bucket{le=~"${turn_limit:regex}|${turn_limit:regex}\\\\.0"}[$__range]))'),
                        "turns", instant=True)],
                "short", decimals=0, th=thresholds(("green", None), ("red", 1))), 4, 4)
     L.add(timeseries("Daily spend vs daily budget (last 30 days)",
@@ -658,7 +742,8 @@ def budget() -> dict:
                    "The ten projects that spent the most in the selected time range.",
                    [target(q('topk(10, sum by (project) (increase(kit_cost_usd_total{project=~"$project"}[$__range])))'),
                            "{{project}}", instant=True)],
-                   "currencyUSD", decimals=2), 8, 8)
+                   "currencyUSD", decimals=2, data_links=[tempo_explore_link(
+                       "Turns of ${__field.labels.project} in Tempo", PROJECT_TURNS)]), 8, 8)
     L.add(bargauge("Top models (selected range)",
                    "The ten models that cost the most in the selected time range.",
                    [target(q('topk(10, sum by (model) (increase(kit_cost_usd_total{project=~"$project"}[$__range])))'),
@@ -672,7 +757,7 @@ def budget() -> dict:
     L.add(timeseries("Cost rate by project (USD/hour)",
                      "sum by (project) of the kit_cost_usd_total rate.",
                      [target(q('sum by (project) (rate(kit_cost_usd_total{project=~"$project"}[$__rate_interval])) * 3600'), "{{project}}")],
-                     "currencyUSD", stack=True), 12, 8)
+                     "suffix: USD/h", stack=True), 12, 8)
     L.add(timeseries("Turn cost p95 by project",
                      "95th percentile of kit_turn_cost_usd per project.",
                      [target(q('histogram_quantile(0.95, sum by (le, project) (rate(kit_turn_cost_usd_bucket{project=~"$project"}[$__rate_interval])))'),
@@ -696,6 +781,7 @@ def budget() -> dict:
         datasource_var("tempo", "Tempo", "tempo", TEMPO_UID, "Tempo"),
         query_var("project", "Project", "label_values(kit_cost_usd_total, project)"),
         custom_var("turn_limit", "Turn limit bucket (USD)", TURN_COST_BUCKETS, "1"),
+        custom_var("expensive_usd", "Expensive turn above (USD)", EXPENSIVE_CHOICES, "0.5"),
     ]
     return dashboard("kit-budget", "KIT agents — budget",
                      "Spend against the configured kit_budget_usd budgets (UTC calendar windows), burn "
@@ -734,12 +820,44 @@ panel, edit `generate.py` and run `python3 dashboards/generate.py`.
   id) to its histogram points in OTLP; they reach Prometheus through the Collector (remote write,
   or its `prometheus` exporter with `enable_open_metrics: true`). kit-otel's own `/metrics` uses
   the plain text format, which carries no exemplars: scraped directly, the panels have no links.
+* **Sample interval**: the provisioned Prometheus data source has `timeInterval: 60s`, the push
+  interval of kit-otel's OTLP metrics. Grafana's `$__rate_interval` is then at least 4 minutes,
+  so rate panels have several samples per window on the remote-write path (with `15s` the window
+  was 1 minute and held one sample: every rate panel was empty). On an imported dashboard, set
+  the data source's *Scrape interval* to the slowest interval your series have.
+* **Alerts**: every dashboard has an annotation "KIT alerts" (`ALERTS{alertname=~"Kit.*",
+  alertstate="firing"}`, title = alert name) over its time series panels; it needs the rules of
+  `alerts/kit-otel-rules.yaml` loaded into the Prometheus the dashboards query.
+
+## Traces: Tempo only
+
+The trace tables and the panel links search with **TraceQL**, which only Tempo (and Grafana
+Cloud Traces) speaks; with Jaeger the trace tables stay empty and the links open an error.
+Jaeger users can still follow exemplar links (set the Prometheus data source's exemplar
+destination to the Jaeger data source) and search Jaeger by the same attributes: service
+`kit-otel`, operation `invoke_agent kit`, tags `kit.project=<project>`,
+`kit.turn.cost_usd`, `error=true`.
+
+Every search follows the `project` selection (`span.kit.project =~ "${project:pipe}"`), and
+"expensive" means `kit.turn.cost_usd` above the `expensive_usd` variable (default 0.5 USD, the
+gateway's `KIT_TAIL_COST_USD`: keep both equal). Drill-down: *Top projects* bars open the turns of
+that project in Tempo, with their session id and cost; *Turns by session* lists recent turns with
+session id, project and cost.
+
+**What a trace link can find.** Behind the gateway only sampled turns exist in Tempo: every turn
+with an error span, every turn above `KIT_TAIL_COST_USD`, every turn slower than
+`KIT_TAIL_LATENCY_MS`, and `KIT_TAIL_SAMPLE_PERCENT` (10 %) of the rest. Exemplars are attached
+to histogram points before sampling, so an exemplar of a cheap, healthy turn usually points at a
+trace that was dropped: most exemplar dots on the latency panels lead to "trace not found". The
+links that always resolve are the failed-turn and expensive-turn searches and the exemplars of
+the turn-cost panel's high buckets. On the single-node path nothing is sampled and every link
+resolves.
 
 ## Conventions
 
-* **Metric names** are exactly the Prometheus exposition names of DESIGN.md §5; no recording
-  rules are needed, so the dashboards work on a plain Prometheus that scrapes kit-otel (`:9464`) or
-  the Collector (`:8889`), and on Mimir/Thanos fed by the gateway.
+* **Metric names** are exactly the Prometheus exposition names of [design: Metrics](design.md#metrics); no recording
+  rules are needed for the panels, so the dashboards work on a plain Prometheus that scrapes
+  kit-otel (`:9464`) or the Collector (`:8889`), and on Mimir/Thanos fed by the gateway.
 * **Aggregation**: every query aggregates (`sum by (…)`, `min`, `max`, `topk`, `histogram_quantile`),
   so the labels added on the way (`job`, `instance`, `otel_scope_name`, `otel_scope_version`,
   `otel_scope_schema_url`) never split a line, and several kit-otel processes add up.
@@ -747,9 +865,14 @@ panel, edit `generate.py` and run `python3 dashboards/generate.py`.
   `global` | `project` | `model`); when several kit-otel processes export a budget, the lowest wins
   (`min`), as in the alert rules.
 * **Calendar windows in UTC**: the dashboards use the UTC timezone; "today" panels have the panel
-  time range *today so far* (`now/d`) and "this month" panels *this month so far* (`now/M`), so
-  `increase(…[$__range])` is the spend since 00:00 UTC / since the 1st — the same windows the
-  alert rules use.
+  time range *today so far* (`now/d`) and "this month" panels *this month so far* (`now/M`).
+  Spend today / this month comes from `kit_spend_to_date_usd` (each kit-otel's exact spend in the
+  current UTC window), with the computation of the `kit:cost_usd:spend_to_date` rules: after a
+  delivery gap the panel and the budget alert show the same, complete amount (a test evaluates
+  both on the same data with a 30-minute gap). Budgets are read with `last_over_time(…[1d])`, as
+  the rules do.
+* **Selected range**: ratio and share panels (cache-hit ratio, subagent share, per-model cost
+  table, top spenders) are computed over the dashboard's selected time range, and say so.
 * **Variables**: `datasource` (Prometheus), `tempo` (Tempo), `project`, `model`, `provider`
   (multi-value, "All" = `.*`). A filter is applied only where the metric has the label:
   `project` on kit_cost_usd_total, kit_tokens_total, kit_turns_total, kit_turn_cost_usd,
@@ -763,7 +886,7 @@ panel, edit `generate.py` and run `python3 dashboards/generate.py`.
 * **Trace links**: panels about turns carry a panel link that opens Grafana Explore on the Tempo
   data source with a TraceQL search over the dashboard's time range; turn duration and turn cost
   panels request exemplars. The gateway's tail sampling keeps every failed, slow and expensive
-  turn, so these links find them.
+  turn, so the failed/expensive searches find them (see "What a trace link can find").
 * **Known approximations**: `increase()` cannot count the first increment of a series that appears
   with a non-zero value, and classic histogram quantiles resolve to bucket bounds
   (kit_turn_cost_usd buckets: 0.001 0.005 0.01 0.05 0.1 0.25 0.5 1 2.5 5 10 25 USD).

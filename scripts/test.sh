@@ -24,10 +24,11 @@ fi
 
 need_apt=()
 for pair in prometheus:prometheus promtool:prometheus amtool:prometheus-alertmanager \
-            yaegi:yaegi gofmt:golang-go go:golang-go npm:npm; do
+            yaegi:yaegi gofmt:golang-go go:golang-go npm:npm xz:xz-utils; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+# (xz unpacks the real Collector of ../shared/tools/otelcol on first use)
 # the Yaegi library itself: the bridge tests embed it the way KIT does
 [ -d /usr/share/gocode/src/github.com/traefik/yaegi ] || need_apt+=(golang-github-traefik-yaegi-dev)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3-venv)

@@ -23,7 +23,7 @@ from kit_otel import names as n
 from kit_otel.decoder import DecodeError, DecodeFailure, decode_line, encode_event
 from kit_otel.events import DATA_TYPES, Event
 from kit_otel.generator import demo_stream
-from kit_otel.otlp_json import to_otlp_json
+from kit_otel.otlp_json import OTLPJsonEncoder, reference_json
 from kit_otel.timestamps import MAX_TS_NS
 
 SEED = 20261201
@@ -180,10 +180,11 @@ def _encode_both(h) -> list:
     if batch:
         request = encode_spans(batch)
         assert request.SerializeToString()
-        json.loads(to_otlp_json(request))
+        # the OTLP-JSON file exporter's encoding is the same document as json_format's
+        assert json.loads(OTLPJsonEncoder().spans(batch)) == json.loads(reference_json(request))
     metrics = h.reader.get_metrics_data()
     if metrics is not None:
         request = encode_metrics(metrics)
         assert request.SerializeToString()
-        json.loads(to_otlp_json(request))
+        assert json.loads(OTLPJsonEncoder().metrics(metrics)) == json.loads(reference_json(request))
     return spans

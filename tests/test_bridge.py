@@ -69,6 +69,8 @@ def decode_all(lines: list[bytes], source: str = "spool") -> list[Event]:
 def expected_data(fired: dict, capture: bool = False) -> dict:
     """The data the bridge should send for a fired event, as a dict of the decoded struct."""
     data = dict(fired["data"])
+    if fired["type"] == "tool_call" and not capture:
+        data["ParsedArgs"] = None  # the duplicate of Input travels only with content capture
     if fired["type"] in ("context_prepare", "prepare_step"):
         messages = data.pop("Messages", None) or []
         data["MessageCount"] = len(messages)
@@ -249,9 +251,10 @@ def test_context_sizes_and_content_capture(hosts, tmp_path, mode, variant):
 
 @pytest.mark.parametrize("mode,variant", params(RUN_MODES, ("head",)))
 def test_full_queue_drops_are_counted_and_never_block(hosts, tmp_path, mode, variant):
-    """The writer is stalled (KIT's state call blocks); 500 events meet a queue of 16."""
+    """The writer is held back (a 10 s flush interval); 500 events meet a queue of 16."""
     host = hosts(mode, variant)
     run = host.run("drops", tmp_path, env={option_env_name("kit-otel-queue-size"): "16",
+                                          option_env_name("kit-otel-flush-ms"): "10000",
                                           "KITHOST_EVENTS": "500"}, timeout=60)
     # The driver fired all 500 while the writer was still stalled: no handler waited for it.
     assert run.result["worst_handler_us"] < 200_000
@@ -266,7 +269,7 @@ def test_full_queue_drops_are_counted_and_never_block(hosts, tmp_path, mode, var
     # The survivors are the first ones, in order; the count shows on a later line.
     assert [e.data.Chunk for e in updates] == [f"chunk {i}" for i in range(len(updates))]
     first_with_count = next(i for i, e in enumerate(body) if e.dropped)
-    assert body[first_with_count - 1].type in ("message_update", "message_start")
+    assert body[first_with_count - 1].type in ("message_update", "message_start", "session_start")
     assert body[-1].type == "session_shutdown"
 
 
@@ -352,7 +355,9 @@ def test_stalled_socket_reader_costs_no_events(hosts, tmp_path, mode, variant):
     body = content_events(decode_all(run.lines()))
     assert sum(e.dropped for e in body) == 0
     assert len([e for e in body if e.type == "message_update"]) == 3000
-    assert run.result["worst_handler_us"] < 200_000
+    # a bound against waiting on the writer (the stalled socket), not a performance figure:
+    # the queue never fills, so a handler that waited would be the bridge's fault
+    assert run.result["worst_handler_us"] < 1_000_000
 
 
 # ---------------------------------------------------------------------------
@@ -399,9 +404,10 @@ def test_hot_reload_neither_duplicates_nor_leaks(hosts, tmp_path, mode, variant)
 
 @pytest.mark.parametrize("mode,variant", params(RUN_MODES, ("head",)))
 def test_child_agent_instances_are_marked_subagent(hosts, tmp_path, mode, variant):
-    """KIT runs subagents as in-process child Kits that load the global extensions and whose
-    extension Context KIT never sets: that instance is `subagent`. A second session with a
-    Context of its own (ACP) is `main`, and so is a lone Kit without a Context."""
+    """KIT runs subagents as in-process child Kits that load the global extensions, inside the
+    subagent tool's Run, on the goroutine of that call's tool_execution_start: that instance is
+    `subagent`, names the call, and writes the parent's session. A second session with a Context
+    of its own (ACP) is `main`, and so is a lone Kit without a Context."""
     host = hosts(mode, variant)
     run = host.run("subagent", tmp_path)
     files = run.spool_files()
@@ -414,9 +420,10 @@ def test_child_agent_instances_are_marked_subagent(hosts, tmp_path, mode, varian
     assert {e.agent for e in lone} == {"main"}
     assert [e.type for e in content_events(child)] == ["input", "agent_start", "agent_end",
                                                        "session_shutdown"]
-    assert {e.session_path for e in child} == {""}
+    assert {e.session_path for e in child} == {run.result["main_path"]}
+    assert {e.parent_tool_call_id for e in child} == {"toolu_S"}
     assert {e.session_path for e in parent} == {run.result["main_path"]}
-    # The child has no GetOption: it takes the options its parent resolved.
+    # The child's GetOption knows nothing: it takes the options its parent resolved.
     assert parent[0].data.Options["kit-otel-queue-size"] == "777"
     assert child[0].data.Options["kit-otel-queue-size"] == "777"
     # No state API in a Context KIT never set: no state on the child's boundaries either.
@@ -443,12 +450,11 @@ def test_state_travels_on_boundaries_and_changes(hosts, tmp_path, mode, variant)
             assert event.state is not None, (event.type, note)
     by_type = {e.type: e.state for e in body}
     assert by_type["session_start"] == {"usage-budget:warn-at-usd": "5.00"}
-    assert by_type["tool_call"] == {"usage-budget:warn-at-usd": "5.00", "plan-mode:active": "true"}
-    assert by_type["llm_usage"] == {"usage-budget:warn-at-usd": "7.50", "plan-mode:active": "true"}
+    assert by_type["tool_result"] == {"usage-budget:warn-at-usd": "5.00",
+                                      "plan-mode:active": "true"}
     assert by_type["step_finish"] == {"usage-budget:warn-at-usd": "7.50"}
-    assert by_type["message_end"] == {"usage-budget:warn-at-usd": "7.50",
-                                      'weird "key"\n': "välue ✓ <&>"}
-    assert by_type["agent_end"] == by_type["message_end"]
+    assert by_type["agent_end"] == {"usage-budget:warn-at-usd": "7.50",
+                                    'weird "key"\n': "välue ✓ <&>"}
 
 
 # ---------------------------------------------------------------------------

@@ -53,7 +53,9 @@ def test_install_global_default_dir(home, capsys):
     assert run("bridge", "install") == 0
     target = global_file(home)
     assert target.read_bytes() == bridge_source()
-    assert capsys.readouterr().out.strip() == f"installed {target}"
+    assert capsys.readouterr().out.strip().splitlines() == [
+        f"installed {target}",
+        "restart running KIT sessions to load it (new sessions load it by themselves)"]
     # The recorded hash sits next to it under a name KIT does not load (not *.go).
     recorded = target.with_name(BRIDGE_FILENAME + ".sha256")
     assert recorded.read_text().split()[0] == bridge_sha256()
@@ -180,3 +182,18 @@ def test_wired_into_the_kit_otel_command(home, capsys):
     cli = pytest.importorskip("kit_otel.cli")
     assert cli.main(["bridge", "path"]) == 0
     assert Path(capsys.readouterr().out.strip()) == BRIDGE_PATH
+
+
+def test_status_says_what_the_last_bridge_resolved(home, capsys, monkeypatch, tmp_path):
+    spool = tmp_path / "state" / "kit-otel" / "spool"
+    spool.mkdir(parents=True)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    header = {"v": 1, "seq": 1, "ts": "2026-06-09T13:18:12Z", "pid": 7, "session_path": "",
+              "type": "bridge_start", "source": "bridge", "agent": "main",
+              "data": {"BridgeVersion": "0.1.0", "StartedAt": "2026-06-09T13:18:12Z",
+                       "Options": {"kit-otel-spool-dir": str(spool), "kit-otel-socket": "off",
+                                   "environment": "/proc/self/environ"}}}
+    (spool / "kit-7-20260609T131812.000000000Z-1.ndjson").write_text(json.dumps(header) + "\n")
+    assert run("bridge", "status") == 0
+    out = capsys.readouterr().out
+    assert f"spool dir {spool}, socket off, environment from /proc/self/environ" in out

@@ -1,4 +1,4 @@
-"""/metrics over HTTP shows DESIGN.md §5's exposition names with the stream's values."""
+"""/metrics over HTTP shows docs/design.md#metrics's exposition names with the stream's values."""
 
 import shutil
 import subprocess
@@ -15,7 +15,7 @@ from kit_otel.decoder import DecodeError
 from kit_otel.generator import demo_stream
 from kit_otel.pipeline import Pipeline
 
-DESIGN_NAMES = {  # exposition name → type, from DESIGN.md §5
+DESIGN_NAMES = {  # exposition name → type, from docs/design.md#metrics
     "kit_tokens_total": "counter", "kit_cost_usd_total": "counter",
     "kit_llm_calls_total": "counter", "gen_ai_client_token_usage": "histogram",
     "gen_ai_client_operation_duration_seconds": "histogram",
@@ -88,7 +88,7 @@ def test_scraped_values_equal_the_stream(scraped):
     for kind in ("input", "output", "cache_read", "cache_write"):
         assert total("kit_tokens_total", type=kind) == sums[(kind, "main")] + sums[(kind, "subagent")]
     assert total("kit_cost_usd_total", agent="main") == pytest.approx(sums[("cost", "main")], abs=1e-9)
-    assert total("kit_turns_total") == sum(1 for e in events if e.type == "agent_end" and e.session_path)
+    assert total("kit_turns_total") == sum(1 for e in events if e.type == "agent_end" and e.agent != "subagent")
     assert total("kit_budget_usd", window="day", scope="global") == 25.0
     assert total("kit_budget_usd", window="month", scope="project", project="payments") == 300.0
     assert total("kit_otel_dropped_total") == 4

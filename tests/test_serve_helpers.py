@@ -48,7 +48,8 @@ class KitProcess:
 
 
 def kit_process(seed: int, pid: int, sessions_root: Path, *, turns: int = 6,
-                start_ns: int | None = None, index: int = 0) -> KitProcess:
+                start_ns: int | None = None, index: int = 0,
+                words_per_step: int = 0) -> KitProcess:
     """One KIT process's spool lines: a realistic session (parallel tools, a subagent with its
     own child-agent file, retries, an error turn, a compaction, a model change, a hot reload)."""
     rng = random.Random(seed)
@@ -58,7 +59,8 @@ def kit_process(seed: int, pid: int, sessions_root: Path, *, turns: int = 6,
     path = session_file_path(sessions_root, cwd, start, rng)
     write_session_header(path, cwd, uuid.UUID(int=rng.getrandbits(128)).hex, start)
     script = demo_session(rng, pid=pid, session_path=str(path), start_ns=start,
-                          provider=provider, model=model, turns=turns)
+                          provider=provider, model=model, turns=turns,
+                          words_per_step=words_per_step)
     events = script.events
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(start / 1e9))
     instance = 0
@@ -73,24 +75,25 @@ def kit_process(seed: int, pid: int, sessions_root: Path, *, turns: int = 6,
         files.append(name)
         seq += 1
         header = ev.make_event("bridge_start", event.ts_ns, seq=seq, pid=pid,
-                               session_path="" if child else event.session_path,
-                               source="bridge", agent="subagent" if child else "main",
+                               session_path=event.session_path, source="bridge",
+                               agent="subagent" if child else "main",
+                               parent_tool_call_id=event.parent_tool_call_id,
                                data=ev.BridgeStart(BridgeVersion="test",
                                                    StartedAt=format_ts(event.ts_ns)))
         lines.append((name, encode_event(header)))
         return name
 
-    main_file = child_file = None
+    main_file = None
+    child_files: dict[str, str] = {}  # the parent's subagent call → its child's file
     previous_type = ""
     for event in events:
-        child = not event.session_path and event.agent == "subagent"
-        if child:
-            if child_file is None:
-                child_file = new_file(event, True)
-            target = child_file
+        if event.agent == "subagent":  # a child Kit's own bridge instance, one file each
+            target = child_files.get(event.parent_tool_call_id)
+            if target is None:
+                target = child_files[event.parent_tool_call_id] = new_file(event, True)
         else:
             if event.type == "subagent_end":
-                child_file = None
+                child_files.pop(event.data.ToolCallID, None)
             if main_file is None or (event.type == "session_start"
                                      and previous_type == "session_shutdown"):
                 main_file = new_file(event, False)  # a hot reload starts a new instance
@@ -100,7 +103,7 @@ def kit_process(seed: int, pid: int, sessions_root: Path, *, turns: int = 6,
         lines.append((target, encode_event(ev.Event(
             type=event.type, data=event.data, ts_ns=event.ts_ns, seq=seq, pid=pid,
             session_path=event.session_path, source=event.source, agent=event.agent,
-            state=event.state))))
+            parent_tool_call_id=event.parent_tool_call_id, state=event.state))))
     return KitProcess(pid, lines, events, files)
 
 

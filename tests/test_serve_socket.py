@@ -97,8 +97,8 @@ def test_stale_socket_is_replaced_but_a_live_one_is_not(dirs, receiver, caplog):
     stale.bind(str(path))
     stale.close()  # the file stays, nobody listens: what a killed daemon leaves
     run = InProcess(settings_for(receiver, spool, state, root, socket_path=str(path)))
-    other = Server(settings_for(receiver, spool, state.parent / "state2", root,
-                                socket_path=str(path)))
+    other = Server(settings_for(receiver, spool.parent / "spool2", state.parent / "state2",
+                                root, socket_path=str(path)))  # (one spool dir per daemon)
     assert other.run() == 2
     assert "another process is listening" in caplog.text
     assert run.stop() == 0

@@ -32,7 +32,7 @@ def usage_sums(events):
     sums = defaultdict(float)
     for e in events:
         if e.type == "llm_usage":
-            agent = "subagent" if not e.session_path else "main"
+            agent = e.agent or "main"
             sums[("input", agent)] += e.data.InputTokens
             sums[("output", agent)] += e.data.OutputTokens
             sums[("cache_read", agent)] += e.data.CacheReadTokens
@@ -66,7 +66,7 @@ def test_metric_totals_equal_the_llm_usage_in_the_stream(seed):
 def test_turn_attributes_equal_agent_end(seed):
     events = demo_stream(seed, sessions=3, turns=6)
     h = make_harness().feed(events).close()
-    ends = sorted((e for e in events if e.type == "agent_end" and e.session_path),
+    ends = sorted((e for e in events if e.type == "agent_end" and e.agent != "subagent"),
                   key=lambda e: e.ts_ns)
     turns = sorted(h.spans_named(n.SPAN_TURN), key=lambda s: s.end_time)
     assert len(turns) == len(ends)

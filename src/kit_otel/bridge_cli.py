@@ -174,9 +174,24 @@ def status(cwd: Path | None = None, env: dict[str, str] | None = None) -> dict:
         "locations": [loc.as_dict() for loc in locations],
         "spool_dir": str(spool),
         "spool_files": len(spool_files),
+        "last_bridge": last_bridge_start(spool_files),
         "options": {name: env.get(option_env_name(name), "") for name in OPTIONS},
         "warnings": warnings,
     }
+
+
+def last_bridge_start(spool_files: list[Path]) -> dict | None:
+    """What the newest bridge instance resolved (its bridge_start header): a bridge inside KIT
+    may see another environment than this shell - KIT 49f8b485 gives it none at all."""
+    for path in sorted(spool_files, key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            with open(path, "rb") as fh:
+                header = json.loads(fh.readline(1 << 16))
+            options = header["data"]["Options"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return {"file": str(path), "agent": header.get("agent", ""), "options": options}
+    return None
 
 
 def spool_dir(env: dict[str, str] | None = None) -> Path:
@@ -206,6 +221,10 @@ def _cmd_install(args) -> int:
     messages = {"installed": "installed", "updated": "updated", "replaced": "replaced",
                 "unchanged": "already up to date:"}
     print(f"{messages[action]} {loc.file}")
+    if action != "unchanged":
+        # A running KIT does not pick a new extension up safely: a hot install grows its
+        # extension list past what its Runner was built for (docs/bridge.md, "Installing").
+        print("restart running KIT sessions to load it (new sessions load it by themselves)")
     other = inspect(extensions_dir(not args.project), "project" if not args.project else "global")
     if other.state != MISSING:
         print(f"warning: also installed at {other.file}; KIT would load the bridge twice",
@@ -237,6 +256,13 @@ def _cmd_status(args) -> int:
     for loc in info["locations"]:
         print(f"  {loc['scope']:<8} {loc['state']:<9} {loc['file']}")
     print(f"spool dir: {info['spool_dir']} ({info['spool_files']} files)")
+    last = info["last_bridge"]
+    if last:
+        opts = last["options"]
+        print(f"last bridge start: {last['file']}")
+        print(f"  it resolved: spool dir {opts.get('kit-otel-spool-dir', '?')}, "
+              f"socket {opts.get('kit-otel-socket', '?')}, "
+              f"environment from {opts.get('environment', 'process (older bridge)')}")
     set_options = {k: v for k, v in info["options"].items() if v}
     for name, value in set_options.items():
         print(f"  {option_env_name(name)}={value}")

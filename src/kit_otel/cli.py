@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import os
 import signal
@@ -12,15 +13,20 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from . import __version__
 from .config import describe, load_settings
 from .decoder import DecodeError, DecodeFailure, OversizeLine, decode_line, iter_stream
 from .pipeline import Pipeline
+from .replay_order import group_by_process, merge_by_seq
 from .summary import RichestTurnKeeper, Summary
 from .tail import FileTailer
 
 log = logging.getLogger("kit_otel")
+
+# the modules that add their own subcommands (each has `add_parser(subparsers)`)
+COMMAND_MODULES = ("bridge_cli", "serve")
 
 EPILOG = """examples:
   kit-otel demo                         # a realistic KIT session through the full pipeline
@@ -114,20 +120,52 @@ class _Progress:
 
 
 def feed_lines(pipeline: Pipeline, source: str, lines, max_bytes: int) -> None:
+    for item in decode_lines(source, lines, max_bytes):
+        pipeline.feed(item)
+
+
+def decode_lines(source: str, lines, max_bytes: int):
+    """Each tailed line as an Event, or the DecodeError that says why it is not one."""
     for line in lines:
         data = line.data
         if isinstance(data, OversizeLine):
-            pipeline.feed(DecodeError(source, line.lineno, "",
-                                      f"line of {data.length} bytes exceeds the limit of "
-                                      f"{max_bytes}", "oversize"))
+            yield DecodeError(source, line.lineno, "",
+                              f"line of {data.length} bytes exceeds the limit of "
+                              f"{max_bytes}", "oversize")
             continue
         if not data.strip():
             continue
         try:
-            pipeline.feed(decode_line(data, source=source, lineno=line.lineno,
-                                      max_bytes=max_bytes))
+            yield decode_line(data, source=source, lineno=line.lineno, max_bytes=max_bytes)
         except DecodeFailure as failure:
-            pipeline.feed(failure.error)
+            yield failure.error
+
+
+def replay_items(tailers: list[FileTailer], max_bytes: int, progress=lambda: None,
+                 finished: bool = True) -> Iterator:
+    """Events (and DecodeErrors) of the files in replay order: the spool files of one KIT
+    process merged by seq, processes one after another (replay_order). `finished`: the files
+    are complete, so a last line without its newline counts too."""
+    by_path = {t.path: t for t in tailers}
+    for group in group_by_process([t.path for t in tailers], max_bytes):
+        yield from merge_by_seq([_sequenced(by_path[path], max_bytes, progress)
+                                 for path in group.paths])
+        if finished:
+            for path in group.paths:
+                yield from _unterminated_last_line(by_path[path], max_bytes)
+
+
+def _sequenced(tailer: FileTailer, max_bytes: int, progress) -> Iterator[tuple[int, object]]:
+    """(seq, item) of one file to its end; a rejected line keeps the seq before it."""
+    seq = 0
+    while True:
+        lines = tailer.read_available(max_lines=20000)
+        if not lines:
+            return
+        for item in decode_lines(tailer.path, lines, max_bytes):
+            seq = getattr(item, "seq", 0) or seq
+            yield seq, item
+        progress()
 
 
 def _unreadable(name: str) -> str:
@@ -149,7 +187,7 @@ def _unreadable(name: str) -> str:
         return exc.strerror or str(exc)
 
 
-def _feed_unterminated_last_line(pipeline: Pipeline, tailer: FileTailer, max_bytes: int) -> None:
+def _unterminated_last_line(tailer: FileTailer, max_bytes: int) -> Iterator:
     """A tailer waits for a line's newline; a file that is complete may end without one."""
     try:
         with open(tailer.path, "rb") as fh:
@@ -158,7 +196,7 @@ def _feed_unterminated_last_line(pipeline: Pipeline, tailer: FileTailer, max_byt
     except OSError:
         return
     if rest.strip():
-        feed_lines(pipeline, tailer.path, [_Line(tailer.lineno + 1, rest)], max_bytes)
+        yield from decode_lines(tailer.path, [_Line(tailer.lineno + 1, rest)], max_bytes)
 
 
 @dataclass
@@ -186,18 +224,10 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
                 tailers.append(FileTailer(name, max_bytes=max_bytes))
     total = sum(t.size() for t in tailers)
     bar = _Progress(total, progress and total > (8 << 20) and sys.stderr.isatty())
-    done_before = 0
-    for tailer in tailers:
-        source = tailer.path
-        while True:
-            lines = tailer.read_available(max_lines=20000)
-            if not lines:
-                break
-            feed_lines(pipeline, source, lines, max_bytes)
-            bar.update(done_before + tailer.offset)
-        if not follow:  # the end of a finished file is the end of its last line
-            _feed_unterminated_last_line(pipeline, tailer, max_bytes)
-        done_before += tailer.offset
+    for item in replay_items(tailers, max_bytes,
+                             lambda: bar.update(sum(t.offset for t in tailers)),
+                             finished=not follow):
+        pipeline.feed(item)
     bar.finish()
     if follow:
         from .sidecar_follow import SidecarFollower
@@ -395,12 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "KIT_OTEL_CAPTURE_CONTENT=true kit-otel config")
     config.set_defaults(func=cmd_config)
 
-    for module in ("bridge_cli", "serve"):
-        try:
-            hook = __import__(f"kit_otel.{module}", fromlist=["add_parser"]).add_parser
-        except (ImportError, AttributeError):
-            continue
-        hook(sub)
+    # imported here, not at the top, so `replay` and `summary` start without the daemon's
+    # modules; never guarded: a module that fails to import must not silently drop its command
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"kit_otel.{module}").add_parser(sub)
     return parser
 
 
@@ -413,7 +441,13 @@ class _OneLineFormatter(logging.Formatter):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except ImportError as exc:
+        # a broken installation: say which module, once, instead of a command gone missing
+        print(f"kit-otel: internal error: cannot load the commands: {type(exc).__name__}: "
+              f"{exc} (the installation is broken; reinstall kit-otel)", file=sys.stderr)
+        return EXIT_INTERNAL
     args = parser.parse_args(argv)
     handler = logging.StreamHandler()
     fmt = "kit-otel: %(levelname)s: %(message)s"

@@ -171,6 +171,11 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
         if name in file_values:
             candidates.append((file_label, file_values[name]))
         if not candidates:
+            if name in ("spool_dir", "state_dir") and env.get("XDG_STATE_HOME"):
+                # the bridge's default folder follows XDG_STATE_HOME: so does serve's
+                suffix = "kit-otel/spool" if name == "spool_dir" else "kit-otel"
+                setattr(settings, name, str(Path(env["XDG_STATE_HOME"]) / suffix))
+                sources[name] = "default (env:XDG_STATE_HOME)"
             continue
         origin, raw = candidates[0]
         try:

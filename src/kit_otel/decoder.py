@@ -37,6 +37,7 @@ class _Wire(msgspec.Struct, kw_only=True):
     session_id: Name = ""
     source: Name = ""
     agent: Name = ""
+    parent_tool_call_id: Name = ""
     kit_version: Name = ""
     dropped: Count = 0
     state: StateMap | None = None
@@ -203,8 +204,8 @@ def _decode_line(line: bytes | str, source: str, lineno: int, max_bytes: int) ->
         raise fail("data.DurationMs", "the turn would have started before 1970", "invalid_field")
     return Event(type=wire.type, data=data, ts_ns=ts_ns, v=wire.v, seq=wire.seq, pid=wire.pid,
                  session_path=wire.session_path, session_id=wire.session_id, source=wire.source,
-                 agent=wire.agent, kit_version=wire.kit_version, dropped=wire.dropped,
-                 state=wire.state)
+                 agent=wire.agent, parent_tool_call_id=wire.parent_tool_call_id,
+                 kit_version=wire.kit_version, dropped=wire.dropped, state=wire.state)
 
 
 def iter_events(lines: Iterable[tuple[int, bytes]], *, source: str,
@@ -280,6 +281,7 @@ class _WireOut(msgspec.Struct, kw_only=True, omit_defaults=True):
     session_id: str = ""
     source: str = ""
     agent: str = ""
+    parent_tool_call_id: str = ""
     kit_version: str = ""
     dropped: int = 0
     state: dict[str, str] | None = None
@@ -292,5 +294,6 @@ def encode_event(event: Event) -> bytes:
     wire = _WireOut(v=event.v, seq=event.seq, ts=format_ts(event.ts_ns), pid=event.pid,
                     session_path=event.session_path, type=event.type, data=payload,
                     session_id=event.session_id, source=event.source, agent=event.agent,
+                    parent_tool_call_id=event.parent_tool_call_id,
                     kit_version=event.kit_version, dropped=event.dropped, state=event.state)
     return _encoder.encode(wire) + b"\n"

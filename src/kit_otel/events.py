@@ -58,6 +58,7 @@ class ToolCall(EventData):
     Input: str = ""
     ParsedArgs: dict[str, Any] | None = None
     Source: Name = ""
+    InputBytes: Count = 0  # the bridge's: Input's full size when it cut Input
 
 
 class ToolCallInputStart(EventData):
@@ -103,6 +104,8 @@ class ToolResult(EventData):
     Content: str = ""
     IsError: bool = False
     Metadata: str = ""
+    InputBytes: Count = 0  # the bridge's: full sizes of fields it cut
+    ContentBytes: Count = 0
 
 
 class Input(EventData):
@@ -360,6 +363,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     session_id: str = ""
     source: str = ""
     agent: str = ""
+    parent_tool_call_id: str = ""  # a subagent's: the parent's subagent tool call
     kit_version: str = ""
     dropped: int = 0
     state: dict[str, str] | None = None

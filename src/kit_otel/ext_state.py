@@ -1,4 +1,4 @@
-"""Which extension-state keys become span attributes, and how (DESIGN.md §6).
+"""Which extension-state keys become span attributes, and how (docs/design.md#extension-state).
 
 Keys are matched by glob against allow and deny lists, and at most `max_keys` keys are exposed
 per span. Keys are identifiers; values are free text an extension wrote (a plan, a path, a

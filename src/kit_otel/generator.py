@@ -1,6 +1,6 @@
 """Realistic KIT event streams: the `demo` command's input and the tests' data.
 
-Events follow KIT's order within a turn exactly (DESIGN.md §3), quirks included:
+Events follow KIT's order within a turn exactly (docs/design.md#event-contract), quirks included:
 `agent_start`/`message_start` once per turn, `step_finish` after the step's tools ran with
 `llm_usage` before or after it, parallel tools interleaved, subagent chunks without child tool
 ids, `error` then `agent_end{StopReason:"error"}` on failure, `retry.Attempt` always 0,
@@ -113,12 +113,14 @@ class KitScript:
         ms = lo_ms if hi_ms is None else self.rng.uniform(lo_ms, hi_ms)
         self.now += int(ms * MS)
 
-    def emit(self, type: str, data: ev.EventData | None = None, *, child: bool = False,
+    def emit(self, type: str, data: ev.EventData | None = None, *, child: str = "",
              with_state: bool = False) -> Event:
+        """One event; `child` is the parent's subagent call of a child agent's event (what a
+        child's bridge writes: agent subagent, that call, the parent's session path)."""
         self.seq += 1
         event = ev.make_event(type, self.now, data=data, seq=self.seq, pid=self.pid,
-                              session_path="" if child else self.session_path,
-                              source=self.source, agent="subagent" if child else "main",
+                              session_path=self.session_path, source=self.source,
+                              agent="subagent" if child else "main", parent_tool_call_id=child,
                               state=dict(self.state) if with_state and not child else None)
         self.events.append(event)
         self.advance(0.05, 0.4)
@@ -148,7 +150,7 @@ class KitScript:
     def turn(self, prompt: str, steps: list[Step], *, compaction: tuple[float, int] | None = None,
              complete: bool = True) -> None:
         """One user turn. `complete=False` stops mid-turn (agent crashed, bridge died)."""
-        self.emit("input", ev.Input(Text=prompt, Source="interactive"))
+        self.emit("input", ev.Input(Text=prompt))  # KIT never sets Source
         self.emit("before_agent_start", ev.BeforeAgentStart(Prompt=prompt))
         if compaction is not None:
             ratio, limit = compaction
@@ -199,6 +201,10 @@ class KitScript:
                     self.emit("tool_call_input_delta", ev.ToolCallInputDelta(
                         ToolCallID=call_id, Delta=args[i:i + 12]))
                 self.emit("tool_call_input_end", ev.ToolCallInputEnd(ToolCallID=call_id))
+                if tool.subagent is not None:
+                    # KIT: the SDK's ToolExecutionStart, still in the stream (kit.go generate)
+                    self.emit("subagent_start", ev.SubagentStart(ToolCallID=call_id,
+                                                                 Task=tool.subagent.task))
             if step.tools:
                 self._run_tools(step.tools, step.parallel, tool_names)
             if not complete and number == len(steps) - 1:
@@ -255,7 +261,7 @@ class KitScript:
             for tool in reversed(started):
                 if i < tool.output_chunks:
                     self.emit("tool_output", ev.ToolOutput(ToolCallID=tool.call_id,
-                                                           ToolName=tool.name, ToolKind=tool.kind,
+                                                           ToolName=tool.name,
                                                            Chunk=f"line {i}\n"))
         for tool in sorted(tools, key=lambda t: t.duration_ms):
             self.advance(tool.duration_ms / 4)
@@ -279,24 +285,25 @@ class KitScript:
         for i in range(tool.output_chunks):
             self.advance(tool.duration_ms / max(tool.output_chunks, 1) / 2)
             self.emit("tool_output", ev.ToolOutput(ToolCallID=tool.call_id, ToolName=tool.name,
-                                                   ToolKind=tool.kind, Chunk=f"out {i}\n",
-                                                   IsStderr=False))
+                                                   Chunk=f"out {i}\n", IsStderr=False))
         self.advance(tool.duration_ms / 2)
         self.emit("tool_execution_end", ev.ToolExecutionEnd(
             ToolCallID=tool.call_id, ToolName=tool.name, ToolKind=tool.kind))
 
     def _tool_finish(self, tool: Tool, tool_names: list[str]) -> None:
-        content = ("tool call blocked by extension" if tool.blocked else tool.output)
-        self.emit("tool_result", ev.ToolResult(
-            ToolCallID=tool.call_id, ToolName=tool.name, ToolKind=tool.kind,
-            Input=json.dumps(tool.args), Content=content, IsError=tool.is_error or tool.blocked,
-            Metadata=""))
+        # KIT's wrapper emits no tool_result for a blocked call; KIT's own count has it
+        if not tool.blocked:
+            self.emit("tool_result", ev.ToolResult(
+                ToolCallID=tool.call_id, ToolName=tool.name, ToolKind=tool.kind,
+                Input=json.dumps(tool.args), Content=tool.output, IsError=tool.is_error,
+                Metadata=""))
         tool_names.append(tool.name)
-        if tool.subagent is not None and not tool.blocked:
+        if tool.subagent is not None:
             sub = tool.subagent
+            error = "Error: tool call blocked by extension" if tool.blocked else sub.error
             self.emit("subagent_end", ev.SubagentEnd(ToolCallID=tool.call_id, Task=sub.task,
-                                                     Response="" if sub.error else sub.response,
-                                                     ErrorMsg=sub.error))
+                                                     Response="" if error else sub.response,
+                                                     ErrorMsg=error))
 
     def _subagent(self, tool: Tool) -> None:
         sub = tool.subagent
@@ -306,19 +313,18 @@ class KitScript:
             self.emit("subagent_chunk", ev.SubagentChunk(ToolCallID=call_id, Task=sub.task,
                                                          ChunkType=kind, **fields))
 
-        self.emit("subagent_start", ev.SubagentStart(ToolCallID=call_id, Task=sub.task))
         chunk("turn_start")
         child_provider, child_model = sub.child_model
         if sub.child_usage:
-            self.emit("agent_start", ev.AgentStart(Prompt=sub.task), child=True)
+            self.emit("agent_start", ev.AgentStart(Prompt=sub.task), child=call_id)
         for number, usage in enumerate(sub.child_usage or [None]):
             if usage is not None:
-                self.emit("step_start", ev.StepStart(StepNumber=number), child=True)
+                self.emit("step_start", ev.StepStart(StepNumber=number), child=call_id)
                 self.advance(200, 600)
             for word in ("Looking", " into", " it."):
                 chunk("text", Content=word)
                 if usage is not None:
-                    self.emit("message_update", ev.MessageUpdate(Chunk=word), child=True)
+                    self.emit("message_update", ev.MessageUpdate(Chunk=word), child=call_id)
                 self.advance(5, 30)
             child_tools = sub.tools if number == 0 else []
             for ct in child_tools:
@@ -326,7 +332,7 @@ class KitScript:
                 if usage is not None:
                     self.emit("tool_call", ev.ToolCall(
                         ToolName=ct.name, ToolCallID=f"toolu_{self.rng.getrandbits(48):012x}",
-                        ToolKind=ct.kind, Input=json.dumps(ct.args), Source="llm"), child=True)
+                        ToolKind=ct.kind, Input=json.dumps(ct.args), Source="llm"), child=call_id)
                 chunk("tool_execution_start", ToolName=ct.name)
                 self.advance(ct.duration_ms)
                 chunk("tool_execution_end", ToolName=ct.name)
@@ -337,16 +343,16 @@ class KitScript:
                     StepNumber=number, HasToolCalls=bool(child_tools), FinishReason=reason,
                     InputTokens=usage.input, OutputTokens=usage.output,
                     CacheReadTokens=usage.cache_read, CacheWriteTokens=usage.cache_write),
-                    child=True)
+                    child=call_id)
                 self.emit("llm_usage", ev.LLMUsage(
                     InputTokens=usage.input, OutputTokens=usage.output,
                     CacheReadTokens=usage.cache_read, CacheWriteTokens=usage.cache_write,
                     Cost=price(child_model, usage), Model=child_model, Provider=child_provider,
-                    StepNumber=number, FinishReason=reason), child=True)
+                    StepNumber=number, FinishReason=reason), child=call_id)
         if sub.child_usage:
             self.emit("agent_end", ev.AgentEnd(Response=sub.response,
-                                               StopReason="error" if sub.error else "completed"),
-                      child=True)
+                                               StopReason="error" if sub.error else "stop"),
+                      child=call_id)
         chunk("turn_end")
 
 
@@ -355,7 +361,8 @@ class KitScript:
 def session_file_path(sessions_root: Path, cwd: str, start_ns: int, rng: random.Random) -> Path:
     from datetime import datetime, timezone
     stamp = datetime.fromtimestamp(start_ns / 1e9, tz=timezone.utc)
-    name = stamp.strftime("%Y-%m-%dT%H-%M-%S-") + f"{stamp.microsecond // 1000:03d}Z"
+    # KIT's Go layout "2006-01-02T15-04-05-000Z": "-000" is no fraction there, so it is literal
+    name = stamp.strftime("%Y-%m-%dT%H-%M-%S") + "-000Z"
     folder = cwd.replace("/", "--").lstrip("-")
     return sessions_root / folder / f"{name}_{rng.getrandbits(48):012x}.jsonl"
 

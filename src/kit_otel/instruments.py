@@ -1,10 +1,11 @@
-"""The OTel instruments of DESIGN.md §5, created from `names`, with bounded label cardinality."""
+"""The OTel instruments of docs/design.md#metrics, created from `names`, with bounded label cardinality."""
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Iterable
+import time
+from typing import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -67,6 +68,69 @@ class LedgerCounter:
                 self._sums[key] = self._sums.get(key, 0) + value
 
 
+L_WINDOW = "window"
+L_PERIOD = "period"  # internal: which calendar window a sum belongs to, never exported
+
+
+def spend_windows(ts_ns: int) -> tuple[tuple[str, str], ...]:
+    """(window, period) pairs of a UTC instant: ("day", "2026-12-01"), ("month", "2026-12")."""
+    day = time.strftime("%Y-%m-%d", time.gmtime(ts_ns / 1e9))
+    return (("day", day), ("month", day[:7]))
+
+
+class WindowSpend(LedgerCounter):
+    """Spend per UTC day and month, reported as a gauge of the current window's sum.
+
+    Why not let the rules derive it from kit_cost_usd_total: PromQL has no "since 00:00 UTC"
+    range, and summing recorded rates loses whatever arrived late or not at all (a scrape or
+    remote-write gap). kit-otel knows each call's time and cost, so the gauge it reports after a
+    gap is the exact spend of the window. Sums are ledger entries keyed by their window and period
+    (so checkpoints save and restore them like any counter); only the current periods, by the
+    wall clock, are reported, and older ones are dropped."""
+
+    __slots__ = ("_clock",)
+
+    def __init__(self, meter: Meter, spec: n.MetricSpec, clock: Callable[[], float] = time.time):
+        self.name = spec.otel_name
+        self._sums = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+        meter.create_observable_gauge(spec.otel_name, callbacks=[self._observe], unit=spec.unit,
+                                      description=spec.description)
+
+    @staticmethod
+    def keys(ts_ns: int, labels: dict) -> tuple[LabelKey, ...]:
+        """The ledger keys an amount spent at `ts_ns` adds to (one per window)."""
+        return tuple(frozenset({**labels, L_WINDOW: window, L_PERIOD: period}.items())
+                     for window, period in spend_windows(ts_ns))
+
+    def _current(self) -> frozenset:
+        return frozenset(spend_windows(int(self._clock() * 1e9)))
+
+    def _observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        current = self._current()
+        with self._lock:
+            for key in [k for k in self._sums if self._is_past(k, current)]:
+                del self._sums[key]
+            items = list(self._sums.items())
+        out = []
+        for key, value in items:
+            labels = dict(key)
+            if (labels[L_WINDOW], labels.pop(L_PERIOD)) in current:
+                out.append(Observation(value, labels))
+        return out
+
+    @staticmethod
+    def _is_past(key: LabelKey, current: frozenset) -> bool:
+        labels = dict(key)
+        window, period = labels.get(L_WINDOW), labels.get(L_PERIOD, "")
+        return not any(w == window and period >= p for w, p in current)
+
+    def restore(self, totals: dict[LabelKey, float]) -> None:
+        current = self._current()
+        super().restore({k: v for k, v in totals.items() if not self._is_past(k, current)})
+
+
 class BoundedValues:
     """Label values beyond `limit` distinct ones fold into `other`, so a misbehaving stream (or
     thousands of MCP tools) cannot blow up the metric backend."""
@@ -100,6 +164,8 @@ class KitInstruments:
         for spec in n.metric_set(gen_ai_latest):
             if spec.kind == "counter":
                 made[spec] = LedgerCounter(meter, spec)
+            elif spec.kind == "window_spend":
+                made[spec] = WindowSpend(meter, spec)
             elif spec.kind == "histogram":
                 made[spec] = meter.create_histogram(
                     spec.otel_name, unit=spec.unit, description=spec.description,
@@ -128,6 +194,7 @@ class KitInstruments:
         self.subagents = made[n.SUBAGENTS]
         self.sessions = made[n.SESSIONS]
         self.budget = made[n.BUDGET]
+        self.spend_to_date = made[n.SPEND_TO_DATE]
         self.ext_state_value = made[n.EXT_STATE_VALUE]
         self.events = made[n.OTEL_EVENTS]
         self.rejected = made[n.OTEL_REJECTED]

@@ -3,7 +3,7 @@
 GenAI names follow the OpenTelemetry semantic conventions (tests check them against the
 `opentelemetry-semantic-conventions` package); everything KIT-specific is under `kit.*`.
 Metric instruments are declared with the OTel name and unit that make the OTel→Prometheus
-translation produce exactly the exposition names of DESIGN.md §5 (the dashboards' contract):
+translation produce exactly the exposition names of docs/design.md#metrics (the dashboards' contract):
 a unit in braces is an annotation that Prometheus drops, so `{USD}` keeps `_USD` out of names.
 """
 
@@ -222,6 +222,10 @@ BUDGET = MetricSpec("kit.budget.usd", "{USD}", "gauge",
 EXT_STATE_VALUE = MetricSpec("kit.ext_state.value", "{value}", "gauge",
                              "Numeric KIT extension-state values named in configuration",
                              "kit_ext_state_value")
+SPEND_TO_DATE = MetricSpec("kit.spend_to_date.usd", "{USD}", "window_spend",
+                           "Spend in the current UTC calendar day and month in US dollars, by "
+                           "window, project, provider and model (what budgets compare with)",
+                           "kit_spend_to_date_usd")
 OTEL_EVENTS = MetricSpec("kit_otel.events", "{event}", "counter",
                          "Events kit-otel accepted, by type", "kit_otel_events_total")
 OTEL_REJECTED = MetricSpec("kit_otel.events.rejected", "{event}", "counter",
@@ -240,7 +244,7 @@ OTEL_LAG = MetricSpec("kit_otel.lag", "s", "gauge",
 # TOKEN_USAGE by LATEST_TOKEN_METRICS
 ALL_METRICS = (TOKENS, COST, LLM_CALLS, TOKEN_USAGE, OPERATION_DURATION, TIME_TO_FIRST_CHUNK,
                TURNS, TURN_DURATION, TURN_COST, TOOL_CALLS, TOOL_DURATION, ERRORS, RETRIES,
-               COMPACTIONS, CONTEXT_USAGE, SUBAGENTS, SESSIONS, BUDGET, EXT_STATE_VALUE,
+               COMPACTIONS, CONTEXT_USAGE, SUBAGENTS, SESSIONS, BUDGET, EXT_STATE_VALUE, SPEND_TO_DATE,
                OTEL_EVENTS, OTEL_REJECTED, OTEL_DROPPED, OTEL_DEAD_LETTERED, OTEL_LAG)
 LATEST_TOKEN_METRICS = (INFERENCE_INPUT_TOKENS, INFERENCE_OUTPUT_TOKENS)
 
@@ -250,7 +254,7 @@ def metric_set(latest: bool) -> tuple[MetricSpec, ...]:
         return ALL_METRICS
     return tuple(m for m in ALL_METRICS if m is not TOKEN_USAGE) + LATEST_TOKEN_METRICS
 
-# metric label keys (DESIGN.md §5)
+# metric label keys (docs/design.md#metrics)
 L_PROVIDER = "provider"
 L_MODEL = "model"
 L_TYPE = "type"

@@ -210,7 +210,7 @@ class Pipeline:
         if name == "console":
             return ConsoleSpanExporter()
         if name == "otlp_json_file":
-            from .otlp_json import OTLPJsonFileSpanExporter
+            from .otlp_json_file import OTLPJsonFileSpanExporter
             return OTLPJsonFileSpanExporter(self.output_dir / "traces.jsonl")
         if name in ("none", ""):
             return None
@@ -222,7 +222,7 @@ class Pipeline:
         if name == "console":
             return ConsoleLogRecordExporter()
         if name == "otlp_json_file":
-            from .otlp_json import OTLPJsonFileLogExporter
+            from .otlp_json_file import OTLPJsonFileLogExporter
             return OTLPJsonFileLogExporter(self.output_dir / "logs.jsonl")
         if name in ("none", ""):
             return None
@@ -238,7 +238,7 @@ class Pipeline:
             exporter = exporters.otlp_exporter(
                 self.settings, "metrics", preferred_temporality=_sdk_temporality(self.settings))
         elif name == "otlp_json_file":
-            from .otlp_json import OTLPJsonFileMetricExporter
+            from .otlp_json_file import OTLPJsonFileMetricExporter
             exporter = OTLPJsonFileMetricExporter(
                 self.output_dir / "metrics.jsonl",
                 preferred_temporality=_temporality(self.settings))

@@ -29,7 +29,7 @@ import stat
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,12 @@ from .decoder import DecodeError
 from .instance_id import service_instance_id
 from .pipeline import Pipeline
 from . import names as n
+from .regular_file import open_regular
 from .reliable_export import (DeadLetterFile, DeterministicIdGenerator, ReliableSpanProcessor,
                               event_seed)
 from .sidecar_follow import SidecarFollower
-from .spool import Item, SpoolFile, Stream, decode_item, peek_first, pid_alive, spool_names
+from .spool import (MAX_SEQ_JUMP, Item, SpoolFile, Stream, decode_item, peek_first, pid_alive,
+                    seq_jump_error, spool_names)
 
 log = logging.getLogger("kit_otel.serve")
 
@@ -67,10 +69,16 @@ class ServeOptions:
     backoff_max_s: float = 30.0
     max_connections: int = 256
     bad_lines_before_disconnect: int = 100
+    # one socket client (a bridge instance speaks for 1 process, a Python source for a few)
+    max_pids_per_connection: int = 16
+    max_sessions_per_connection: int = 1024
+    max_lines_per_connection_s: int = 20000  # beyond: not read until the next second
+    max_socket_streams: int = 1024  # processes known only from sockets, all clients together
 
 
 class _Connection:
-    __slots__ = ("sock", "peer", "buf", "lines", "bad_in_row", "rejected")
+    __slots__ = ("sock", "peer", "buf", "lines", "bad_in_row", "rejected", "pids", "sessions",
+                 "window_start", "window_lines")
 
     def __init__(self, sock: socket.socket, peer: str):
         self.sock = sock
@@ -79,6 +87,10 @@ class _Connection:
         self.lines = 0
         self.bad_in_row = 0
         self.rejected = 0
+        self.pids: set[int] = set()
+        self.sessions: set[tuple[int, str]] = set()
+        self.window_start = 0.0  # the rate limit's current one-second window
+        self.window_lines = 0
 
 
 class ServeError(RuntimeError):
@@ -120,6 +132,27 @@ def _private_dir(path: Path, what: str, tighten: bool = False) -> None:
                          f"{stat.S_IMODE(st.st_mode):04o}); it must be private (0700)")
 
 
+def _check_spool_dir(path: Path) -> None:
+    """The spool directory is created 0700; an existing one must be ours and writable by
+    nobody else (whoever can write there can plant files that serve would read)."""
+    if not path.exists():
+        path.mkdir(parents=True, mode=0o700)
+        os.chmod(path, 0o700)
+        return
+    st = path.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise ServeError(f"spool directory {path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise ServeError(f"spool directory {path} belongs to uid {st.st_uid}, not to us")
+    if st.st_mode & 0o022:
+        raise ServeError(f"spool directory {path} is writable by others (mode "
+                         f"{stat.S_IMODE(st.st_mode):04o}): another user could plant files in "
+                         f"it; make it private (chmod 700 {path})")
+
+
+SPOOL_LOCK = ".kit-otel-serve.lock"  # a dot-file: not a spool file, the bridge never reads it
+
+
 class Server:
     """The daemon. `run()` blocks until `stop()` (thread- and signal-safe) is called."""
 
@@ -147,9 +180,17 @@ class Server:
         self._selector = selectors.DefaultSelector()
         self._listeners: list[socket.socket] = []
         self._connections: dict[int, _Connection] = {}
+        self._throttled: dict[int, tuple[float, _Connection]] = {}  # fd → (resume at, client)
+        self.socket_streams = 0  # streams that exist only on sockets (bounded)
+        self._socket_lru: OrderedDict[str, Stream] = OrderedDict()  # of those, by last input
+        self.throttles = 0  # times a socket client was paused for its rate
+        self.socket_rejected = 0
+        self.socket_logged = 0
         self.socket_path = ""
         self.tcp_port = 0
         self._lock_fd: int | None = None
+        self._spool_lock_fd: int | None = None
+        self._ignored_names: set[str] = set()  # spool entries that are not our regular files
         self._reject_logs: dict[str, int] = {}
         self.pipeline: Pipeline | None = None
         self.processor: ReliableSpanProcessor | None = None
@@ -185,16 +226,10 @@ class Server:
 
     def _start(self) -> None:
         _private_dir(self.state_dir, "state directory", tighten=True)
-        if not self.spool_dir.exists():
-            self.spool_dir.mkdir(parents=True, mode=0o700)
-        self._lock_fd = os.open(self.state_dir / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise ServeError(f"another kit-otel serve is running with state directory "
-                                 f"{self.state_dir}") from None
-            raise
+        _check_spool_dir(self.spool_dir)
+        self._lock_fd = self._lock(self.state_dir / "serve.lock", "state directory")
+        # two daemons on one spool directory would each delete what the other has not exported
+        self._spool_lock_fd = self._lock(self.spool_dir / SPOOL_LOCK, "spool directory")
         daemon_totals: Totals = {}
         self.store = CheckpointStore(self.state_dir, daemon_totals)
         try:
@@ -259,6 +294,27 @@ class Server:
         if self.pipeline.prometheus and self.pipeline.prometheus.url:
             log.info("Prometheus metrics at %s", self.pipeline.prometheus.url)
 
+    def _lock(self, path: Path, what: str) -> int:
+        """An exclusive lock on `path` for the daemon's life; it names its holder, so that a
+        second daemon can say which one is in the way."""
+        try:
+            fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o600, follow_symlinks=False)
+        except OSError as exc:
+            raise ServeError(f"cannot use the lock file {path}: "
+                             f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ServeError(f"another kit-otel serve ({holder or 'pid unknown'}) is "
+                                 f"running with {what} {path.parent}; only one may") from None
+            raise ServeError(f"cannot lock {path}: {exc.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, state directory {self.state_dir}".encode(), 0)
+        return fd
+
     @staticmethod
     def _observation(value: float):
         from opentelemetry.metrics import Observation
@@ -294,6 +350,7 @@ class Server:
             self.file_owner[name] = stream
         if not stream.files:
             stream.socket_activity = time.time()
+            self.socket_streams += 1
         self.streams[key] = stream
         current = self.by_pid.get(stream.pid)
         if current is None or current.created_ns < stream.created_ns:
@@ -365,7 +422,8 @@ class Server:
                     stream.gap_since = None  # not reading: a gap cannot be judged now
             else:
                 for stream in list(self.streams.values()):
-                    busy |= self._advance(stream, now)
+                    if stream.files or stream.socket_items or stream.socket_unordered:
+                        busy |= self._advance(stream, now)  # (idle socket streams cost nothing)
             if now >= next_sweep:
                 self._sweep()
                 self._retention()
@@ -377,6 +435,8 @@ class Server:
             if self.processor.full:
                 self._stop.wait(opts.poll_interval_s)
                 continue
+            if self._throttled:
+                self._resume_throttled(now)
             self._poll_sockets(0 if busy else max(next_refresh - time.monotonic(), 0))
 
     def _advance(self, stream: Stream, now: float) -> bool:
@@ -384,7 +444,7 @@ class Server:
         budget = self.options.lines_per_round
         taken = 0
         processor = self.processor
-        with self.counters.attribute(stream.ledger):
+        with self.counters.attribute(self._ledger(stream)):
             processor.collect_into(stream.pending_spans)
             try:
                 while taken < budget and not processor.full:
@@ -405,6 +465,12 @@ class Server:
             finally:
                 processor.collect_into(None)
         return taken >= budget
+
+    def _ledger(self, stream: Stream):
+        """Where the stream's counter adds are kept: its own ledger, saved with its checkpoint;
+        for a stream that exists only on sockets (nothing to resume from, so no checkpoint) the
+        daemon's totals, saved with every commit."""
+        return stream.ledger if stream.files else self.counters.fallback
 
     def _quiescent(self, stream: Stream) -> bool:
         return is_quiescent(self.translator, stream.pids, stream.session_keys)
@@ -445,6 +511,13 @@ class Server:
     def _release(self, stream: Stream) -> None:
         """Hand the stream's ended spans to the exporter together with its checkpoint."""
         stream.released += 1
+        if stream.socket_only:  # nothing to resume from: spans only (the state file stays small)
+            spans = list(stream.pending_spans)
+            stream.pending_spans.clear()
+            stream.dirty = False
+            self.committed_serial[stream.key] = stream.released
+            self.processor.submit(spans, None)
+            return
         snap = {
             "key": stream.key, "serial": stream.released, "pid": stream.pid,
             "pids": sorted(stream.pids), "next_seq": stream.next_seq,
@@ -473,7 +546,9 @@ class Server:
     def _scan(self) -> None:
         new: list[tuple[str, Item]] = []
         for name in spool_names(str(self.spool_dir)):
-            if name in self.file_owner:
+            if name in self.file_owner or name in self._ignored_names:
+                continue
+            if not self._acceptable(name):
                 continue
             first = peek_first(str(self.spool_dir / name), self.max_bytes)
             if first is not None:
@@ -485,6 +560,24 @@ class Server:
 
         for name, first in sorted(new, key=order):
             self._attach(name, first)
+
+    def _acceptable(self, name: str) -> bool:
+        """Only regular files of ours are spool files: a FIFO would block a read, a device never
+        end, a link lead anywhere; a file of another user was not written by our bridge."""
+        try:
+            st = os.lstat(self.spool_dir / name)
+        except FileNotFoundError:
+            return False
+        why = ""
+        if not stat.S_ISREG(st.st_mode):
+            why = "is a symbolic link" if stat.S_ISLNK(st.st_mode) else "is not a regular file"
+        elif st.st_uid != os.getuid():
+            why = f"belongs to uid {st.st_uid}"
+        if why:
+            self._ignored_names.add(name)
+            log.warning("spool: ignoring %s: it %s", self.spool_dir / name, why)
+            return False
+        return True
 
     def _attach(self, name: str, first: Item) -> None:
         path = str(self.spool_dir / name)
@@ -511,6 +604,9 @@ class Server:
                 log.info("spool: KIT process %d: another file %s", event.pid, name)
             if event.seq == 1:
                 stream.first_file = name
+        if stream.socket_only and stream.key in self.streams:
+            self.socket_streams -= 1  # it has a spool file now: durable, checkpointed
+            self._socket_lru.pop(stream.key, None)
         stream.add_file(spool_file)
         self.file_owner[name] = stream
 
@@ -524,14 +620,13 @@ class Server:
         forget its sessions (they stay in its checkpoint)."""
         log.info("KIT process %d started again (a new process with the same pid): closing the "
                  "old one's open turns", old.pid)
-        with self.counters.attribute(old.ledger):
+        with self.counters.attribute(self._ledger(old)):
             self.processor.collect_into(old.pending_spans)
-            try:
-                self.translator.sweep(_NEVER_NS, pids=old.pids)  # closes turns, forgets sessions
+            try:  # closes turns, forgets sessions
+                self.translator.sweep(_NEVER_NS, pids=old.pids, keys=old.session_keys)
             finally:
                 self.processor.collect_into(None)
-        for key in [k for k in self.translator.sessions if k[0] in old.pids]:
-            del self.translator.sessions[key]
+        self._forget_sessions(old)
         old.dirty = True
         self._release(old)
         if self.by_pid.get(old.pid) is old:
@@ -577,6 +672,7 @@ class Server:
         else:
             log.debug("socket client %s disconnected", conn.peer)
         self._connections.pop(conn.sock.fileno(), None)
+        self._throttled.pop(conn.sock.fileno(), None)
         try:
             self._selector.unregister(conn.sock)
         except (KeyError, ValueError):
@@ -584,7 +680,13 @@ class Server:
         conn.sock.close()
 
     def _read(self, conn: _Connection) -> None:
+        now = time.monotonic()
+        if now - conn.window_start >= 1.0:
+            conn.window_start, conn.window_lines = now, conn.lines
         for _ in range(16):  # at most 1 MiB per connection per round: others get their turn
+            if conn.lines - conn.window_lines >= self.options.max_lines_per_connection_s:
+                self._throttle(conn, conn.window_start + 1.0)
+                return
             try:
                 data = conn.sock.recv(65536)
             except (BlockingIOError, InterruptedError):
@@ -623,21 +725,58 @@ class Server:
         if item is None:
             return True
         if item.error is not None:
-            conn.rejected += 1
-            conn.bad_in_row += 1
-            self.rejected += 1
-            self.translator.reject(item.error)
-            if conn.rejected <= 5:
-                log.warning("socket client rejected line: %s", item.error)
-            if conn.bad_in_row >= self.options.bad_lines_before_disconnect:
-                self._disconnect(conn, f"{conn.bad_in_row} bad lines in a row")
-                return False
-            return True
+            return self._socket_reject(conn, item.error)
+        event = item.event
+        over = self._over_peer_limits(conn, event)
+        stream = None if over else self._route(event)
+        if stream is None:
+            return self._socket_reject(conn, DecodeError(
+                conn.peer, conn.lines, "pid", over or "too many KIT processes are followed over "
+                f"sockets (limit {self.options.max_socket_streams}, none idle)", "peer_limit"))
+        conn.pids.add(event.pid)
+        conn.sessions.add((event.pid, event.session_path))
+        if not stream.offer(event):
+            return self._socket_reject(conn, seq_jump_error(
+                conn.peer, conn.lines, event.seq, stream.next_seq,
+                f"more than {MAX_SEQ_JUMP} ahead"))
         conn.bad_in_row = 0
-        self._route(item.event)
         return True
 
-    def _route(self, event) -> None:
+    def _socket_reject(self, conn: _Connection, error: DecodeError) -> bool:
+        """Count and log (the first five per client) one refused socket line; False when the
+        client was disconnected for sending nothing but bad lines."""
+        conn.rejected += 1
+        conn.bad_in_row += 1
+        self.rejected += 1
+        self.socket_rejected += 1
+        self.translator.reject(error)
+        # five per client, fifty in all, then every 1000th (many clients must not flood)
+        if conn.rejected <= 5 and self.socket_logged < 50 or self.socket_rejected % 1000 == 0:
+            self.socket_logged += 1
+            log.warning("socket client rejected line: %s%s", error,
+                        f" ({self.socket_rejected} socket lines rejected so far)"
+                        if self.socket_logged > 50 else "")
+        if conn.bad_in_row >= self.options.bad_lines_before_disconnect:
+            self._disconnect(conn, f"{conn.bad_in_row} bad lines in a row")
+            return False
+        return True
+
+    def _over_peer_limits(self, conn: _Connection, event) -> str:
+        """Why this client may not speak for this event's process or session ("" if it may):
+        one client must not make the daemon hold state for thousands of processes."""
+        opts = self.options
+        if event.pid not in conn.pids and len(conn.pids) >= opts.max_pids_per_connection:
+            return (f"pid {event.pid} would be KIT process number "
+                    f"{opts.max_pids_per_connection + 1} on this connection (limit "
+                    f"{opts.max_pids_per_connection})")
+        if (len(conn.sessions) >= opts.max_sessions_per_connection
+                and (event.pid, event.session_path) not in conn.sessions):
+            return (f"more than {opts.max_sessions_per_connection} sessions on this connection")
+        return ""
+
+    def _route(self, event) -> Stream | None:
+        """The stream a socket event belongs to (made for it if its pid has none; None when
+        no more socket-only streams may be made)."""
         stream = self.by_pid.get(event.pid)
         if stream is None:
             self._scan()  # the bridge creates its spool file before it connects
@@ -649,26 +788,70 @@ class Server:
                 self._supersede(stream)
             stream = self.by_pid.get(event.pid)
         if stream is None:
+            if self.socket_streams >= self.options.max_socket_streams \
+                    and not self._evict_socket_stream():
+                return None
             stream = Stream(f"socket-{event.pid}-{time.time_ns()}", event.pid)
             self._register(stream)
+            self.socket_streams += 1
+        if stream.socket_only:  # the least recently heard first, for _evict_socket_stream
+            self._socket_lru[stream.key] = stream
+            self._socket_lru.move_to_end(stream.key)
             log.info("socket: KIT process %d has no spool file: following it over the socket "
                      "only (not durable across restarts)", event.pid)
-        stream.offer(event)
+        return stream
+
+    def _evict_socket_stream(self) -> bool:
+        """Make room for a new socket-only stream: forget the one quiet the longest (no open
+        turn, nothing waiting). Its spans were handed to the exporter already and its counts
+        are in the daemon's totals; only its session state (turn links) goes."""
+        oldest = next((s for s in self._socket_lru.values()
+                       if s.socket_only and not s.pending_spans and not s.socket_items
+                       and not s.socket_unordered and self._quiescent(s)), None)
+        if oldest is None:
+            return False
+        log.debug("socket: forgetting quiet KIT process %d to follow another", oldest.pid)
+        self._remove(oldest, "socket-only stream limit reached; it was the quietest")
+        return True
+
+    def _throttle(self, conn: _Connection, until: float) -> None:
+        """Stop reading a client over its rate until `until` (the kernel's buffers, then the
+        client's own writes, hold what it sends meanwhile: nothing is dropped here)."""
+        try:
+            self._selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            return
+        self._throttled[conn.sock.fileno()] = (until, conn)
+        self.throttles += 1
+
+    def _resume_throttled(self, now: float) -> None:
+        for fd, (until, conn) in list(self._throttled.items()):
+            if now >= until:
+                del self._throttled[fd]
+                if fd in self._connections:
+                    self._selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     # ── housekeeping ─────────────────────────────────────────────────────────────────────────
 
     def _sweep(self) -> None:
         """Close turns idle past the idle timeout (wall clock), one KIT process at a time so
-        that what it ends is attributed to that process."""
+        that what it ends is attributed to that process. Only processes whose input was read to
+        its end: while input is paused (a full export queue) or a backlog is being caught up
+        on, the events that continue a turn are waiting in the spool, not missing."""
+        if self.processor.full:
+            return
         now_ns = time.time_ns()
         for stream in list(self.streams.values()):
-            with self.counters.attribute(stream.ledger):
+            if not stream.fully_consumed():
+                continue
+            with self.counters.attribute(self._ledger(stream)):
                 self.processor.collect_into(stream.pending_spans)
                 try:
                     sessions = len(self.translator.sessions)
-                    if (self.translator.sweep(now_ns, pids=stream.pids)
+                    if (self.translator.sweep(now_ns, pids=stream.pids, keys=stream.session_keys)
                             or len(self.translator.sessions) != sessions):
                         stream.dirty = True  # turns closed or quiet sessions forgotten
+                        stream.session_keys &= self.translator.sessions.keys()
                     if (stream.dirty or stream.pending_spans) and self._quiescent(stream):
                         self._release(stream)
                 finally:
@@ -722,11 +905,18 @@ class Server:
             self.removed_files.append(name)
         if self.by_pid.get(stream.pid) is stream:
             del self.by_pid[stream.pid]
-            for key in [k for k in self.translator.sessions if k[0] in stream.pids]:
-                del self.translator.sessions[key]
-        self.streams.pop(stream.key, None)
+            self._forget_sessions(stream)
+        if self.streams.pop(stream.key, None) is not None and stream.socket_only:
+            self.socket_streams -= 1
+        self._socket_lru.pop(stream.key, None)
         self.committed_serial.pop(stream.key, None)
-        self.store.retire(stream.key)
+        if stream.key in self.store.streams:
+            self.store.retire(stream.key)
+
+    def _forget_sessions(self, stream: Stream) -> None:
+        sessions = self.translator.sessions
+        for key in stream.session_keys:
+            sessions.pop(key, None)
 
     # ── stop ─────────────────────────────────────────────────────────────────────────────────
 
@@ -737,10 +927,11 @@ class Server:
             self._disconnect(conn)
         self._close_listeners()
         for stream in list(self.streams.values()):
-            with self.counters.attribute(stream.ledger):
+            with self.counters.attribute(self._ledger(stream)):
                 self.processor.collect_into(stream.pending_spans)
                 try:
-                    if stream.socket_only and self.translator.sweep(_NEVER_NS, pids=stream.pids):
+                    if stream.socket_only and self.translator.sweep(
+                            _NEVER_NS, pids=stream.pids, keys=stream.session_keys):
                         stream.dirty = True  # no spool file to resume from: end its turns now
                     if (stream.dirty or stream.pending_spans) and self._quiescent(stream):
                         self._release(stream)
@@ -794,9 +985,10 @@ class Server:
                 os.close(fd)
             except OSError:
                 pass
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        for fd in (self._spool_lock_fd, self._lock_fd):
+            if fd is not None:
+                os.close(fd)
+        self._lock_fd = self._spool_lock_fd = None
 
 
 # ── command line ────────────────────────────────────────────────────────────────────────────

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .regular_file import open_regular
+
 DEFAULT_SESSIONS_ROOT = Path("~/.kit/sessions")
 _HEADER_MAX_BYTES = 64 * 1024
 
@@ -36,8 +38,8 @@ def is_inside(path: Path, root: Path) -> bool:
 
 
 def read_session_header(path: Path) -> dict | None:
-    try:
-        with open(path, "rb") as fh:
+    try:  # a FIFO or device in its place: no header, and no wait
+        with os.fdopen(open_regular(path), "rb") as fh:
             line = fh.readline(_HEADER_MAX_BYTES)
         header = json.loads(line)
     except (OSError, ValueError):

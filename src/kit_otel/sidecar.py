@@ -1,4 +1,4 @@
-"""Follow the extension-state sidecars of live KIT sessions (DESIGN.md §6).
+"""Follow the extension-state sidecars of live KIT sessions (docs/design.md#extension-state).
 
 KIT replaces ``<session>.ext-state.json`` by renaming a finished temp file
 over it, so a new inode, mtime or size means new content.  Polling one
@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Union
 
-from .state_store import StateFileError, decode_state, sidecar_path
+from .regular_file import NotRegularFile, open_regular
+from .sessions import is_inside
+from .state_store import MAX_STATE_BYTES, StateFileError, decode_state, sidecar_path
 
 __all__ = ["MAX_BYTES", "SidecarWatcher", "StateChange", "StateFileError", "load_state"]
 
-MAX_BYTES = 1 << 20
+MAX_BYTES = MAX_STATE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +49,30 @@ def _stat_sig(path: Path) -> _Sig:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _read(path: Path, max_bytes: int) -> tuple[_Sig, dict[str, str] | StateFileError, bool]:
-    """Return (signature of what was read, state or error, whether the signature can be trusted)."""
+def _read(path: Path, max_bytes: int,
+          root: Path | None = None) -> tuple[_Sig, dict[str, str] | StateFileError, bool]:
+    """Return (signature of what was read, state or error, whether the signature can be trusted).
+    With `root`, the sidecar must resolve to a place inside it (it may be a link planted to
+    make us read anything else, and put it on spans)."""
     now = time.time_ns()
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    if root is not None:
+        try:
+            resolved = path.resolve(strict=True)
+        except FileNotFoundError:
+            return None, {}, True
+        except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop
+            return ("unresolvable", str(e)), StateFileError(path, f"cannot resolve: {e}"), True
+        if not is_inside(resolved, root):
+            return (("outside", os.fspath(resolved)),
+                    StateFileError(path, f"resolves to {resolved}, outside the sessions root "
+                                         f"{root}: not read"), True)
+        path = resolved
+    try:  # O_NONBLOCK and a regular-file check: a FIFO must not block the follower
+        fd = open_regular(path, follow_symlinks=root is None)
     except FileNotFoundError:
         return None, {}, True
+    except NotRegularFile as e:
+        return ("not regular", e.strerror), StateFileError(path, f"cannot read: {e.strerror}"), True
     except OSError as e:
         return ("unreadable", e.errno), StateFileError(path, f"cannot open: {e.strerror}"), True
     try:
@@ -124,8 +143,11 @@ class SidecarWatcher:
     malformed); a missing sidecar is an empty state and is not reported.
     """
 
-    def __init__(self, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = MAX_BYTES, root: os.PathLike | str | None = None) -> None:
         self.max_bytes = max_bytes
+        # sidecars that do not resolve inside `root` are refused (the session paths come
+        # from untrusted input, and so may the sidecar file itself)
+        self.root = Path(root).expanduser().resolve() if root is not None else None
         self._lock = threading.Lock()
         self._watched: dict[str, _Watched] = {}
         self._stop = threading.Event()
@@ -157,7 +179,7 @@ class SidecarWatcher:
     def _check(self, key: str, w: _Watched) -> StateChange | None:
         if w.settled and _stat_sig(w.sidecar) == w.sig:
             return None
-        sig, result, settled = _read(w.sidecar, self.max_bytes)
+        sig, result, settled = _read(w.sidecar, self.max_bytes, self.root)
         file_changed = sig != w.sig
         w.sig, w.settled = sig, settled
         if isinstance(result, StateFileError):

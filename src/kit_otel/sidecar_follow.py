@@ -29,8 +29,9 @@ class SidecarFollower:
                  watcher: SidecarWatcher | None = None):
         self.translator = translator
         self.root = Path(sessions_root).expanduser() if sessions_root else None
-        self.watcher = watcher or SidecarWatcher()
+        self.watcher = watcher or SidecarWatcher(root=self.root)
         self._watched: set[str] = set()
+        self._inside: dict[str, bool] = {}  # session path → inside the sessions root
         self.errors = 0
         try:
             self.directories: DirectoryWatcher | None = DirectoryWatcher()
@@ -56,8 +57,16 @@ class SidecarFollower:
     def sync(self) -> None:
         """Watch the sidecar of every session seen so far (inside the sessions root only:
         session paths come from the input), forget the ones the translator forgot."""
-        live = {p for p in self.translator.session_paths()
-                if self.root is not None and is_inside(Path(p), self.root)}
+        if self.root is None:
+            return
+        inside = self._inside  # resolving a path costs system calls: once per session
+        live = set()
+        for path in self.translator.session_paths():
+            known = inside.get(path)
+            if known is None:
+                known = inside[path] = is_inside(Path(path), self.root)
+            if known:
+                live.add(path)
         for path in live - self._watched:
             self.watcher.watch(path)
             if self.directories is not None:
@@ -65,6 +74,10 @@ class SidecarFollower:
         for path in self._watched - live:
             self.watcher.unwatch(path)
         self._watched = live
+        if len(inside) > 2 * len(live) + 64:  # forget what the translator forgot
+            paths = self.translator.session_paths()
+            for path in [p for p in inside if p not in paths]:
+                del inside[path]
 
     def poll(self) -> int:
         """Apply what changed on disk; returns how many sessions' state changed."""

@@ -29,12 +29,22 @@ from typing import Iterable
 
 from .decoder import DecodeError, DecodeFailure, OversizeLine, decode_line
 from .events import Event
+from .regular_file import open_regular
 from .tail import FileTailer
 
 log = logging.getLogger("kit_otel.serve")
 
 SPOOL_SUFFIX = ".ndjson"
 MAX_SOCKET_AHEAD = 8192  # socket events buffered per stream ahead of the next expected seq
+# The bridge numbers lines as it writes them (drops in its queue take no seq), so a real hole is
+# a failed write: a few lines. A seq further ahead is a corrupted line or a lying peer; jumping
+# to it would make every later real line of the process look like a duplicate.
+MAX_SEQ_JUMP = 1 << 16
+
+
+def seq_jump_error(source: str, lineno: int, seq: int, next_seq: int, why: str) -> DecodeError:
+    return DecodeError(source, lineno, "seq", f"seq {seq} is {seq - next_seq} ahead of the "
+                       f"stream's next seq {next_seq} ({why}); line rejected", "seq_jump")
 
 
 @dataclass(slots=True)
@@ -67,7 +77,7 @@ def decode_item(data: bytes, source: str, lineno: int, max_bytes: int,
 def peek_first(path: str, max_bytes: int) -> Item | None:
     """The first line of a spool file, decoded; None while it is not complete yet."""
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_regular(path, follow_symlinks=False), "rb") as fh:
             line = fh.readline(max_bytes + 1)
     except OSError:
         return None
@@ -90,12 +100,14 @@ class SpoolFile:
         self.name = os.path.basename(path)
         self.max_bytes = max_bytes
         self.buffer_lines = buffer_lines
-        self.tailer = FileTailer(path, offset=offset, lineno=lineno, max_bytes=max_bytes)
+        self.tailer = FileTailer(path, offset=offset, lineno=lineno, max_bytes=max_bytes,
+                                 follow_symlinks=False)  # a spool file is never a link
         self.buffer: deque[Item] = deque()
         self.consumed_offset = offset
         self.consumed_lineno = lineno
         self.maybe_more = True  # reset by the daemon at every poll; False once a read found nothing
         self.missing = False
+        self.unusable = ""  # why the file cannot be read (then it counts as read to its end)
         self.lines_read = 0
         try:
             self.last_growth = os.stat(path).st_mtime  # wall clock of the last new line
@@ -104,7 +116,23 @@ class SpoolFile:
 
     def fill(self) -> int:
         """Read more whole lines into the buffer; the number of lines read."""
-        lines = self.tailer.read_available(max_lines=self.buffer_lines)
+        if self.unusable:
+            self.maybe_more = False
+            return 0
+        resets = self.tailer.resets
+        try:
+            lines = self.tailer.read_available(max_lines=self.buffer_lines)
+        except OSError as exc:  # e.g. a FIFO put in its place: never block on it, never retry
+            self.unusable = f"cannot be read: {exc.strerror or exc}"
+            log.warning("spool file %s %s; it is no longer followed", self.path, self.unusable)
+            self.tailer.close()
+            self.maybe_more = False
+            return 0
+        if self.tailer.resets != resets:
+            log.warning("spool file %s was %s: reading it from the start (lines already "
+                        "translated are skipped by seq)", self.path, self.tailer.reset_reason)
+            if not self.buffer:
+                self.consumed_offset = self.consumed_lineno = 0
         if not lines:
             self.maybe_more = False
             if not self.missing and not os.path.exists(self.path):
@@ -127,6 +155,12 @@ class SpoolFile:
             self.fill()
         return self.buffer[0] if self.buffer else None
 
+    def after_head(self) -> Item | None:
+        """The line after the head (read now if it is there), to check the head against."""
+        if len(self.buffer) < 2 and self.maybe_more:
+            self.fill()
+        return self.buffer[1] if len(self.buffer) > 1 else None
+
     def pop(self) -> Item:
         item = self.buffer.popleft()
         self.consumed_offset = item.end_offset
@@ -137,7 +171,8 @@ class SpoolFile:
         return self.tailer.size()
 
     def fully_consumed(self) -> bool:
-        return not self.buffer and not self.maybe_more and self.consumed_offset >= self.size()
+        return not self.buffer and not self.maybe_more and (
+            bool(self.unusable) or self.consumed_offset >= self.size())
 
     def close(self) -> None:
         self.tailer.close()
@@ -174,6 +209,7 @@ class Stream:
         self.gap_since: float | None = None
         self.duplicates = 0
         self.missing_seqs = 0
+        self.seq_jumps = 0  # lines refused because their seq jumped too far (see MAX_SEQ_JUMP)
         self._socket_overflow_logged = False
 
     @property
@@ -195,25 +231,30 @@ class Stream:
 
     # ── socket input ─────────────────────────────────────────────────────────────────────────
 
-    def offer(self, event: Event) -> None:
-        """An event that came over a socket (the spool may have it too)."""
+    def offer(self, event: Event) -> bool:
+        """An event that came over a socket (the spool may have it too); False when its seq is
+        too far ahead to be believed (the caller rejects the line)."""
         self.socket_activity = time.time()
         if not self._in_order(event):
             self.socket_unordered.append(event)
-            return
+            return True
         if self.next_seq is not None and event.seq < self.next_seq:
             self.duplicates += 1
-            return
+            return True
+        if self.next_seq is not None and event.seq - self.next_seq > MAX_SEQ_JUMP:
+            self.seq_jumps += 1
+            return False
         if event.seq in self.socket_items:
             self.duplicates += 1
-            return
+            return True
         if len(self.socket_items) >= MAX_SOCKET_AHEAD:
             if not self._socket_overflow_logged:
                 self._socket_overflow_logged = True
                 log.warning("stream %s: socket input runs more than %d events ahead; the rest "
                             "comes from the spool file", self.key, MAX_SOCKET_AHEAD)
-            return
+            return True
         self.socket_items[event.seq] = event
+        return True
 
     # ── merging ──────────────────────────────────────────────────────────────────────────────
 
@@ -237,8 +278,33 @@ class Stream:
                 self.duplicates += 1
                 pending.add(spool_file)
                 continue
+            why = self._outlier(spool_file, event.seq)
+            if why:
+                pending.add(spool_file)
+                return self._reject_head(spool_file, why)
             self._by_head[event.seq] = spool_file
         return None
+
+    def _outlier(self, spool_file: SpoolFile, seq: int) -> str:
+        """Why a file head ahead of the stream cannot be a seq to continue at ("" if it can):
+        too far ahead, or the line after it in the same file is lower (one bridge instance
+        writes its lines in seq order, so the head is the corrupt one)."""
+        expected = self.next_seq
+        if expected is None or seq <= expected:
+            return ""
+        if seq - expected > MAX_SEQ_JUMP:
+            return f"more than {MAX_SEQ_JUMP} ahead"
+        after = spool_file.after_head()
+        if after is not None and after.event is not None and self._in_order(after.event) \
+                and expected <= after.event.seq < seq:
+            return f"the next line of its file has seq {after.event.seq}"
+        return ""
+
+    def _reject_head(self, spool_file: SpoolFile, why: str) -> Item:
+        item = self._pop(spool_file)
+        self.seq_jumps += 1
+        return Item(None, seq_jump_error(spool_file.path, item.lineno, item.event.seq,
+                                         self.next_seq, why), item.end_offset, item.lineno)
 
     def _take_file_head(self, seq: int) -> Item | None:
         spool_file = self._by_head.pop(seq, None)
@@ -292,6 +358,13 @@ class Stream:
                 return None
             if now - self.gap_since < gap_wait_s:
                 return None
+            holder = self._by_head.get(lowest)
+            why = self._outlier(holder, lowest) if holder is not None else ""
+            if why:  # (its successor may have been written since it was examined)
+                del self._by_head[lowest]
+                self._unexamined.add(holder)
+                self.gap_since = None
+                return self._reject_head(holder, why)
             if self.next_seq is None:
                 log.info("stream %s: starts at seq %d (earlier lines are not in the spool)",
                          self.key, lowest)
@@ -326,8 +399,11 @@ def spool_names(spool_dir: str) -> Iterable[str]:
     return sorted(n for n in names if n.endswith(SPOOL_SUFFIX) and not n.startswith("."))
 
 
+PID_MAX = (1 << 22)  # Linux's ceiling for pid_max: a larger pid cannot be a live process
+
+
 def pid_alive(pid: int) -> bool:
-    if pid <= 0:
+    if pid <= 0 or pid > PID_MAX:  # also: os.kill raises OverflowError beyond pid_t
         return False
     try:
         os.kill(pid, 0)

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .atomic_file import remove_stale_temps, write_atomically
+from .regular_file import open_regular, read_regular
 from typing import Callable, Iterator
 
 __all__ = [
@@ -127,11 +128,17 @@ def decode_state(data: bytes, path: os.PathLike | str = "<bytes>") -> dict[str, 
     return out
 
 
+# KIT keeps a session's state small; a sidecar over this is refused, not read into memory
+MAX_STATE_BYTES = 1 << 20
+
+
 def _read_file(path: Path) -> dict[str, str]:
-    try:
-        data = path.read_bytes()
+    try:  # O_NONBLOCK and bounded: a FIFO, a directory or a 1 GiB file is an error, not a hang
+        data = read_regular(path, MAX_STATE_BYTES)
     except FileNotFoundError:
         return {}
+    except OSError as e:
+        raise StateFileError(path, f"cannot read: {e.strerror or e}") from None
     return decode_state(data, path)
 
 
@@ -202,7 +209,11 @@ class StateStore:
             after = dict(before)
             mutate(after)
             if after != before:  # no-op updates leave the file (and watchers) alone
-                _atomic_write(self.path, encode_state(after))
+                data = encode_state(after)
+                if len(data) > MAX_STATE_BYTES:  # it could not be read back
+                    raise ValueError(f"extension state of {self.path} would be {len(data)} "
+                                     f"bytes, over the limit of {MAX_STATE_BYTES}")
+                _atomic_write(self.path, data)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -210,7 +221,14 @@ class StateStore:
         with _thread_lock(self.lock_path):
             # The lock file is never deleted: unlinking it would let a waiter
             # lock an orphaned inode while a newcomer locks a fresh file.
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            # Never through a link (it could create or lock any file of ours),
+            # never a FIFO (the open would block).
+            try:
+                fd = open_regular(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644,
+                                  follow_symlinks=False)
+            except OSError as e:
+                raise StateFileError(self.lock_path,
+                                     f"cannot use as lock file: {e.strerror or e}") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # released by the kernel if we die
                 yield

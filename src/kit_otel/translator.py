@@ -3,7 +3,7 @@
 One state machine per session, keyed by (pid, session_path). Span and event times are the
 events' own timestamps, so replaying yesterday's stream yields yesterday's trace.
 
-KIT behaviours absorbed here (DESIGN.md §3):
+KIT behaviours absorbed here (docs/design.md#kit-behaviours-the-translator-absorbs):
 - `step_finish` and `llm_usage` arrive in either order: a chat span is finished, and its tokens
   counted, once both are in (or, lacking `llm_usage`, at the next step or the end of the turn,
   from `step_finish`) — so tokens are never counted twice.
@@ -14,15 +14,19 @@ KIT behaviours absorbed here (DESIGN.md §3):
   name, first in first out. Events of a subagent's own child agent (`session_path` "", same pid)
   nest under the subagent and count as `agent="subagent"` spend.
 - a turn left open is closed as incomplete when its session starts another one, after an idle
-  timeout (by the stream's own clock, or the wall clock in `sweep`), and at `close`.
+  timeout (by its session's own clock while replaying - so one far-future timestamp cannot
+  close the turns of other sessions -, or the wall clock in `sweep`), and at `close`.
 """
 
 from __future__ import annotations
 
 import re
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Container
+
+from dataclasses import dataclass, field
+from typing import Callable, Container, Iterable
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -38,7 +42,7 @@ from .aggregate import TurnAggregate, has_enriched_fields
 from .content import ContentPolicy, identifier_fields
 from .decoder import DecodeError
 from .ext_state import StatePolicy
-from .instruments import KitInstruments
+from .instruments import KitInstruments, WindowSpend
 from .logs import (ERROR, INFO, EVENT_COMPACTION, EVENT_INFERENCE_DETAILS, EVENT_MODEL_CHANGE,
                    EVENT_OPERATION_EXCEPTION, EVENT_RETRY, EVENT_SUBAGENT_END, EVENT_TOOL_RESULT,
                    EVENT_TURN_END, WARN, EventLog)
@@ -103,6 +107,11 @@ def remote_parent(traceparent: str, tracestate: str = "") -> Context | None:
         carrier["tracestate"] = tracestate
     context = _W3C.extract(carrier, context=Context())
     return context if trace.get_current_span(context).get_span_context().is_valid else None
+
+
+def is_user_cancel(message: str) -> bool:
+    """KIT's error text when the agent loop's context was cancelled (ESC, Ctrl-C)."""
+    return message.strip().lower().endswith("context canceled")
 
 
 def split_model(name: str) -> tuple[str, str]:
@@ -197,6 +206,7 @@ class _Step:
     finish_ns: int = 0
     message: _Deltas = field(default_factory=_Deltas)
     tool_input: _Deltas = field(default_factory=_Deltas)
+    streamed_calls: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # id → name, kind, ts
 
 
 @dataclass(eq=False)
@@ -239,8 +249,10 @@ class _Turn(_Run):
     agent_start_ns: int = 0
     agent_started: bool = False
     tools: dict[str, _Tool] = field(default_factory=dict)
+    finished_calls: set[str] = field(default_factory=set)
     subagents: dict[str, _Subagent] = field(default_factory=dict)
     last_error: str = ""
+    cancelled: bool = False  # the loop ended on the user's cancel (ESC), not on a failure
     state_at_start: dict[str, str] = field(default_factory=dict)
 
 
@@ -261,6 +273,7 @@ class _Session:
     state: dict[str, str] = field(default_factory=dict)
     state_ts_ns: int = 0  # time of the newest state an envelope carried
     last_ns: int = 0
+    clock_ns: int = 0  # newest event time of this session: its own clock (see sweep_by_clocks)
 
 
 class Translator:
@@ -296,7 +309,7 @@ class Translator:
         self._idle_ns = int(self.settings.idle_timeout_s * _NS_PER_S)
         self._forget_ns = int(max(self.settings.session_forget_s,
                                   self.settings.idle_timeout_s) * _NS_PER_S)
-        self.auto_sweep = True  # sweep by the stream's clock every _SWEEP_EVERY events (serve
+        self.auto_sweep = True  # sweep by the sessions' clocks every _SWEEP_EVERY events (serve
         # turns this off: it sweeps by wall clock, one KIT process at a time)
         self._event_type_keys: dict[str, frozenset] = {}
         self._handlers: dict[str, Callable[[_Session, ev.Event], None]] = {
@@ -356,7 +369,9 @@ class Translator:
                 if event.data.Model:
                     self.process_models[event.pid] = event.data.Model
             return
-        if not event.session_path and event.agent != "main" and \
+        if event.parent_tool_call_id and event.agent == "subagent":
+            self._on_child_event(self._linked_subagent(event), event)
+        elif not event.session_path and event.agent != "main" and \
                 self.open_subagents.get(event.pid):
             self._on_child_event(self._child_target(event), event)
         else:
@@ -364,6 +379,8 @@ class Translator:
             if session is None or event.session_id:
                 session = self._session(event)
             session.last_ns = ts
+            if ts > session.clock_ns:
+                session.clock_ns = ts
             if event.state is not None:
                 self._apply_state(session, event)
             run_handler = self._run_handlers.get(etype)
@@ -381,7 +398,7 @@ class Translator:
                 else:
                     self._on_generic(session, event)
         if self.auto_sweep and self.events_seen % _SWEEP_EVERY == 0:
-            self.sweep(self.clock_ns)
+            self.sweep_by_clocks()
 
     def set_process_parent(self, pid: int, traceparent: str, tracestate: str = "") -> bool:
         """Every later turn of KIT process `pid` is a child of this W3C trace context."""
@@ -398,11 +415,16 @@ class Translator:
         self.rejected += 1
         self.metrics.rejected.add(1, {n.L_REASON: error.reason_code})
 
-    def sweep(self, now_ns: int, pids: Container[int] | None = None) -> int:
+    def sweep(self, now_ns: int, pids: Container[int] | None = None,
+              keys: Iterable[tuple[int, str]] | None = None) -> int:
         """Close turns idle for longer than the idle timeout as of `now_ns`; returns how many.
-        With `pids`, only the sessions of those KIT processes."""
+        With `pids`, only the sessions of those KIT processes; `keys`, when given, are all the
+        session keys they can have (so a sweep per process costs its sessions, not all)."""
         closed = 0
-        for key, session in list(self.sessions.items()):
+        sessions = self.sessions
+        candidates = list(sessions.items()) if keys is None else \
+            [(key, sessions[key]) for key in keys if key in sessions]
+        for key, session in candidates:
             if pids is not None and key[0] not in pids:
                 continue
             turn = session.turn
@@ -414,8 +436,23 @@ class Translator:
                 # sessions that ended, or stayed quiet for a day, are forgotten (memory stays
                 # flat over days of sessions); one that comes back starts afresh
                 del self.sessions[key]
-        for pid in [pid for pid, subs in self.open_subagents.items() if not subs]:
+        owners = self.open_subagents if pids is None or keys is None else \
+            [pid for pid in pids if pid in self.open_subagents]
+        for pid in [pid for pid in owners if not self.open_subagents[pid]]:
             del self.open_subagents[pid]
+        return closed
+
+    def sweep_by_clocks(self) -> int:
+        """Close turns idle for longer than the idle timeout by their own session's clock
+        (replay): a turn its session has moved on from. Sessions never judge each other, so a
+        far-future timestamp in one (or a clock skewed between KIT processes) leaves the others'
+        turns alone; what stays open is closed at `close`."""
+        closed = 0
+        for session in list(self.sessions.values()):
+            turn = session.turn
+            if turn is not None and session.clock_ns - turn.last_ns > self._idle_ns:
+                self._close_incomplete(session, turn)
+                closed += 1
         return closed
 
     def close(self) -> None:
@@ -573,6 +610,7 @@ class Translator:
     def _on_agent_end(self, session: _Session, event: ev.Event) -> None:
         data: ev.AgentEnd = event.data
         turn = session.turn
+        seen_from_start = turn is not None and turn.agent_started
         if turn is None:  # agent_end alone: rebuild the turn from its own duration
             start = event.ts_ns - data.DurationMs * 1_000_000
             turn = self._open_turn(session, ev.Event(type="agent_start", data=ev.AgentStart(),
@@ -580,7 +618,25 @@ class Translator:
                                                      session_path=event.session_path))
             turn.agent_started, turn.agent_start_ns = True, start
         self._span_event(turn.span, event)
-        self._finish_turn(session, turn, event.ts_ns, data.StopReason or "completed", data)
+        stop_reason = data.StopReason or "completed"
+        if stop_reason == "error" and turn.cancelled:
+            stop_reason = "cancelled"
+        if seen_from_start:  # what a turn seen from its start missed was blocked
+            self._count_unseen_blocked(turn, data)
+        self._finish_turn(session, turn, event.ts_ns, stop_reason, data)
+
+    def _count_unseen_blocked(self, turn: _Turn, end: ev.AgentEnd) -> None:
+        """Tool calls KIT counted that the bridge never saw (a blocking extension loaded before
+        it, and no streamed input): counted as blocked from KIT's own ToolNames."""
+        missing = Counter(end.ToolNames or ()) - Counter(turn.aggregate.tool_names)
+        unnamed = end.ToolCallCount - turn.aggregate.tool_call_count - sum(missing.values())
+        m = self.metrics
+        for name, count in missing.items():
+            m.tool_calls.add(count, {n.L_TOOL: m.tool_value(name), n.L_KIND: "unknown",
+                                     n.L_OUTCOME: "blocked"})
+        if unnamed > 0:
+            m.tool_calls.add(unnamed, {n.L_TOOL: m.tool_value("unknown"), n.L_KIND: "unknown",
+                                       n.L_OUTCOME: "blocked"})
 
     def _close_incomplete(self, session: _Session, turn: _Turn) -> None:
         turn.span.set_attribute(n.KIT_TURN_INCOMPLETE, True)
@@ -755,10 +811,18 @@ class Translator:
 
     def _on_error(self, session: _Session, event: ev.Event) -> None:
         message = event.data.Error
-        self.metrics.errors.add(1, {n.L_KIND: error_kind(message)})
+        kind = error_kind(message)
+        turn = session.turn
+        if is_user_cancel(message):
+            # KIT reports the user's ESC as an error ("context canceled") and ends the turn with
+            # StopReason "error": that turn is "cancelled", and not an error anybody is paged for.
+            if turn is not None:
+                turn.cancelled = True
+            self._in_turn_or_alone(session, event)
+            return
+        self.metrics.errors.add(1, {n.L_KIND: kind})
         if self.event_log.logger is not None:
             self._log_error(session, self._current_span(session), event)
-        turn = session.turn
         if turn is not None:
             turn.last_error = message
             if turn.step is not None and not turn.step.stream_end_ns:
@@ -840,6 +904,8 @@ class Translator:
 
     def _on_step_finish(self, session: _Session, run: _Run, event: ev.Event) -> None:
         step = self._step_for(session, run, event)
+        if isinstance(run, _Turn):
+            self._end_blocked_tools(session, run, step, event.ts_ns)
         step.finish = event.data
         step.finish_ns = event.ts_ns
         if not step.stream_end_ns:
@@ -939,6 +1005,8 @@ class Translator:
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
             m.tokens.add(value, {**labels, n.L_TYPE: token_type})
         m.cost.add(cost, labels)
+        for key in WindowSpend.keys(end_ns, labels):
+            m.spend_to_date.add_key(key, cost)
         m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                             n.L_FINISH_REASON: finish_reason or "unknown"})
         input_tokens = tokens[0] + tokens[2] + tokens[3]  # cached included, as on the span
@@ -968,6 +1036,10 @@ class Translator:
         span, step = self._stream_target(run)
         if event.type in ("reasoning_start", "tool_call_input_start"):
             self._mark_first_chunk(step, event.ts_ns)
+            if event.type == "tool_call_input_start" and run.step is not None:
+                data = event.data
+                run.step.streamed_calls[data.ToolCallID] = (data.ToolName, data.ToolKind,
+                                                            event.ts_ns)
         self._span_event(span, event)
 
     def _on_message_update(self, session: _Session, run: _Run, event: ev.Event) -> None:
@@ -1016,13 +1088,23 @@ class Translator:
         extra = {n.GEN_AI_TOOL_CALL_ID: data.ToolCallID}
         if data.Source:
             extra[n.KIT_TOOL_SOURCE] = data.Source
+        existing = run.tools.get(data.ToolCallID)
+        if existing is not None:  # opened by its subagent_start, which KIT fires first
+            extra[n.KIT_TOOL_INPUT_BYTES] = max(len(data.Input), data.InputBytes)
+            captured = messages.tool_arguments(self.content, data.Input)
+            if captured is not None:
+                extra[n.GEN_AI_TOOL_CALL_ARGUMENTS] = captured
+            existing.span.set_attributes(extra)
+            return
         run.tools[data.ToolCallID] = self._start_tool(session, run.span, data.ToolName,
-                                                      data.ToolKind, data.Input, event.ts_ns, extra)
+                                                      data.ToolKind, data.Input, event.ts_ns,
+                                                      extra, data.InputBytes)
 
     def _start_tool(self, session: _Session, parent: trace.Span, name: str, kind: str,
-                    arguments: str, ts_ns: int, extra: dict) -> _Tool:
+                    arguments: str, ts_ns: int, extra: dict, arguments_bytes: int = 0) -> _Tool:
         attrs = {n.GEN_AI_OPERATION_NAME: n.OP_EXECUTE_TOOL, n.GEN_AI_TOOL_NAME: name,
-                 n.GEN_AI_TOOL_TYPE: tool_type(name, kind), n.KIT_TOOL_INPUT_BYTES: len(arguments),
+                 n.GEN_AI_TOOL_TYPE: tool_type(name, kind),
+                 n.KIT_TOOL_INPUT_BYTES: max(len(arguments), arguments_bytes),
                  n.GEN_AI_CONVERSATION_ID: session.session_id, **extra}
         if kind:
             attrs[n.KIT_TOOL_KIND] = kind
@@ -1035,7 +1117,7 @@ class Translator:
         return _Tool(span=span, name=name, kind=kind, start_ns=ts_ns)
 
     def _finish_tool(self, tool: _Tool, kind: str, content: str, is_error: bool,
-                     ts_ns: int) -> None:
+                     ts_ns: int, content_bytes: int = 0) -> None:
         """Outcome, status and metrics of a tool whose result arrived (the span ends apart)."""
         outcome = ("error" if is_error else "ok") if tool.executed else "blocked"
         span = tool.span
@@ -1047,7 +1129,7 @@ class Translator:
             span.set_status(Status(StatusCode.ERROR, captured or "tool error"))
         if captured is not None:
             span.set_attribute(n.GEN_AI_TOOL_CALL_RESULT, captured)
-        span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, len(content.encode()))
+        span.set_attribute(n.KIT_TOOL_OUTPUT_BYTES, max(len(content.encode()), content_bytes))
         self._delta_attributes_on(span, n.KIT_DELTAS_TOOL_OUTPUT, tool.output)
         m = self.metrics
         labels = {n.L_TOOL: m.tool_value(tool.name), n.L_KIND: kind or "unknown"}
@@ -1090,12 +1172,39 @@ class Translator:
             tool = run.tools[data.ToolCallID]
             tool.executed = True
         self._finish_tool(tool, data.ToolKind or tool.kind, data.Content, data.IsError,
-                          event.ts_ns)
+                          event.ts_ns, data.ContentBytes)
         if data.ToolCallID in run.subagents:
             tool.result_ns = event.ts_ns  # the subagent span ends first; this span waits
             return
         del run.tools[data.ToolCallID]
+        run.finished_calls.add(data.ToolCallID)
         tool.span.end(end_time=max(event.ts_ns, tool.start_ns))
+
+    def _end_blocked_tools(self, session: _Session, turn: _Turn, step: _Step,
+                           ts_ns: int) -> None:
+        """At step_finish every tool of the step has run: one that never started was blocked.
+
+        KIT's wrapper returns before tool_execution_start for a blocked call and emits no
+        tool_result (internal/extensions/wrapper.go); if the blocking extension loads before the
+        bridge, the call is known only from the stream (tool_call_input_start)."""
+        for call_id, tool in list(turn.tools.items()):
+            if not tool.executed and not tool.result_ns and call_id not in turn.subagents:
+                self._block_tool(turn, call_id, tool, ts_ns)
+        for call_id, (name, kind, start_ns) in step.streamed_calls.items():
+            if call_id in turn.tools or call_id in turn.finished_calls:
+                continue
+            tool = self._start_tool(session, turn.span, name, kind, "", start_ns,
+                                    {n.GEN_AI_TOOL_CALL_ID: call_id})
+            turn.tools[call_id] = tool
+            self._block_tool(turn, call_id, tool, ts_ns)
+
+    def _block_tool(self, turn: _Turn, call_id: str, tool: _Tool, ts_ns: int) -> None:
+        turn.aggregate.add_tool(tool.name)  # KIT's aggregate counts blocked calls too
+        self._finish_tool(tool, tool.kind, "", True, ts_ns)
+        tool.span.set_status(Status(StatusCode.ERROR, "blocked by an extension"))
+        del turn.tools[call_id]
+        turn.finished_calls.add(call_id)
+        tool.span.end(end_time=max(ts_ns, tool.start_ns))
 
     def _delta_attributes_on(self, span: trace.Span, prefix: str, deltas: _Deltas) -> None:
         attrs: dict = {}
@@ -1115,7 +1224,14 @@ class Translator:
             return
         data: ev.SubagentStart = event.data
         tool = run.tools.get(data.ToolCallID)
-        parent = tool.span if tool is not None else run.span
+        if tool is None:
+            # KIT fires subagent_start on the SDK's ToolExecutionStart, still inside the LLM
+            # stream, before the extension-side tool_call of the same call (kit.go generate,
+            # fantasy's dispatch after the stream): the tool span starts here.
+            tool = run.tools[data.ToolCallID] = self._start_tool(
+                session, run.span, "subagent", "agent", "", event.ts_ns,
+                {n.GEN_AI_TOOL_CALL_ID: data.ToolCallID})
+        parent = tool.span
         attrs = {n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
                  n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT, n.GEN_AI_TOOL_CALL_ID: data.ToolCallID,
                  n.KIT_SUBAGENT_TASK_LENGTH: len(data.Task), **session.base_attributes}
@@ -1208,7 +1324,26 @@ class Translator:
         tool = turn.tools.get(subagent.call_id)
         if tool is not None and tool.result_ns:
             del turn.tools[subagent.call_id]
+            turn.finished_calls.add(subagent.call_id)
             tool.span.end(end_time=max(tool.result_ns, end_ns, tool.start_ns))
+
+    def _linked_subagent(self, event: ev.Event) -> _Subagent:
+        """The subagent a child agent's event belongs to, by the parent's tool call that runs it.
+
+        The bridge of a child Kit names that call (`parent_tool_call_id`) and writes the parent's
+        session path, so parallel subagents stay apart and no session is made up for a child.
+        A child seen before its subagent_start (or without one) opens the subagent itself."""
+        session = self._session(event)
+        session.last_ns = max(session.last_ns, event.ts_ns)
+        turn = self._turn(session, event)
+        call_id = event.parent_tool_call_id
+        subagent = turn.subagents.get(call_id)
+        if subagent is None:
+            self._on_subagent_start(session, turn, ev.Event(
+                type="subagent_start", data=ev.SubagentStart(ToolCallID=call_id),
+                ts_ns=event.ts_ns, pid=event.pid, session_path=event.session_path))
+            subagent = turn.subagents[call_id]
+        return subagent
 
     def _child_target(self, event: ev.Event) -> _Subagent | None:
         """The open subagent a child agent's event belongs to, if it is one."""

@@ -13,7 +13,7 @@ ALERTS_DIR = ROOT / "alerts"
 DASHBOARDS_DIR = ROOT / "dashboards"
 DOCS_DIR = ROOT / "docs"
 
-# DESIGN.md §5: the Prometheus exposition names dashboards and alert rules may query.
+# docs/design.md#metrics: the Prometheus exposition names dashboards and alert rules may query.
 # Counters are listed with their _total suffix, histograms by base name (the _bucket, _sum and
 # _count series derive from it), gauges as they are.
 COUNTERS = frozenset({
@@ -27,7 +27,15 @@ HISTOGRAMS = frozenset({
     "gen_ai_client_operation_time_to_first_chunk_seconds", "kit_turn_duration_seconds", "kit_turn_cost_usd",
     "kit_tool_duration_seconds", "kit_context_usage_ratio",
 })
-GAUGES = frozenset({"kit_budget_usd", "kit_otel_lag_seconds", "kit_ext_state_value"})
+GAUGES = frozenset({"kit_budget_usd", "kit_otel_lag_seconds", "kit_ext_state_value",
+                    "kit_spend_to_date_usd"})
+# The Collectors' own metrics (service::telemetry) the Collector alerts read; the live fleet
+# test checks them against a real Collector.
+COLLECTOR_SERIES = frozenset({
+    "otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity",
+    "otelcol_exporter_send_failed_metric_points_total",
+    "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early_total",
+})
 # Series Prometheus itself provides.
 STANDARD = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
 

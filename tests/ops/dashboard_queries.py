@@ -36,7 +36,7 @@ BUILTIN_DEFAULTS: dict[str, str] = {
     "__to": "0",
 }
 
-_VAR = re.compile(r"\$\{(\w+)(?::[\w]+)?\}|\[\[(\w+)(?::[\w]+)?\]\]|\$(\w+)")
+_VAR = re.compile(r"\$\{(\w+)(?::([\w]+))?\}|\[\[(\w+)(?::[\w]+)?\]\]|\$(\w+)")
 
 
 def _load(path_or_dict: str | Path | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -76,13 +76,15 @@ def dashboard_variables(dashboard: Mapping[str, Any]) -> dict[str, str]:
 
 def substitute(text: str, values: Mapping[str, Any]) -> str:
     def repl(match: re.Match) -> str:
-        name = match.group(1) or match.group(2) or match.group(3)
+        name = match.group(1) or match.group(3) or match.group(4)
         if name not in values:
             raise KeyError(f"unresolved dashboard variable ${name} in {text!r}")
         value = values[name]
+        # Grafana's ${var:regex} escapes regex metacharacters of the value
+        fmt = re.escape if match.group(2) == "regex" else str
         if isinstance(value, (list, tuple)):
-            return "|".join(str(v) for v in value)
-        return str(value)
+            return "|".join(fmt(str(v)) for v in value)
+        return fmt(str(value))
 
     return _VAR.sub(repl, text)
 

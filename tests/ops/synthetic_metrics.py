@@ -1,6 +1,6 @@
 """Synthetic kit-otel metrics in OpenMetrics text, for backfilling a test Prometheus.
 
-Every series of DESIGN.md §5 with realistic labels (plus the labels the scrape and the OTel
+Every series of docs/design.md#metrics with realistic labels (plus the labels the scrape and the OTel
 translation add: job, instance, otel_scope_name), sampled every `step` seconds, so that every
 dashboard query has something to return. Values follow simple deterministic curves; nothing
 here claims to be what kit-otel emits for a given KIT stream — that is the end-to-end test's job.
@@ -80,6 +80,14 @@ def families(times: list[int]) -> list[_Family]:
         for reason in ("tool-calls", "stop"):
             calls.series.append((f"kit_llm_calls_total{_labels(provider=provider, model=model, finish_reason=reason)}",
                                  _counter(times, 0.2)))
+
+    # kit-otel's spend in the current UTC window: the cost counter's growth since the start
+    spend = family("kit_spend_to_date_usd", "gauge")
+    for series, values in list(cost.series):
+        labels = series[len("kit_cost_usd_total{"):-1]
+        for window in ("day", "month"):
+            spend.series.append((f'kit_spend_to_date_usd{{window="{window}",{labels}}}',
+                                 [v - values[0] for v in values]))
 
     usage = family("gen_ai_client_token_usage", "histogram")
     duration = family("gen_ai_client_operation_duration_seconds", "histogram")

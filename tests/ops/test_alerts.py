@@ -2,7 +2,7 @@
 
 promtool/amtool do the real validation (`promtool check rules`, `promtool test rules` for every
 unit-test file, `amtool check-config`, `amtool config routes test`); the Python checks on top
-make sure every alert is unit-tested both firing and silent, that rules only query DESIGN §5
+make sure every alert is unit-tested both firing and silent, that rules only query docs/design.md#metrics
 names (or recording rules defined here), and that no alert hard-codes money.
 """
 
@@ -14,7 +14,8 @@ import subprocess
 
 import pytest
 
-from ._common import ALERTS_DIR, CONTRACT_SERIES, load_yaml, promql_metric_names
+from ._common import (ALERTS_DIR, COLLECTOR_SERIES, CONTRACT_SERIES, load_yaml,
+                      promql_metric_names)
 
 RULES = ALERTS_DIR / "kit-otel-rules.yaml"
 ALERTMANAGER = ALERTS_DIR / "alertmanager.yml"
@@ -110,7 +111,9 @@ def test_required_alerts_exist(rules):
     required = {"KitBudgetExceeded", "KitBudgetProjectedOverrun", "KitTurnCostOverLimit",
                 "KitRunawayTokenRate", "KitErrorSpike", "KitRetrySpike", "KitOtelRejectingEvents",
                 "KitOtelDroppingEvents", "KitOtelLagging", "KitOtelDown", "KitOtelSilent",
-                "KitOtelAbsent"}
+                "KitOtelAbsent", "KitBudgetGaugeMissing", "KitCollectorDown",
+                "KitCollectorQueueFilling", "KitCollectorDroppingData", "KitCollectorSendFailing",
+                "KitRemoteWriteFailing", "KitCollectorRefusingData", "KitTailSamplingDroppingTraces"}
     assert required <= names, required - names
 
 
@@ -134,7 +137,7 @@ def test_queries_use_only_contract_names_and_local_records(rules):
     records = _records(rules)
     for _, rule in _all_rules(rules):
         used = promql_metric_names(rule["expr"])
-        unknown = used - CONTRACT_SERIES - records
+        unknown = used - CONTRACT_SERIES - COLLECTOR_SERIES - records
         assert not unknown, f"{rule.get('alert') or rule.get('record')}: unknown series {unknown}"
 
 
@@ -213,3 +216,60 @@ def test_alerts_doc_describes_every_alert_and_parameter(rules):
         if rule.get("record", "").startswith("kit:alert_param:"):
             default = re.fullmatch(r"vector\(([\d.]+)\)", rule["expr"]).group(1)
             assert f"| `{rule['record']}` | {default} |" in doc, rule["record"]
+
+
+# ── Alertmanager inhibition ──────────────────────────────────────────────────────────────────
+
+def _matcher(text: str):
+    name, op, value = re.fullmatch(r'(\w+)(=~|!~|!=|=)"(.*)"', text).groups()
+
+    def matches(labels: dict) -> bool:
+        have = labels.get(name, "")
+        hit = re.fullmatch(value, have) is not None if "~" in op else have == value
+        return hit if op in ("=", "=~") else not hit
+    return matches
+
+
+def _tested_alerts() -> list[dict]:
+    """Every alert (labels + alertname) the promtool unit tests prove the rules raise."""
+    alerts = []
+    for path in TEST_FILES:
+        for case in load_yaml(path)["tests"]:
+            for check in case.get("alert_rule_test") or []:
+                for exp in check.get("exp_alerts") or []:
+                    alerts.append({"alertname": check["alertname"], **exp["exp_labels"]})
+    return alerts
+
+
+def _inhibited_pairs(rule: dict, alerts: list[dict]) -> set[tuple[str, str]]:
+    sources = [a for a in alerts if all(_matcher(m)(a) for m in rule["source_matchers"])]
+    targets = [a for a in alerts if all(_matcher(m)(a) for m in rule["target_matchers"])]
+    equal = rule.get("equal") or []
+    return {(s["alertname"], t["alertname"]) for s in sources for t in targets
+            if s is not t and all(s.get(k, "") == t.get(k, "") for k in equal)}
+
+
+def test_every_inhibit_rule_can_mute_a_real_alert():
+    """R6: an inhibit rule that no pair of real alerts satisfies is dead configuration."""
+    alerts = _tested_alerts()
+    assert len({a["alertname"] for a in alerts}) >= 15
+    for rule in load_yaml(ALERTMANAGER)["inhibit_rules"]:
+        assert _inhibited_pairs(rule, alerts), f"inhibit rule never matches: {rule}"
+
+
+def test_inhibit_check_finds_the_dead_rule():
+    dead = {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
+            "equal": ["alertname", "project"]}
+    assert _inhibited_pairs(dead, _tested_alerts()) == set()
+
+
+def test_project_criticals_do_not_mute_other_projects_or_exporter_health():
+    rule = load_yaml(ALERTMANAGER)["inhibit_rules"][0]
+    budget = {"alertname": "KitBudgetExceeded", "severity": "critical", "project": "alpha"}
+    assert _inhibited_pairs(rule, [budget, {"alertname": "KitTurnCostOverLimit",
+                                            "severity": "warning", "project": "alpha"}])
+    assert not _inhibited_pairs(rule, [budget, {"alertname": "KitTurnCostOverLimit",
+                                                "severity": "warning", "project": "beta"}])
+    global_budget = {"alertname": "KitBudgetExceeded", "severity": "critical", "scope": "global"}
+    assert not _inhibited_pairs(rule, [global_budget, {"alertname": "KitOtelLagging",
+                                                       "severity": "warning", "instance": "a"}])

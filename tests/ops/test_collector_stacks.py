@@ -60,6 +60,17 @@ def _stop_all(*things) -> None:
             thing.stop()
 
 
+def documented_scrape_config(exporter_port: int, telemetry_port: int) -> str:
+    """The scrape config of docs/deployment.md, verbatim but for the ports and a 1 s interval."""
+    from ._common import DOCS_DIR
+    doc = (DOCS_DIR / "deployment.md").read_text()
+    block = doc.split("<!-- scrape-config:", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "honor_labels: true" in block
+    return (block.replace("127.0.0.1:8889", f"127.0.0.1:{exporter_port}")
+                 .replace("127.0.0.1:8888", f"127.0.0.1:{telemetry_port}")
+                 .replace("scrape_interval: 15s", "scrape_interval: 1s"))
+
+
 # ── single node ──────────────────────────────────────────────────────────────────────────────
 
 class SingleNode:
@@ -75,17 +86,14 @@ def single_node(tmp_path_factory):
     stack.kits = []
     try:
         stack.tempo = TraceBackend("tempo", work).start()
-        grpc, http, prom_port = free_port(), free_port(), free_port()
+        grpc, http, prom_port, telemetry_port = free_port(), free_port(), free_port(), free_port()
         stack.collector = Collector(
             "single-node", work, [shipped("single-node.yaml")],
-            merge(otlp_receiver_overlay(grpc, http), telemetry_overlay(free_port()),
+            merge(otlp_receiver_overlay(grpc, http), telemetry_overlay(telemetry_port),
                   {"exporters": {"prometheus": {"endpoint": f"127.0.0.1:{prom_port}"}}}),
             env={"KIT_TRACES_OTLP_ENDPOINT": stack.tempo.endpoint}).start()
-        # the scrape config of docs/deployment.md
-        stack.prometheus = Prometheus("prometheus", work, (
-            "global:\n  scrape_interval: 1s\n"
-            "scrape_configs:\n  - job_name: kit-otel-collector\n    honor_labels: true\n"
-            f"    static_configs:\n      - targets: ['127.0.0.1:{prom_port}']\n"))
+        stack.prometheus = Prometheus("prometheus", work, "global:\n  scrape_interval: 1s\n"
+                                      + documented_scrape_config(prom_port, telemetry_port))
         stack.kits = _kit_otels(work, f"127.0.0.1:{grpc}")
         for kit in stack.kits:
             kit.start().write_spool()
@@ -119,6 +127,9 @@ def test_single_node_keeps_each_kit_otel_apart(single_node):
     got = {(s["metric"]["job"], s["metric"]["instance"]) for s in series}
     assert got == {("kit-otel", stable_instance_id(k.state)) for k in single_node.kits}
     assert not single_node.prometheus.names('{__name__=~"kit_.+", exported_job!=""}')
+    # the Collector's own metrics, for the KitCollector* alerts
+    up = single_node.prometheus.by('up{job="otelcol"}', "job")
+    assert up == {"otelcol": 1.0}
 
 
 def test_single_node_names_equal_the_direct_metrics(single_node):
@@ -132,6 +143,28 @@ def test_single_node_names_equal_the_direct_metrics(single_node):
 def test_single_node_forwards_every_span(single_node):
     exported = set().union(*(k.exported_spans() for k in single_node.kits))
     assert exported and exported <= set(single_node.tempo.spans())
+
+
+def test_single_node_restart_keeps_instance_and_spend(single_node):
+    """R3 / R1: a restarted kit-otel continues the same instance and the same spend to date
+    (restored from its checkpoint), so neither KitOtelSilent nor the budget rules see a change.
+    Runs last on this stack: it restarts one of its kit-otel processes."""
+    from kit_otel.instance_id import stable_instance_id
+    kit = single_node.kits[0]
+    instance = stable_instance_id(kit.state)
+    query = f'sum(kit_spend_to_date_usd{{window="day", instance="{instance}"}})'
+    before = single_node.prometheus.by(query, "")[""]
+    assert before > 0
+    kit.stop()
+    kit.start()
+    direct = wait_for("the restarted kit-otel reports its spend",
+                      lambda: exposition_sum(kit.exposition(), "kit_spend_to_date_usd", window="day"),
+                      logs=(kit.log,))
+    assert direct == pytest.approx(before, abs=1e-9)
+    assert single_node.prometheus.by(query, "")[""] == pytest.approx(before, abs=1e-9)
+    series = single_node.prometheus.query("count by (instance) (kit_otel_events_total)")
+    assert {s["metric"]["instance"] for s in series} == {stable_instance_id(k.state)
+                                                          for k in single_node.kits}
 
 
 # ── fleet: kit-otel → agent → gateway → remote write ─────────────────────────────────────────
@@ -154,12 +187,12 @@ def fleet(tmp_path_factory):
         stack.prometheus = Prometheus("prometheus", work, "global:\n  scrape_interval: 15s\n",
                                       "--web.enable-remote-write-receiver")
         stack.tempo = TraceBackend("tempo", work).start()
-        gw_grpc, gw_http = free_port(), free_port()
+        gw_grpc, gw_http, stack.gateway_telemetry = free_port(), free_port(), free_port()
         stack.gateway = Collector(
             "gateway", work, [shipped("gateway.yaml")],
             merge(otlp_receiver_overlay(gw_grpc, gw_http)),
             env={"KIT_GATEWAY_LISTEN_HOST": "127.0.0.1",
-                 "KIT_GATEWAY_TELEMETRY_PORT": str(free_port()),
+                 "KIT_GATEWAY_TELEMETRY_PORT": str(stack.gateway_telemetry),
                  "KIT_REMOTE_WRITE_URL": f"{stack.prometheus.base}/api/v1/write",
                  "KIT_TEMPO_OTLP_ENDPOINT": stack.tempo.endpoint,
                  "KIT_TAIL_DECISION_WAIT": "3s", "KIT_TAIL_SAMPLE_PERCENT": "0",
@@ -260,3 +293,47 @@ def test_fleet_remote_write_keeps_job_and_instance_per_kit_otel(fleet):
     series = fleet.prometheus.query("count by (job, instance) (kit_otel_events_total)")
     got = {(s["metric"]["job"], s["metric"]["instance"]) for s in series}
     assert got == {("kit-otel", stable_instance_id(k.state)) for k in fleet.kits}
+
+
+def test_collector_alerts_read_what_the_real_collectors_export(fleet):
+    """R5: the otelcol_* names the Collector alerts query exist on the real agent and gateway."""
+    import re
+    from ._common import ALERTS_DIR, COLLECTOR_SERIES, load_yaml
+    exported = set()
+    for port in (fleet.agent_telemetry, fleet.gateway_telemetry):
+        text = http_text(f"http://127.0.0.1:{port}/metrics") or ""
+        exported |= set(re.findall(r"^(otelcol_\w+?)(?:\{| )", text, re.M))
+    rules = [r["expr"] for g in load_yaml(ALERTS_DIR / "kit-otel-rules.yaml")["groups"]
+             for r in g["rules"] if g["name"] == "kit-otel-collector-alerts"]
+    patterns = {m for expr in rules for m in re.findall(r'__name__=~"([^"]+)"', expr)}
+    assert patterns
+    for pattern in patterns:
+        # failure counters appear only once something failed: then their success sibling of the
+        # same naming (sent / accepted) must be there
+        sibling = (pattern.replace("enqueue_failed", "sent").replace("send_failed", "sent")
+                   .replace("refused", "accepted"))
+        assert any(re.fullmatch(p, name) for p in (pattern, sibling) for name in exported), \
+            (pattern, sorted(exported))
+    # failure counters appear once something failed; the rest is always there
+    always = COLLECTOR_SERIES - {"otelcol_exporter_send_failed_metric_points_total"}
+    assert always <= exported, always - exported
+    assert "otelcol_exporter_sent_metric_points_total" in exported  # its sibling, same naming
+
+
+def test_fleet_exemplar_links_resolve_exactly_for_kept_turns(fleet):
+    """C6, as docs/dashboards.md says: exemplars are attached before sampling, so an exemplar
+    resolves in the trace backend exactly when its trace was kept (errors, expensive turns)."""
+    import time
+    import urllib.parse
+    from ._common import get_json
+    now = time.time()
+    body = get_json(f"{fleet.prometheus.base}/api/v1/query_exemplars?" + urllib.parse.urlencode(
+        {"query": "kit_turn_cost_usd_bucket", "start": now - 3600, "end": now + 60}))
+    assert body["status"] == "success", body
+    traces = {ex["labels"].get("trace_id") for series in body["data"] for ex in series["exemplars"]}
+    traces.discard(None)
+    assert traces, "the gateway remote-writes the exemplars kit-otel attached"
+    stored = {s["trace"] for s in fleet.tempo.spans().values()}
+    assert traces & fleet.kept and traces - fleet.kept, "exemplars of kept and of dropped turns"
+    assert {t for t in traces if t in fleet.kept} <= stored
+    assert not {t for t in traces if t not in fleet.kept} & stored

@@ -228,7 +228,7 @@ def _stretched_series(s: Scenario) -> tuple[list[dict], int]:
     for result in body["data"]["result"]:
         labels = dict(result["metric"])
         name = labels.pop("__name__")
-        if name.startswith(("scrape_", "ALERTS")):
+        if name.startswith(("scrape_", "ALERTS")) or ":" in name:  # recorded by the rules
             continue
         values = {int(t): v for t, v in result["values"]}
         cells = [values.get(t, "_") for t in grid]

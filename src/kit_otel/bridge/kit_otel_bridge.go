@@ -39,10 +39,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"kit/ext"
 )
@@ -69,6 +71,7 @@ const (
 	idleTicks         = 20 // empty flush intervals before the writer parks
 	maxBatch          = 4096
 	socketWriteWait   = 50 * time.Millisecond
+	maxArgBytes       = 64 << 10 // tool arguments and output kept without content capture
 	socketDialWait    = 100 * time.Millisecond
 	minRetry          = time.Second
 	maxRetry          = 30 * time.Second
@@ -86,8 +89,10 @@ type record struct {
 	ts    time.Time
 	path  string
 	ev    interface{}
-	state map[string]string // taken in the handler on turn boundaries, else nil
-	delta bool              // path left to the writer
+	state map[string]string // taken in the handler (turn boundaries, tool and step ends), else nil
+	// ifChanged: send state only when it differs from the last sent (else always)
+	ifChanged bool
+	delta     bool // path left to the writer
 }
 
 // bridge is the state of one loaded instance (one Init).
@@ -113,6 +118,7 @@ type writer struct {
 	getState    func(string) (string, bool)
 
 	agent        string
+	parentCall   string // a subagent's: the parent's subagent tool call
 	content      bool
 	spoolDir     string
 	sockPath     string
@@ -126,7 +132,7 @@ type writer struct {
 	model        string // the Context's model when the bridge began
 	header       []byte
 
-	env       envelope // reused for every line
+	line      envelope // reused for every line
 	out       *bytes.Buffer
 	enc       *json.Encoder
 	lines     int64
@@ -353,10 +359,9 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		if len(w.q) < cap(w.q) {
-			w.q <- record{typ: "tool_execution_start", ts: time.Now(), path: w.sessionPath(), ev: e}
-		} else {
-			atomic.AddInt64(&w.dropped, 1)
+		enqueueWithStateChange(w, "tool_execution_start", e)
+		if e.ToolName == "subagent" {
+			expectChild(w, e.ToolCallID)
 		}
 	})
 	on("OnToolExecutionEnd")
@@ -367,11 +372,7 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		if len(w.q) < cap(w.q) {
-			w.q <- record{typ: "tool_execution_end", ts: time.Now(), path: w.sessionPath(), ev: e}
-		} else {
-			atomic.AddInt64(&w.dropped, 1)
-		}
+		enqueueWithStateChange(w, "tool_execution_end", e)
 	})
 	on("OnToolOutput")
 	api.OnToolOutput(func(e ext.ToolOutputEvent, c ext.Context) {
@@ -395,10 +396,9 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
-		if len(w.q) < cap(w.q) {
-			w.q <- record{typ: "tool_result", ts: time.Now(), path: w.sessionPath(), ev: e}
-		} else {
-			atomic.AddInt64(&w.dropped, 1)
+		enqueueWithStateChange(w, "tool_result", e)
+		if e.ToolName == "subagent" {
+			forgetChild()
 		}
 		return nil
 	})
@@ -540,11 +540,7 @@ func Init(api ext.API) {
 				return
 			}
 		}
-		if len(w.q) < cap(w.q) {
-			w.q <- record{typ: "step_finish", ts: time.Now(), path: w.sessionPath(), ev: e}
-		} else {
-			atomic.AddInt64(&w.dropped, 1)
-		}
+		enqueueWithStateChange(w, "step_finish", e)
 	})
 	on("OnReasoningStart")
 	api.OnReasoningStart(func(e ext.ReasoningStartEvent, c ext.Context) {
@@ -679,6 +675,23 @@ func enqueueWithState(w *writer, typ string, ev interface{}) {
 	}
 }
 
+// enqueueWithStateChange is enqueueWithState for the events where tools and
+// steps end (tool_execution_start/end, tool_result, step_finish): the state
+// read here is the one right after the event, so a change a tool made lands
+// on that tool's events; it is sent only when it differs from the last sent.
+func enqueueWithStateChange(w *writer, typ string, ev interface{}) {
+	p := w.sessionPath()
+	var state map[string]string
+	if w.listState != nil {
+		state = currentState(w)
+	}
+	if len(w.q) < cap(w.q) {
+		w.q <- record{typ: typ, ts: time.Now(), path: p, ev: ev, state: state, ifChanged: true}
+	} else {
+		atomic.AddInt64(&w.dropped, 1)
+	}
+}
+
 // currentState reads the whole extension state map (never nil).
 func currentState(w *writer) map[string]string {
 	keys := w.listState()
@@ -797,18 +810,23 @@ func registerOptions(api *ext.API) {
 }
 
 // option reads a registered option the way KIT resolves it (runtime
-// override, KIT_OPT_<NAME>, .kit.yml, default). A Context without GetOption
-// (a child agent's) takes the values the parent's instance resolved, so a
-// setting from .kit.yml reaches children too; else the environment.
-func option(c ext.Context, name, def string) string {
+// override, KIT_OPT_<NAME>, .kit.yml, default) through ctx.GetOption. A
+// subagent takes the values its parent's instance resolved: KIT gives a child
+// Kit the Context of New(), whose GetOption is normalizeContext's stub, so
+// .kit.yml settings would never reach it otherwise. The environment is the
+// fallback (KIT before RegisterOption defaults, or a Context without options).
+func option(c ext.Context, link *childLink, env map[string]string, name, def string) string {
+	if link != nil {
+		if v, ok := link.Options[name]; ok {
+			return v
+		}
+	}
 	v := ""
 	if c.GetOption != nil {
 		v = c.GetOption(name)
-	} else if inherited := sharedOption(name); inherited != "" {
-		return inherited
 	}
 	if v == "" {
-		v = os.Getenv("KIT_OPT_" + strings.ToUpper(strings.Replace(name, "-", "_", -1)))
+		v = env["KIT_OPT_"+strings.ToUpper(strings.Replace(name, "-", "_", -1))]
 	}
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -825,15 +843,119 @@ func truthy(s string) bool {
 	return false
 }
 
-func stateHome() string {
-	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+// processEnv is the environment of the KIT process. KIT HEAD gives each
+// interpreter os.Environ(); KIT 49f8b485 gives it none, so os.Getenv sees
+// nothing there and the process environment is read from /proc/self/environ
+// (Linux) instead: the defaults then follow XDG_STATE_HOME and HOME as kit-otel
+// serve's do.
+func processEnv() (map[string]string, string) {
+	env := map[string]string{}
+	source := "process"
+	list := os.Environ()
+	if len(list) == 0 {
+		source = "none"
+		if data, err := os.ReadFile("/proc/self/environ"); err == nil && len(data) > 0 {
+			list = strings.Split(string(data), "\x00")
+			source = "/proc/self/environ"
+		}
+	}
+	for _, kv := range list {
+		if i := strings.Index(kv, "="); i > 0 {
+			env[kv[:i]] = kv[i+1:]
+		}
+	}
+	return env, source
+}
+
+func stateHome(env map[string]string) string {
+	if d := env["XDG_STATE_HOME"]; d != "" {
 		return d
 	}
-	home := os.Getenv("HOME")
+	home := env["HOME"]
 	if home == "" {
 		home, _ = os.UserHomeDir()
 	}
 	return filepath.Join(home, ".local", "state")
+}
+
+// childLink is what a parent's instance leaves for the child Kit that its
+// subagent tool call is about to run: KIT runs that child in-process, inside
+// the tool's Run, on the goroutine that emitted the call's
+// tool_execution_start (internal/extensions/wrapper.go; pkg/kit Subagent).
+// The child's bridge instance starts on that goroutine (its first event is
+// the child's input) and claims the link there, so parallel subagents -
+// each on its own goroutine - are kept apart by the call that runs them.
+type childLink struct {
+	CallID      string
+	SessionPath string
+	Options     map[string]string
+}
+
+// goroutineID is the number in runtime.Stack's "goroutine N [...]" header.
+func goroutineID() string {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		return string(b[:i])
+	}
+	return ""
+}
+
+// sharedChildren is the process-wide map goroutine id -> childLink (JSON).
+func sharedChildren() (m *expvar.Map) {
+	defer func() {
+		if recover() != nil {
+			m = nil
+		}
+	}()
+	if v := expvar.Get(sharedName + ".children"); v != nil {
+		m, _ = v.(*expvar.Map)
+		return m
+	}
+	return expvar.NewMap(sharedName + ".children")
+}
+
+// expectChild runs in the parent's tool_execution_start of a subagent call.
+func expectChild(w *writer, callID string) {
+	m := sharedChildren()
+	gid := goroutineID()
+	if m == nil || gid == "" {
+		return
+	}
+	data, err := json.Marshal(childLink{CallID: callID, SessionPath: w.sessionPath(), Options: w.options})
+	if err != nil {
+		return
+	}
+	v := new(expvar.String)
+	v.Set(string(data))
+	m.Set(gid, v)
+}
+
+// forgetChild runs in the parent's tool_result of a subagent call (same goroutine).
+func forgetChild() {
+	if m := sharedChildren(); m != nil {
+		if gid := goroutineID(); gid != "" {
+			m.Delete(gid)
+		}
+	}
+}
+
+// claimChild is the link a child instance starts under, or nil for a main agent.
+func claimChild() *childLink {
+	m := sharedChildren()
+	if m == nil {
+		return nil
+	}
+	v, ok := m.Get(goroutineID()).(*expvar.String)
+	if !ok {
+		return nil
+	}
+	link := &childLink{}
+	if json.Unmarshal([]byte(v.Value()), link) != nil || link.CallID == "" {
+		return nil
+	}
+	return link
 }
 
 // sharedCounters returns the process-wide counters, creating them on first
@@ -863,44 +985,6 @@ func sharedCounters() (s []int64) {
 	return nil
 }
 
-// sharedOptions is the process-wide map of the options a bridge instance
-// with a KIT-set Context resolved (package expvar, like sharedCounters).
-func sharedOptions() (m *expvar.Map) {
-	defer func() {
-		if recover() != nil {
-			m = nil
-		}
-	}()
-	if v := expvar.Get(sharedName + ".options"); v != nil {
-		m, _ = v.(*expvar.Map)
-		return m
-	}
-	return expvar.NewMap(sharedName + ".options")
-}
-
-func sharedOption(name string) string {
-	m := sharedOptions()
-	if m == nil {
-		return ""
-	}
-	if v, ok := m.Get(name).(*expvar.String); ok {
-		return v.Value()
-	}
-	return ""
-}
-
-func publishOptions(options map[string]string) {
-	m := sharedOptions()
-	if m == nil {
-		return
-	}
-	for _, name := range []string{optEnabled, optSpoolDir, optSocket, optQueue, optContent, optShutdown, optFlush} {
-		v := new(expvar.String)
-		v.Set(options[name])
-		m.Set(name, v)
-	}
-}
-
 // begin starts a writer at the first event of an instance (or the first
 // event after a session_shutdown). It runs in a handler, so it only reads
 // options and starts a goroutine: files and sockets are opened by the writer.
@@ -908,21 +992,23 @@ func begin(b *bridge, c ext.Context) *writer {
 	if b.off {
 		return nil
 	}
-	if !truthy(option(c, optEnabled, "true")) {
+	link := claimChild()
+	env, envSource := processEnv()
+	if !truthy(option(c, link, env, optEnabled, "true")) {
 		b.off = true
 		return nil
 	}
-	queue := intOption(c, optQueue, defaultQueueSize, 1)
-	shutdownMs := intOption(c, optShutdown, defaultShutdownMs, 0)
-	flushMs := intOption(c, optFlush, defaultFlushMs, 1)
-	spool := option(c, optSpoolDir, "")
+	queue := intOption(c, link, env, optQueue, defaultQueueSize, 1)
+	shutdownMs := intOption(c, link, env, optShutdown, defaultShutdownMs, 0)
+	flushMs := intOption(c, link, env, optFlush, defaultFlushMs, 1)
+	spool := option(c, link, env, optSpoolDir, "")
 	if spool == "" {
-		spool = filepath.Join(stateHome(), "kit-otel", "spool")
+		spool = filepath.Join(stateHome(env), "kit-otel", "spool")
 	}
-	sock := option(c, optSocket, "auto")
+	sock := option(c, link, env, optSocket, "auto")
 	switch strings.ToLower(sock) {
 	case "auto":
-		if rt := os.Getenv("XDG_RUNTIME_DIR"); rt != "" {
+		if rt := env["XDG_RUNTIME_DIR"]; rt != "" {
 			sock = filepath.Join(rt, "kit-otel", "bridge.sock")
 		} else {
 			sock = filepath.Join(filepath.Dir(spool), "bridge.sock")
@@ -930,7 +1016,7 @@ func begin(b *bridge, c ext.Context) *writer {
 	case "off", "none", "false", "0", "no":
 		sock = ""
 	}
-	content := truthy(option(c, optContent, "false"))
+	content := truthy(option(c, link, env, optContent, "false"))
 
 	w := &writer{
 		q:            make(chan record, queue),
@@ -956,21 +1042,20 @@ func begin(b *bridge, c ext.Context) *writer {
 	if w.sessionPath == nil {
 		w.sessionPath = func() string { return "" }
 	}
-	if c.GetState == nil {
+	if c.GetState == nil || c.ListState == nil {
 		w.listState = nil
 	}
-	// A child agent: KIT runs subagents in-process as child Kit instances
-	// that load the global extensions too, and it never sets their
-	// extension Context. The CLI and ACP always do, and KIT then fills every
-	// nil function field with a stub, so a Context without GetSessionPath,
-	// GetOption and ListState is one KIT never set. Another live bridge
-	// instance in the process (the parent's) is required as well, so a lone
-	// Kit embedded through the SDK without a Context still counts as main.
 	w.agent = "main"
-	live := atomic.AddInt64(&w.shared[1], 1)
-	if c.GetSessionPath == nil && c.GetOption == nil && c.ListState == nil && live > 1 {
+	if link != nil {
+		// A subagent: its events belong to the parent's session (KIT's child
+		// Context reports no session path and has no state of its own).
 		w.agent = "subagent"
+		w.parentCall = link.CallID
+		parentPath := link.SessionPath
+		w.sessionPath = func() string { return parentPath }
+		w.listState = nil
 	}
+	atomic.AddInt64(&w.shared[1], 1)
 	sockOpt := sock
 	if sockOpt == "" {
 		sockOpt = "off"
@@ -983,27 +1068,27 @@ func begin(b *bridge, c ext.Context) *writer {
 		optContent:  strconv.FormatBool(content),
 		optShutdown: strconv.Itoa(shutdownMs),
 		optFlush:    strconv.Itoa(flushMs),
-		"events":    strconv.Itoa(b.registered),
-		"reflected": strings.Join(b.reflected, ","),
 	}
-	if c.GetOption != nil {
-		publishOptions(w.options)
+	header := map[string]string{"events": strconv.Itoa(b.registered),
+		"reflected": strings.Join(b.reflected, ","), "environment": envSource}
+	for k, v := range w.options {
+		header[k] = v
 	}
-	w.env = envelope{V: 1, Pid: w.pid, Source: "bridge", Agent: w.agent}
+	w.line = envelope{V: 1, Pid: w.pid, Source: "bridge", Agent: w.agent, ParentToolCallID: w.parentCall}
 	// Numbered here, in the order instances start, not when a writer gets
 	// to open its file.
 	n := atomic.AddInt64(&w.shared[2], 1)
 	w.fileName = filepath.Join(spool, "kit-"+strconv.Itoa(w.pid)+"-"+
 		w.started.UTC().Format("20060102T150405.000000000Z")+"-"+strconv.FormatInt(n, 10)+".ndjson")
 	w.lastPath = w.sessionPath()
-	w.header = encodeHeader(w, w.lastPath)
+	w.header = encodeHeader(w, w.lastPath, header)
 	b.w = w
 	go run(w)
 	return w
 }
 
-func intOption(c ext.Context, name string, def, min int) int {
-	n, err := strconv.Atoi(option(c, name, ""))
+func intOption(c ext.Context, link *childLink, env map[string]string, name string, def, min int) int {
+	n, err := strconv.Atoi(option(c, link, env, name, ""))
 	if err != nil || n < min {
 		return def
 	}
@@ -1095,17 +1180,20 @@ func encodeNext(w *writer) bool {
 // envelope is one line of the contract, in the key order of kit-otel's own
 // encoder. It is encoded by encoding/json, compiled code, in one call.
 type envelope struct {
-	V           int             `json:"v"`
-	Seq         int64           `json:"seq"`
-	Ts          time.Time       `json:"ts"`
-	Pid         int             `json:"pid"`
-	SessionPath string          `json:"session_path"`
-	Type        string          `json:"type"`
-	Data        interface{}     `json:"data"`
-	Source      string          `json:"source"`
-	Agent       string          `json:"agent"`
-	Dropped     int64           `json:"dropped,omitempty"`
-	State       json.RawMessage `json:"state,omitempty"`
+	V           int         `json:"v"`
+	Seq         int64       `json:"seq"`
+	Ts          time.Time   `json:"ts"`
+	Pid         int         `json:"pid"`
+	SessionPath string      `json:"session_path"`
+	Type        string      `json:"type"`
+	Data        interface{} `json:"data"`
+	Source      string      `json:"source"`
+	Agent       string      `json:"agent"`
+	// ParentToolCallID is a subagent's: the ToolCallID of the parent's
+	// subagent tool call that runs it.
+	ParentToolCallID string          `json:"parent_tool_call_id,omitempty"`
+	Dropped          int64           `json:"dropped,omitempty"`
+	State            json.RawMessage `json:"state,omitempty"`
 }
 
 // contextSizes and stepSizes replace the data of context_prepare and
@@ -1123,10 +1211,10 @@ type stepSizes struct {
 	MessageBytes int
 }
 
-func encodeHeader(w *writer, path string) []byte {
+func encodeHeader(w *writer, path string, options map[string]string) []byte {
 	env := envelope{V: 1, Seq: atomic.AddInt64(&w.shared[0], 1), Ts: w.started.UTC(), Pid: w.pid,
-		SessionPath: path, Type: "bridge_start", Source: "bridge", Agent: w.agent,
-		Data: headerData{BridgeVersion: BridgeVersion, StartedAt: w.started.UTC().Format(time.RFC3339Nano), Options: w.options,
+		SessionPath: path, Type: "bridge_start", Source: "bridge", Agent: w.agent, ParentToolCallID: w.parentCall,
+		Data: headerData{BridgeVersion: BridgeVersion, StartedAt: w.started.UTC().Format(time.RFC3339Nano), Options: options,
 			Traceparent: w.traceparent, Tracestate: w.tracestate, Model: w.model}}
 	line, err := json.Marshal(&env)
 	if err != nil {
@@ -1137,7 +1225,7 @@ func encodeHeader(w *writer, path string) []byte {
 
 // encode appends one envelope line to w.out.
 func encode(w *writer, r record) {
-	env := &w.env
+	env := &w.line
 	env.Seq = atomic.AddInt64(&w.shared[0], 1)
 	env.Ts = r.ts.UTC()
 	if r.delta {
@@ -1161,28 +1249,34 @@ func encode(w *writer, r record) {
 			ss.Messages = e.Messages
 		}
 		env.Data = ss
+	case ext.ToolCallEvent:
+		// KIT sends the arguments twice (Input and ParsedArgs): a 650 KB
+		// write would make a line over kit-otel's 1 MiB limit. ParsedArgs
+		// goes when it is big or content is off; without content capture,
+		// Input is cut too and its full size sent as InputBytes.
+		if e.ParsedArgs != nil && (!w.content || len(e.Input) > maxArgBytes) {
+			e.ParsedArgs = nil
+			env.Data = e
+		}
+		if !w.content && len(e.Input) > maxArgBytes {
+			size := len(e.Input)
+			e.Input = cut(e.Input, maxArgBytes)
+			env.Data = withSizes(e, "InputBytes", size, "", 0)
+		}
+	case ext.ToolResultEvent:
+		if !w.content && (len(e.Input) > maxArgBytes || len(e.Content) > maxArgBytes) {
+			inSize, outSize := len(e.Input), len(e.Content)
+			e.Input, e.Content = cut(e.Input, maxArgBytes), cut(e.Content, maxArgBytes)
+			env.Data = withSizes(e, "InputBytes", inSize, "ContentBytes", outSize)
+		}
 	}
 	env.Dropped = atomic.SwapInt64(&w.dropped, 0)
 	env.State = nil
-	if r.state != nil {
-		// A turn boundary: always sent, as it was in the handler.
+	if r.state != nil && (!r.ifChanged || !sameState(r.state, w.lastState)) {
+		// Read in the handler, so the state is the one at the event: a
+		// change lands on the event after which it was made (a read here,
+		// later, would put it on an earlier event).
 		env.State = stateJSON(w, r.state)
-	} else if w.listState != nil && len(w.q) == 0 {
-		// Otherwise the state is read once the queue is empty: that read
-		// sees the changes made by every event handled so far, so a change
-		// belongs to the latest of them.
-		keys := w.listState()
-		if len(keys) > 0 || len(w.lastState) > 0 {
-			m := make(map[string]string, len(keys))
-			for _, k := range keys {
-				if v, ok := w.getState(k); ok {
-					m[k] = v
-				}
-			}
-			if !sameState(m, w.lastState) {
-				env.State = stateJSON(w, m)
-			}
-		}
 	}
 	if err := w.enc.Encode(env); err != nil {
 		// A value encoding/json refuses (NaN cost): keep the event, not its data.
@@ -1190,6 +1284,31 @@ func encode(w *writer, r record) {
 		_ = w.enc.Encode(env)
 	}
 	w.lines++
+}
+
+// cut shortens s to at most n bytes, at a UTF-8 character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// withSizes is the event's JSON with the original sizes of cut fields added
+// (KIT's own struct is encoded as it is; the sizes are appended to it).
+func withSizes(ev interface{}, key1 string, size1 int, key2 string, size2 int) interface{} {
+	data, err := json.Marshal(ev)
+	if err != nil || len(data) < 2 || data[len(data)-1] != '}' {
+		return ev
+	}
+	extra := ",\"" + key1 + "\":" + strconv.Itoa(size1)
+	if key2 != "" {
+		extra += ",\"" + key2 + "\":" + strconv.Itoa(size2)
+	}
+	return json.RawMessage(append(data[:len(data)-1], extra+"}"...))
 }
 
 func contentBytes(msgs []ext.ContextMessage) int {

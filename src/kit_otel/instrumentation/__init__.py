@@ -1,4 +1,4 @@
-"""kit-otel's OpenTelemetry instrumentation for Python processes (DESIGN.md §2, issue 5).
+"""kit-otel's OpenTelemetry instrumentation for Python processes (docs/design.md#architecture, issue 5).
 
     from kit_otel.instrumentation import EntryPoint, KitInstrumentor
 

@@ -1,4 +1,4 @@
-"""KIT extension state in the OTel Context (DESIGN.md §6): baggage `kit.ext_state.<key>` during an
+"""KIT extension state in the OTel Context (docs/design.md#extension-state): baggage `kit.ext_state.<key>` during an
 instrumented turn, and a span processor that stamps those entries onto every span started inside
 it, so spans made by other instrumentations (HTTP clients, databases, LLM SDKs) carry the state.
 

@@ -4,6 +4,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -153,9 +154,14 @@ func bench(d *driver) {
 	}
 	d.result["drain_ms"] = shutdown(d, bridge).Milliseconds()
 
-	// Writer throughput: stall the writer on its first state read, queue
-	// m events, release it and time until session_shutdown has flushed.
+	// Writer throughput: hold the writer back (a flush interval longer than
+	// the run, stallWriter), queue m events and time until session_shutdown
+	// has flushed them.
 	m := envInt("KITHOST_WRITER_EVENTS", 20000)
+	d.kit.mu.Lock()
+	d.kit.overrides["kit-otel-flush-ms"] = "600000"
+	d.kit.overrides["kit-otel-queue-size"] = strconv.Itoa(m + 16)
+	d.kit.mu.Unlock()
 	bridge.Fire("session_start", ext.SessionStartEvent{}, ctx)
 	stall := stallWriter(d, bridge)
 	for i := 0; i < m; i++ {

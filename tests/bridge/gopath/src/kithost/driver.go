@@ -41,8 +41,6 @@ type fakeKit struct {
 	state     map[string]string
 	overrides map[string]string
 	defaults  map[string]string
-	stall     chan struct{} // when set, ListState blocks until it is closed
-	stallHit  chan struct{}
 }
 
 func newKit(path string) *fakeKit {
@@ -101,17 +99,11 @@ func (k *fakeKit) context() ext.Context {
 		DeleteState: func(key string) { k.deleteState(key) },
 		ListState: func() []string {
 			k.mu.Lock()
-			stall, hit := k.stall, k.stallHit
-			k.stall = nil
 			keys := make([]string, 0, len(k.state))
 			for key := range k.state {
 				keys = append(keys, key)
 			}
 			k.mu.Unlock()
-			if stall != nil {
-				close(hit)
-				<-stall
-			}
 			return keys
 		},
 		// KIT's resolution order: runtime override, KIT_OPT_<NAME>,
@@ -253,14 +245,14 @@ func handledTypes(r *ext.Registry) []string {
 	return out
 }
 
-// turn fires one realistic KIT turn (DESIGN §3 order) with a tool call, a
+// turn fires one realistic KIT turn (docs/design.md#event-contract order) with a tool call, a
 // subagent, a retry and an error, and every other event kind once.
 func turn(d *driver, r *ext.Registry) {
 	sessionPath := d.kit.context().GetSessionPath()
 	d.fire(r, "session_start", ext.SessionStartEvent{SessionID: ""}, "")
 	d.fire(r, "model_change", ext.ModelChangeEvent{NewModel: "anthropic/claude-sonnet-4-5-20250929", PreviousModel: "openai/gpt-4o", Source: "user"}, "")
 	fireNewer(d, r, "before")
-	d.fire(r, "input", ext.InputEvent{Text: "Fix the failing test in \"pkg/app\" <now> & report", Source: "interactive"}, "")
+	d.fire(r, "input", ext.InputEvent{Text: "Fix the failing test in \"pkg/app\" <now> & report"}, "")
 	d.fire(r, "before_agent_start", ext.BeforeAgentStartEvent{Prompt: "Fix the failing test in \"pkg/app\" <now> & report"}, "")
 	d.fire(r, "before_compact", ext.BeforeCompactEvent{EstimatedTokens: 182000, ContextLimit: 200000, UsagePercent: 0.91, MessageCount: 64, IsAutomatic: true}, "")
 	d.fire(r, "context_prepare", ext.ContextPrepareEvent{Messages: []ext.ContextMessage{
@@ -290,8 +282,8 @@ func turn(d *driver, r *ext.Registry) {
 		ParsedArgs: map[string]any{"command": "go test ./...", "timeout": float64(120), "env": map[string]any{"CI": true}, "args": []any{"-v", nil}},
 		Source:     "llm"}, "")
 	d.fire(r, "tool_execution_start", ext.ToolExecutionStartEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute"}, "")
-	d.fire(r, "tool_output", ext.ToolOutputEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute", Chunk: "ok  \tpkg/app\t0.012s\n"}, "")
-	d.fire(r, "tool_output", ext.ToolOutputEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute", Chunk: "FAIL\n", IsStderr: true}, "")
+	d.fire(r, "tool_output", ext.ToolOutputEvent{ToolCallID: "toolu_01A", ToolName: "bash", Chunk: "ok  \tpkg/app\t0.012s\n"}, "")
+	d.fire(r, "tool_output", ext.ToolOutputEvent{ToolCallID: "toolu_01A", ToolName: "bash", Chunk: "FAIL\n", IsStderr: true}, "")
 	d.fire(r, "tool_execution_end", ext.ToolExecutionEndEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute"}, "")
 	d.fire(r, "tool_result", ext.ToolResultEvent{ToolCallID: "toolu_01A", ToolName: "bash", ToolKind: "execute",
 		Input: `{"command":"go test ./..."}`, Content: "FAIL\texample.com/pkg/app\n", IsError: true, Metadata: `{"exit_code":1}`}, "")
@@ -318,7 +310,7 @@ func turn(d *driver, r *ext.Registry) {
 	// /new: a fresh session file; KIT fires no session_start for it, the
 	// next events simply carry the new path.
 	d.kit.setPath(strings.TrimSuffix(sessionPath, "_3f9a1c2b7d4e.jsonl") + "_0b1c2d3e4f5a.jsonl")
-	d.fire(r, "input", ext.InputEvent{Text: "start over: \"clean\"", Source: "queue"}, "new session")
+	d.fire(r, "input", ext.InputEvent{Text: "start over: \"clean\""}, "new session")
 }
 
 func shutdown(d *driver, r *ext.Registry) time.Duration {
@@ -335,7 +327,7 @@ func roundtrip(d *driver) {
 	turn(d, r)
 	// A session without a file (--no-session): the path is "".
 	d.kit.setPath("")
-	d.fire(r, "input", ext.InputEvent{Text: "in memory", Source: "cli"}, "no session file")
+	d.fire(r, "input", ext.InputEvent{Text: "in memory"}, "no session file")
 	d.result["shutdown_ms"] = shutdown(d, r).Milliseconds()
 	d.result["goroutines_before"] = before
 	d.result["goroutines_after"] = settle(before)
@@ -362,7 +354,7 @@ func baseline() int {
 	return n
 }
 
-// drops stalls the writer (ListState blocks, as a busy KIT state lock would)
+// drops holds the writer back (stallWriter)
 // and fires far more events than the queue holds: the handlers must return
 // at once, the excess must be counted. KITHOST_NO_STALL=1 fires without the
 // stall, KITHOST_CHUNK pads each chunk to that many bytes.
@@ -398,22 +390,16 @@ func drops(d *driver) {
 	d.result["fired_updates"] = n
 }
 
-// stallWriter makes the bridge's writer block in its next state read and
-// returns the channel that releases it. The writer reads the state after an
-// event when its queue is empty; the handlers never do, except on turn
-// boundaries.
+// stallWriter holds the bridge's writer back while events are fired. The
+// writer touches nothing of KIT's, so it is held by its own timer: run with
+// kit-otel-flush-ms far above the test's length (10 s), the writer, woken by
+// the session_start before, sleeps a whole flush interval once its queue is
+// empty, and events queue up until session_shutdown drains them. The
+// returned channel is closed by callers when the stall may end.
 func stallWriter(d *driver, r *ext.Registry) chan struct{} {
-	stall, hit := make(chan struct{}), make(chan struct{})
-	d.kit.mu.Lock()
-	d.kit.stall, d.kit.stallHit = stall, hit
-	d.kit.mu.Unlock()
 	d.fire(r, "message_start", ext.MessageStartEvent{}, "stall")
-	select {
-	case <-hit:
-	case <-time.After(10 * time.Second):
-		fail("the writer never read the state")
-	}
-	return stall
+	time.Sleep(100 * time.Millisecond) // the writer has taken message_start and sleeps
+	return make(chan struct{})
 }
 
 // reload: session_shutdown, then a fresh Init (a new interpreter under the
@@ -426,7 +412,7 @@ func reload(d *driver) {
 	for round := 0; round < rounds; round++ {
 		r := d.load("bridge")
 		d.fire(r, "session_start", ext.SessionStartEvent{}, fmt.Sprintf("round %d", round))
-		d.fire(r, "input", ext.InputEvent{Text: fmt.Sprintf("round %d", round), Source: "cli"}, "")
+		d.fire(r, "input", ext.InputEvent{Text: fmt.Sprintf("round %d", round)}, "")
 		d.fire(r, "agent_start", ext.AgentStartEvent{Prompt: "p"}, "")
 		d.fire(r, "agent_end", ext.AgentEndEvent{StopReason: "completed"}, "")
 		shutdown(d, r)
@@ -445,6 +431,9 @@ func subagent(d *driver) {
 	d.kit.overrides["kit-otel-queue-size"] = "777"
 	d.fire(parent, "session_start", ext.SessionStartEvent{}, "parent")
 	d.fire(parent, "tool_call", ext.ToolCallEvent{ToolName: "subagent", ToolCallID: "toolu_S", ToolKind: "agent", Input: "{}"}, "parent")
+	// KIT's wrapper: tool_execution_start, then the tool's Run - the child
+	// Kit - on this same goroutine.
+	d.fire(parent, "tool_execution_start", ext.ToolExecutionStartEvent{ToolName: "subagent", ToolCallID: "toolu_S", ToolKind: "agent"}, "parent")
 	d.result["main_path"] = d.kit.context().GetSessionPath()
 
 	childKit := newKit("")
@@ -477,9 +466,9 @@ func subagent(d *driver) {
 	lone.fire(alone, "session_shutdown", ext.SessionShutdownEvent{}, "lone")
 }
 
-// stateScenario changes extension state between events; the writer is
-// given time to catch up after each step so attribution is deterministic
-// (run it with a short kit-otel-flush-ms).
+// stateScenario changes extension state between events. The bridge reads it
+// in the handlers of turn boundaries (always sent) and of tool and step ends
+// (sent when changed).
 func stateScenario(d *driver) {
 	r := d.load("bridge")
 	pause := func() { time.Sleep(time.Duration(envInt("KITHOST_PAUSE_MS", 100)) * time.Millisecond) }
@@ -492,20 +481,21 @@ func stateScenario(d *driver) {
 	pause()
 	d.fire(r, "step_start", ext.StepStartEvent{StepNumber: 0}, "unchanged")
 	pause()
-	// Another extension sets state inside a handler of this event.
+	// A tool sets state while it runs: it shows on the tool's result, the
+	// first state-carrying event after the change (tool_call carries none).
+	d.fire(r, "tool_call", ext.ToolCallEvent{ToolName: "read", ToolCallID: "t1"}, "unchanged")
 	d.kit.setState("plan-mode:active", "true")
-	d.fire(r, "tool_call", ext.ToolCallEvent{ToolName: "read", ToolCallID: "t1"}, "changed")
 	pause()
-	d.fire(r, "tool_result", ext.ToolResultEvent{ToolCallID: "t1", ToolName: "read"}, "unchanged")
+	d.fire(r, "tool_result", ext.ToolResultEvent{ToolCallID: "t1", ToolName: "read"}, "changed")
 	pause()
 	d.kit.setState("usage-budget:warn-at-usd", "7.50")
-	d.fire(r, "llm_usage", ext.LLMUsageEvent{InputTokens: 10, Cost: 0.01}, "changed")
+	d.fire(r, "llm_usage", ext.LLMUsageEvent{InputTokens: 10, Cost: 0.01}, "unchanged")
 	pause()
 	d.kit.deleteState("plan-mode:active")
 	d.fire(r, "step_finish", ext.StepFinishEvent{StepNumber: 0}, "changed")
 	pause()
 	d.kit.setState("weird \"key\"\n", "välue ✓ <&>")
-	d.fire(r, "message_end", ext.MessageEndEvent{Content: "ok"}, "changed")
+	d.fire(r, "message_end", ext.MessageEndEvent{Content: "ok"}, "unchanged")
 	pause()
 	d.fire(r, "agent_end", ext.AgentEndEvent{StopReason: "stop"}, "forced")
 	pause()

@@ -1,0 +1,75 @@
+"""The benchmarks' entry points still run (tiny sizes): benchmarks are not tests, but they must
+not rot. Nothing here is timed; it checks that each measurement produces its figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def bench_e2e():
+    import bench_e2e
+    return bench_e2e
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    from otlp_receiver import OTLPReceiver
+    with OTLPReceiver(http=True) as rx:
+        yield rx
+
+
+def test_floor_and_default_path_measure_the_same_stream(bench_e2e):
+    from bench_pipeline import record_sdk_calls
+
+    from kit_otel.generator import demo_stream
+    lines = bench_e2e._lines(demo_stream(1, sessions=1, turns=2))
+    calls = record_sdk_calls(lines)
+    assert sum(map(len, calls)) > len(lines)  # spans, events and metric updates were recorded
+    assert bench_e2e.floor_cpu(lines, calls) > 0
+    assert bench_e2e.default_path_cpu(lines) > 0
+
+
+def test_replay_and_serve_runs_report_cpu_and_rss(bench_e2e, receiver, tmp_path):
+    from kit_otel.generator import demo_stream
+    lines = bench_e2e._lines(demo_stream(1, sessions=1, turns=2))
+    path = tmp_path / "demo.ndjson"
+    path.write_bytes(b"".join(lines))
+    measured = bench_e2e.run_replay(path, bench_e2e.clean_env(tmp_path), tmp_path)
+    assert measured.code == 0, measured.stderr
+    assert measured.cpu > 0 and 10 < measured.rss_mib < 1000
+    assert (tmp_path / "out" / "traces.jsonl").stat().st_size > 0  # the default exporters ran
+
+    processes = bench_e2e.spool_processes(2, 1, tmp_path / "sessions")
+    measured, caught_up = bench_e2e.run_serve(processes, receiver, tmp_path, timeout_s=120)
+    assert caught_up == caught_up, measured.stderr  # not NaN: every span arrived
+    assert measured.code == 0, measured.stderr
+
+
+def test_distinct_names_rename_models_and_tools(bench_e2e):
+    from kit_otel.decoder import decode_line
+    from kit_otel.generator import demo_stream
+    lines = bench_e2e._lines(demo_stream(1, sessions=4, turns=2))
+    renamed = bench_e2e._with_distinct_names(lines, 3)
+    models = {e.data.Model for e in map(decode_line, renamed) if e.type == "llm_usage"}
+    assert len(models) > len({e.data.Model for e in map(decode_line, lines)
+                              if e.type == "llm_usage"})
+
+
+@pytest.mark.parametrize("bench,args", [
+    ("bench_pipeline.py", ["--sessions", "1", "--turns", "2", "--runs", "1",
+                           "--memory-events", "0"]),
+    ("bench_instrumentation.py", ["--calls", "20", "--runs", "1"]),
+])
+def test_other_benchmarks_run(bench, args):
+    result = subprocess.run([sys.executable, str(BENCHMARKS / bench), *args],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "ratio" in result.stdout or "overhead" in result.stdout, result.stdout

@@ -1,0 +1,135 @@
+"""The translator on KIT's real event order and values (issue 10), without a Go toolchain:
+subagent_start before its tool_call, parallel children told apart by their parent's call,
+blocked calls without tool_result, a user's cancel, KIT's aggregate a few ms off."""
+
+from __future__ import annotations
+
+from harness import make_harness
+
+from kit_otel import events as ev
+from kit_otel import names as n
+
+T0 = 1_781_000_000_000_000_000
+MS = 1_000_000
+PATH = "/home/alice/.kit/sessions/home--alice--proj/2026-06-09T13-18-10-000Z_3f9a1c2b7d4e.jsonl"
+
+
+class Stream:
+    def __init__(self):
+        self.events: list[ev.Event] = []
+        self.now = T0
+
+    def add(self, type: str, agent: str = "main", parent: str = "", **data) -> None:
+        self.now += MS
+        self.events.append(ev.make_event(type, self.now, data=data, seq=len(self.events) + 1,
+                                         pid=7, session_path=PATH, source="bridge", agent=agent,
+                                         parent_tool_call_id=parent))
+
+    def usage(self, step: int, tokens: int, agent: str = "main", parent: str = "",
+              finish: str = "stop") -> None:
+        self.add("step_finish", agent, parent, StepNumber=step, FinishReason=finish,
+                 HasToolCalls=finish != "stop", InputTokens=tokens)
+        self.add("llm_usage", agent, parent, StepNumber=step, InputTokens=tokens,
+                 Cost=tokens * 3e-6, Model="claude-sonnet-4-5-20250929", Provider="anthropic",
+                 FinishReason=finish)
+
+
+def child_run(s: Stream, call: str, tokens: int) -> None:
+    s.add("input", "subagent", call, Text="same task")
+    s.add("agent_start", "subagent", call, Prompt="same task")
+    s.add("step_start", "subagent", call, StepNumber=0)
+    s.usage(0, tokens, "subagent", call)
+    s.add("agent_end", "subagent", call, StopReason="stop", LLMCallCount=1,
+          InputTokensDelta=tokens)
+
+
+def test_parallel_subagents_by_their_parent_call():
+    s = Stream()
+    s.add("agent_start", Prompt="go")
+    s.add("step_start", StepNumber=0)
+    for call in ("call_A", "call_B"):  # KIT: in the stream, before the tool_call
+        s.add("tool_call_input_start", ToolCallID=call, ToolName="subagent", ToolKind="agent")
+        s.add("subagent_start", ToolCallID=call, Task="same task")
+    for call in ("call_A", "call_B"):
+        s.add("tool_call", ToolCallID=call, ToolName="subagent", ToolKind="agent", Input="{}")
+        s.add("tool_execution_start", ToolCallID=call, ToolName="subagent", ToolKind="agent")
+    child_run(s, "call_B", 7000)  # interleaved with A, as parallel children are
+    child_run(s, "call_A", 1000)
+    for call in ("call_A", "call_B"):
+        s.add("tool_execution_end", ToolCallID=call, ToolName="subagent", ToolKind="agent")
+        s.add("tool_result", ToolCallID=call, ToolName="subagent", ToolKind="agent")
+        s.add("subagent_end", ToolCallID=call, Task="same task", Response="ok")
+    s.usage(0, 500, finish="tool-calls")
+    s.add("agent_end", StopReason="stop", ToolCallCount=2, ToolNames=["subagent", "subagent"],
+          LLMCallCount=1, InputTokensDelta=500, CostDelta=500 * 3e-6, DurationMs=20)
+    h = make_harness().feed(s.events).close()
+    subs = {sp.attributes[n.GEN_AI_TOOL_CALL_ID]: sp for sp in h.spans_named(n.SPAN_SUBAGENT)}
+    tools = {sp.attributes[n.GEN_AI_TOOL_CALL_ID]: sp for sp in h.spans
+             if sp.name == "execute_tool subagent"}
+    assert {c: sp.attributes[n.GEN_AI_USAGE_INPUT_TOKENS] for c, sp in subs.items()} == \
+        {"call_A": 1000, "call_B": 7000}
+    assert all(subs[c].parent.span_id == tools[c].context.span_id for c in subs)
+    assert h.total("kit.tokens", agent="subagent", type="input") == 8000
+    assert h.total("kit.tokens", agent="main", type="input") == 500
+    assert len({sp.attributes.get(n.SESSION_ID) for sp in h.spans} - {None}) == 1
+    turn = h.spans_named(n.SPAN_TURN)[0]
+    assert turn.attributes[n.KIT_TURN_STOP_REASON] == "stop"
+    assert not turn.attributes.get(n.KIT_TURN_AGGREGATE_MISMATCH)  # 20 ms vs ~40 ms: agrees
+
+
+def blocked_turn(bridge_saw_call: bool, streamed: bool) -> Stream:
+    s = Stream()
+    s.add("agent_start", Prompt="clean")
+    s.add("step_start", StepNumber=0)
+    if streamed:
+        s.add("tool_call_input_start", ToolCallID="call_rm", ToolName="bash", ToolKind="execute")
+    if bridge_saw_call:
+        s.add("tool_call", ToolCallID="call_rm", ToolName="bash", ToolKind="execute", Input="{}")
+    # KIT: no tool_execution_start and no tool_result for a blocked call
+    s.usage(0, 100, finish="tool-calls")
+    s.add("agent_end", StopReason="stop", ToolCallCount=1, ToolNames=["bash"], LLMCallCount=1,
+          InputTokensDelta=100, CostDelta=100 * 3e-6, DurationMs=4)
+    return s
+
+
+def test_blocked_calls_are_blocked_wherever_the_blocker_loads():
+    for saw, streamed in ((True, True), (False, True), (False, False)):
+        h = make_harness().feed(blocked_turn(saw, streamed).events).close()
+        assert h.total("kit.tool.calls", outcome="blocked") == 1, (saw, streamed)
+        turn = h.spans_named(n.SPAN_TURN)[0]
+        assert turn.attributes[n.KIT_TURN_STOP_REASON] == "stop"
+        assert not turn.attributes.get(n.KIT_TURN_INCOMPLETE)
+        spans = [sp for sp in h.spans if sp.name == "execute_tool bash"]
+        assert len(spans) == (1 if saw or streamed else 0)
+        for sp in spans:
+            assert sp.attributes[n.KIT_TOOL_BLOCKED] is True
+            assert sp.status.description == "blocked by an extension"
+
+
+def test_a_users_cancel_is_not_an_error():
+    s = Stream()
+    s.add("agent_start", Prompt="run")
+    s.add("step_start", StepNumber=0)
+    s.add("error", Error="context canceled")
+    s.add("agent_end", StopReason="error", DurationMs=3)
+    h = make_harness().feed(s.events).close()
+    turn = h.spans_named(n.SPAN_TURN)[0]
+    assert turn.attributes[n.KIT_TURN_STOP_REASON] == "cancelled"
+    assert turn.status.status_code.name == "UNSET"
+    assert h.total("kit.errors") == 0
+    assert h.total("kit.turns", stop_reason="cancelled") == 1
+
+
+def test_cut_arguments_keep_their_size():
+    s = Stream()
+    s.add("agent_start", Prompt="write")
+    s.add("tool_call", ToolCallID="w", ToolName="write", ToolKind="edit", Input="{\"path\"",
+          InputBytes=665_611)
+    s.add("tool_execution_start", ToolCallID="w", ToolName="write", ToolKind="edit")
+    s.add("tool_result", ToolCallID="w", ToolName="write", ToolKind="edit", Content="x" * 10,
+          ContentBytes=70_000)
+    s.add("agent_end", StopReason="stop")
+    h = make_harness().feed(s.events).close()
+    write = next(sp for sp in h.spans if sp.name == "execute_tool write")
+    assert write.attributes[n.KIT_TOOL_INPUT_BYTES] == 665_611
+    assert write.attributes[n.KIT_TOOL_OUTPUT_BYTES] == 70_000
