@@ -59,14 +59,16 @@ def _temporality(settings: Settings) -> dict | None:
             ObservableGauge: cumulative}
 
 
-def _otlp_span_exporter(settings: Settings):
+def _otlp_span_exporter(settings: Settings, timeout: float | None = None):
+    """`timeout` None: the OTEL_EXPORTER_OTLP_*TIMEOUT variables, else the SDK's 10 s."""
     endpoint, headers = settings.effective_otlp_endpoint(), _headers(settings.otlp_headers)
     if settings.otlp_protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        return OTLPSpanExporter(endpoint=endpoint, headers=headers,
+        return OTLPSpanExporter(endpoint=endpoint, headers=headers, timeout=timeout,
                                 insecure=endpoint.startswith("http://"))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", headers=headers)
+    return OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces", headers=headers,
+                            timeout=timeout)
 
 
 def _otlp_metric_exporter(settings: Settings):
@@ -307,4 +309,5 @@ def translator_settings(settings: Settings) -> TranslatorSettings:
         sessions_root=str(Path(settings.sessions_root).expanduser()),
         session_id_label=settings.session_id_label,
         max_tools=settings.max_tools, max_models=settings.max_models,
-        max_projects=settings.max_projects)
+        max_projects=settings.max_projects,
+        price_table=settings.price_table, subscription_providers=settings.subscription_providers)

@@ -41,6 +41,8 @@ from .content import ContentPolicy, identifier_fields
 from .decoder import DecodeError
 from .ext_state import StatePolicy
 from .instruments import KitInstruments, WindowSpend
+from .pricing import (PriceTable, RunCost, call_cost_attributes, cost_metric_labels,
+                      run_cost_attributes)
 from .sessions import DEFAULT_SESSIONS_ROOT, identify_session
 
 _NS_PER_S = 1e9
@@ -129,6 +131,8 @@ class TranslatorSettings:
     max_tools: int = 100
     max_models: int = 100
     max_projects: int = 100
+    price_table: bool = True  # notional cost from genai-prices where KIT reported 0
+    subscription_providers: tuple[str, ...] = ("anthropic",)
 
     def __post_init__(self) -> None:
         if self.state.content is None:  # ext-state values follow the content setting
@@ -193,6 +197,7 @@ class _Run:
     span: trace.Span
     agent: str  # names.AGENT_KIT's metric label: "main" | "subagent"
     aggregate: TurnAggregate = field(default_factory=TurnAggregate)
+    cost: RunCost = field(default_factory=RunCost)  # provenance and notional spend
     step: _Step | None = None
     last_ns: int = 0
 
@@ -240,6 +245,7 @@ class Translator:
                                       max_models=self.settings.max_models,
                                       max_projects=self.settings.max_projects)
         self.content = self.settings.content
+        self.prices = PriceTable(self.settings.price_table, self.settings.subscription_providers)
         self.sessions: dict[tuple[int, str], _Session] = {}
         self.open_subagents: dict[int, list[_Subagent]] = {}  # pid → open subagents, oldest first
         self.clock_ns = 0
@@ -588,6 +594,7 @@ class Translator:
             attrs[n.GEN_AI_PROVIDER_NAME] = session.provider
         if session.model:
             attrs[n.GEN_AI_REQUEST_MODEL] = session.model
+        attrs.update(run_cost_attributes(turn.cost, self.prices.version))
         attrs.update(self.settings.state.turn_attributes(turn.state_at_start, session.state))
         span.set_attributes(attrs)
         if stop_reason in ("error", "incomplete"):
@@ -602,14 +609,17 @@ class Translator:
         in_turn = trace.set_span_in_context(span)  # exemplars: the points name their trace
         m.turn_duration.record(final.duration_ms / 1000.0, {n.L_STOP_REASON: stop_reason},
                                context=in_turn)
-        m.turn_cost.record(final.cost_usd, self._labels_project(session, {}), context=in_turn)
+        m.turn_cost.record(final.cost_usd + turn.cost.notional_usd,
+                           self._labels_project(session, {n.L_COST_SOURCE: turn.cost.source}),
+                           context=in_turn)
         session.previous_turn = span.get_span_context()
         session.turn = None
         self.turns_closed += 1
         if self.on_turn_end:
             record = {"session_id": session.session_id, "project": session.project,
                       "stop_reason": stop_reason, "provider": session.provider,
-                      "model": session.model, "aggregate": final, "start_ns": turn.start_ns,
+                      "model": session.model, "aggregate": final, "cost": turn.cost,
+                      "start_ns": turn.start_ns,
                       "end_ns": end_ns, "span": span}
             for hook in self.on_turn_end:
                 hook(record)
@@ -839,24 +849,31 @@ class Translator:
                 n.KIT_COST_USD: cost, n.KIT_LLM_USAGE_SOURCE: usage_source})
             if finish_reason:
                 attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
+        call_cost = None
+        if tokens is not None:
+            call_cost = self.prices.cost_of(cost, session.provider, session.model, tokens, end_ns)
+            attrs.update(call_cost_attributes(call_cost, self.prices.version))
         span.set_attributes(attrs)
         span.end(end_time=max(end_ns, step.start_ns))
-        if tokens is None:
+        if call_cost is None:
             return  # an LLM call that never reported back (abandoned turn): no usage to count
         run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], cost)
+        run.cost.add(call_cost)
         for hook in self.on_llm_call:
             hook({"provider": provider, "model": model, "agent": run.agent, "tokens": tokens,
-                  "cost": cost, "duration_ns": max(end_ns - step.start_ns, 0),
-                  "project": session.project})
+                  "cost": cost, "cost_source": call_cost.source,
+                  "notional_cost": call_cost.notional_usd,
+                  "duration_ns": max(end_ns - step.start_ns, 0), "project": session.project})
         m = self.metrics
         bounded_model = m.model_value(model)
         labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                                                 n.L_AGENT: run.agent})
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
             m.tokens.add(value, {**labels, n.L_TYPE: token_type})
-        m.cost.add(cost, labels)
-        for key in WindowSpend.keys(end_ns, labels):
-            m.spend_to_date.add_key(key, cost)
+        m.cost.add(cost + call_cost.notional_usd,
+                   {**labels, **cost_metric_labels(call_cost, self.prices.version)})
+        for key in WindowSpend.keys(end_ns, labels):  # KIT's plus notional, as the counter
+            m.spend_to_date.add_key(key, cost + call_cost.notional_usd)
         m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                             n.L_FINISH_REASON: finish_reason or "unknown"})
         semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.GEN_AI_PROVIDER_NAME: provider,
