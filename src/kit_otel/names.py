@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opentelemetry.semconv._incubating.attributes.vcs_attributes import (  # noqa: F401
+    VCS_REF_HEAD_NAME, VCS_REF_HEAD_REVISION, VCS_REF_HEAD_TYPE, VCS_REPOSITORY_NAME,
+    VCS_REPOSITORY_URL_FULL)
+
 # ── span names ──────────────────────────────────────────────────────────────────────────────
 SPAN_TURN = "invoke_agent kit"
 SPAN_SUBAGENT = "invoke_agent subagent"

@@ -310,4 +310,5 @@ def translator_settings(settings: Settings) -> TranslatorSettings:
         session_id_label=settings.session_id_label,
         max_tools=settings.max_tools, max_models=settings.max_models,
         max_projects=settings.max_projects,
-        price_table=settings.price_table, subscription_providers=settings.subscription_providers)
+        price_table=settings.price_table, subscription_providers=settings.subscription_providers,
+        git_attribution=settings.git_attribution)

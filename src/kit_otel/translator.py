@@ -44,6 +44,7 @@ from .instruments import KitInstruments, WindowSpend
 from .pricing import (PriceTable, RunCost, call_cost_attributes, cost_metric_labels,
                       run_cost_attributes)
 from .sessions import DEFAULT_SESSIONS_ROOT, identify_session
+from .vcs import read_checkout
 
 _NS_PER_S = 1e9
 _SWEEP_EVERY = 1024
@@ -131,6 +132,7 @@ class TranslatorSettings:
     max_tools: int = 100
     max_models: int = 100
     max_projects: int = 100
+    git_attribution: bool = True  # repository, branch, commit of the session's cwd on turns
     price_table: bool = True  # notional cost from genai-prices where KIT reported 0
     subscription_providers: tuple[str, ...] = ("anthropic",)
 
@@ -222,6 +224,7 @@ class _Session:
     session_id: str
     project: str
     base_attributes: dict[str, object]
+    cwd: str = ""  # the session's working directory, when known
     provider: str = ""
     model: str = ""
     turn: _Turn | None = None
@@ -451,7 +454,7 @@ class Translator:
                                     n.KIT_PID: event.pid}
         if cwd and self.content.capture:
             attrs["kit.cwd"] = cwd
-        session = _Session(event.pid, event.session_path, session_id, project, attrs)
+        session = _Session(event.pid, event.session_path, session_id, project, attrs, cwd)
         self._set_session_id(session, session_id)
         return session
 
@@ -479,6 +482,9 @@ class Translator:
             attrs[n.GEN_AI_REQUEST_MODEL] = session.model
         if event.source:
             attrs[n.KIT_SOURCE] = event.source
+        checkout = read_checkout(session.cwd) if self.settings.git_attribution else None
+        if checkout is not None:
+            attrs.update(checkout.span_attributes())
         links = [Link(session.previous_turn)] if session.previous_turn else None
         span = self.tracer.start_span(n.SPAN_TURN, context=_EMPTY_CONTEXT,
                                       kind=SpanKind.INTERNAL, attributes=attrs,
