@@ -26,7 +26,7 @@ from .tail import FileTailer
 log = logging.getLogger("kit_otel")
 
 # the modules that add their own subcommands (each has `add_parser(subparsers)`)
-COMMAND_MODULES = ("bridge_cli", "serve")
+COMMAND_MODULES = ("bridge_cli", "serve", "doctor")
 
 EPILOG = """examples:
   kit-otel demo                         # a realistic KIT session through the full pipeline

@@ -79,6 +79,9 @@ class Settings:
     budget_month_usd: float = 0.0
     budget_turn_usd: float = 0.0
     budgets: tuple[Budget, ...] = ()
+    git_attribution: bool = True  # repository/branch/commit of the session's cwd on turns
+    price_table: bool = True  # notional cost (genai-prices) for calls KIT priced at 0
+    subscription_providers: tuple[str, ...] = ("anthropic",)  # KIT's 0 there = OAuth plan
     # serve
     spool_dir: str = "~/.local/state/kit-otel/spool"
     state_dir: str = "~/.local/state/kit-otel"

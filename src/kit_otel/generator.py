@@ -91,7 +91,7 @@ class KitScript:
     def __init__(self, *, pid: int, session_path: str, start_ns: int, provider: str,
                  model: str, rng: random.Random | None = None, source: str = "bridge",
                  state: dict[str, str] | None = None, budget_extension: bool = True,
-                 words_per_step: int = 0):
+                 words_per_step: int = 0, oauth: bool = False):
         self.pid, self.session_path = pid, session_path
         self.now = start_ns
         self.provider, self.model = provider, model
@@ -102,6 +102,8 @@ class KitScript:
         self.state = dict(state or {})
         self.budget_extension = budget_extension
         self.words_per_step = words_per_step  # > 0: steps stream about this many text chunks
+        # an Anthropic OAuth (subscription) credential: KIT's llmUsageMeta reports Cost 0
+        self.oauth = oauth
         self.total_cost = 0.0
         if budget_extension:
             self.state.setdefault("usage-budget:warn-at-usd", "5.00")
@@ -211,7 +213,7 @@ class KitScript:
                 return  # the process dies here: no step_finish, no agent_end
             finish_reason = step.finish_reason or ("tool-calls" if step.tools else "stop")
             u = step.usage
-            step_cost = price(self.model, u)
+            step_cost = 0.0 if self.oauth and self.provider == "anthropic" else price(self.model, u)
             finish = ev.StepFinish(StepNumber=number, HasToolCalls=bool(step.tools),
                                    FinishReason=finish_reason, InputTokens=u.input,
                                    OutputTokens=u.output, CacheReadTokens=u.cache_read,

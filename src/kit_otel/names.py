@@ -16,6 +16,9 @@ from opentelemetry.semconv._incubating.attributes import session_attributes as _
 from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as _gm
 from opentelemetry.semconv.attributes import error_attributes as _error
 from opentelemetry.semconv.attributes import exception_attributes as _exception
+from opentelemetry.semconv._incubating.attributes.vcs_attributes import (  # noqa: F401
+    VCS_REF_HEAD_NAME, VCS_REF_HEAD_REVISION, VCS_REF_HEAD_TYPE, VCS_REPOSITORY_NAME,
+    VCS_REPOSITORY_URL_FULL)
 
 # ── span names ──────────────────────────────────────────────────────────────────────────────
 SPAN_TURN = "invoke_agent kit"
@@ -108,7 +111,12 @@ KIT_PROJECT = "kit.project"
 KIT_PID = "kit.pid"
 KIT_SOURCE = "kit.source"
 KIT_STEP_NUMBER = "kit.step.number"
-KIT_COST_USD = "kit.cost.usd"
+KIT_COST_USD = "kit.cost.usd"  # what KIT reported, never changed
+KIT_COST_SOURCE = "kit.cost.source"  # kit | price_table | unknown (pricing.CostSource)
+KIT_COST_NOTIONAL_USD = "kit.cost.notional_usd"  # the price table's number where KIT said 0
+KIT_COST_PRICE_DATA = "kit.cost.price_data"  # "genai-prices <version>"
+KIT_COST_PRICED_AS = "kit.cost.priced_as"  # the price table's "provider/model"
+KIT_COST_SUBSCRIPTION = "kit.cost.subscription"  # KIT's 0 for a subscription provider
 KIT_LLM_USAGE_SOURCE = "kit.llm.usage_source"  # llm_usage | step_finish
 KIT_TOOL_KIND = "kit.tool.kind"
 KIT_TOOL_OUTPUT_BYTES = "kit.tool.output.bytes"
@@ -123,6 +131,8 @@ KIT_TURN_TOOL_CALL_COUNT = "kit.turn.tool_call_count"
 KIT_TURN_TOOL_NAMES = "kit.turn.tool_names"
 KIT_TURN_LLM_CALL_COUNT = "kit.turn.llm_call_count"
 KIT_TURN_COST_USD = "kit.turn.cost_usd"
+KIT_TURN_COST_SOURCE = "kit.turn.cost.source"
+KIT_TURN_COST_NOTIONAL_USD = "kit.turn.cost.notional_usd"
 KIT_TURN_DURATION_MS = "kit.turn.duration_ms"
 KIT_TURN_INCOMPLETE = "kit.turn.incomplete"
 KIT_TURN_AGGREGATE_SOURCE = "kit.turn.aggregate_source"  # agent_end | computed
@@ -168,7 +178,8 @@ TOKENS = MetricSpec("kit.tokens", "{token}", "counter",
                     "Tokens used by KIT LLM calls, by type (input, output, cache_read, cache_write)",
                     "kit_tokens_total")
 COST = MetricSpec("kit.cost.usd", "{USD}", "counter",
-                  "Cost of KIT LLM calls in US dollars as KIT priced them (0 when pricing is unknown)",
+                  "Cost of KIT LLM calls in US dollars; cost_source says whose price: kit (KIT's "
+                  "own), price_table (notional list price where KIT said 0), unknown (unpriced, 0)",
                   "kit_cost_usd_total")
 LLM_CALLS = MetricSpec("kit.llm.calls", "{call}", "counter", "LLM calls (steps) made by KIT",
                        "kit_llm_calls_total")
@@ -197,7 +208,8 @@ TURNS = MetricSpec("kit.turns", "{turn}", "counter", "Agent turns ended, by stop
 TURN_DURATION = MetricSpec("kit.turn.duration", "s", "histogram", "Duration of agent turns",
                            "kit_turn_duration_seconds", _SECONDS)
 TURN_COST = MetricSpec("kit.turn.cost.usd", "{USD}", "histogram",
-                       "Cost of one agent turn in US dollars", "kit_turn_cost_usd", _USD)
+                       "Cost of one agent turn in US dollars (KIT's plus notional), by cost_source",
+                       "kit_turn_cost_usd", _USD)
 TOOL_CALLS = MetricSpec("kit.tool.calls", "{call}", "counter",
                         "Tool calls by tool, kind and outcome (ok, error, blocked)",
                         "kit_tool_calls_total")
@@ -269,4 +281,6 @@ L_AUTOMATIC = "automatic"
 L_REASON = "reason"
 L_SOURCE = "source"
 L_SESSION_ID = "session_id"
+L_COST_SOURCE = "cost_source"
+L_PRICE_DATA = "price_data"  # only on cost_source="price_table" series
 OTHER = "other"  # what values beyond a cardinality limit fold into

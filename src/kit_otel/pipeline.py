@@ -345,4 +345,6 @@ def translator_settings(settings: Settings) -> TranslatorSettings:
         session_id_label=settings.session_id_label,
         max_tools=settings.max_tools, max_models=settings.max_models,
         max_projects=settings.max_projects,
-        gen_ai_latest=n.gen_ai_latest(settings.semconv_stability_opt_in))
+        gen_ai_latest=n.gen_ai_latest(settings.semconv_stability_opt_in),
+        price_table=settings.price_table, subscription_providers=settings.subscription_providers,
+        git_attribution=settings.git_attribution)

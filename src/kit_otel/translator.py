@@ -46,7 +46,10 @@ from .instruments import KitInstruments, WindowSpend
 from .logs import (ERROR, INFO, EVENT_COMPACTION, EVENT_INFERENCE_DETAILS, EVENT_MODEL_CHANGE,
                    EVENT_OPERATION_EXCEPTION, EVENT_RETRY, EVENT_SUBAGENT_END, EVENT_TOOL_RESULT,
                    EVENT_TURN_END, WARN, EventLog)
+from .pricing import (PriceTable, RunCost, call_cost_attributes, cost_metric_labels,
+                      run_cost_attributes)
 from .sessions import DEFAULT_SESSIONS_ROOT, identify_session
+from .vcs import read_checkout
 
 _NS_PER_S = 1e9
 _W3C = TraceContextTextMapPropagator()
@@ -174,6 +177,9 @@ class TranslatorSettings:
     max_models: int = 100
     max_projects: int = 100
     gen_ai_latest: bool = False  # OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
+    git_attribution: bool = True  # repository, branch, commit of the session's cwd on turns
+    price_table: bool = True  # notional cost from genai-prices where KIT reported 0
+    subscription_providers: tuple[str, ...] = ("anthropic",)
 
     def __post_init__(self) -> None:
         if self.state.content is None:  # ext-state values follow the content setting
@@ -239,6 +245,7 @@ class _Run:
     span: trace.Span
     agent: str  # names.AGENT_KIT's metric label: "main" | "subagent"
     aggregate: TurnAggregate = field(default_factory=TurnAggregate)
+    cost: RunCost = field(default_factory=RunCost)  # provenance and notional spend
     step: _Step | None = None
     last_ns: int = 0
 
@@ -263,6 +270,7 @@ class _Session:
     session_id: str
     project: str
     base_attributes: dict[str, object]
+    cwd: str = ""  # the session's working directory, when known
     provider: str = ""
     model: str = ""
     turn: _Turn | None = None
@@ -291,6 +299,7 @@ class Translator:
                                  if self.settings.gen_ai_latest
                                  else n.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
         self.content = self.settings.content
+        self.prices = PriceTable(self.settings.price_table, self.settings.subscription_providers)
         self.sessions: dict[tuple[int, str], _Session] = {}
         self.open_subagents: dict[int, list[_Subagent]] = {}  # pid → open subagents, oldest first
         # trace context turns start in: a KIT process's TRACEPARENT (every turn of the pid),
@@ -530,7 +539,7 @@ class Translator:
             attrs[n.KIT_SESSION_PATH] = event.session_path
         if cwd and self.content.capture:
             attrs["kit.cwd"] = cwd
-        session = _Session(event.pid, event.session_path, session_id, project, attrs)
+        session = _Session(event.pid, event.session_path, session_id, project, attrs, cwd)
         known = self.process_models.get(event.pid)
         if known:
             session.provider, session.model = split_model(known)
@@ -558,6 +567,9 @@ class Translator:
         self._model_attributes(session, attrs)
         if event.source:
             attrs[n.KIT_SOURCE] = event.source
+        checkout = read_checkout(session.cwd) if self.settings.git_attribution else None
+        if checkout is not None:
+            attrs.update(checkout.span_attributes())
         links = [Link(session.previous_turn)] if session.previous_turn else None
         parent = self.next_turn_parents.pop((session.pid, session.path), None) or \
             self.process_parents.get(session.pid, _EMPTY_CONTEXT)
@@ -679,6 +691,7 @@ class Translator:
             n.KIT_TURN_DURATION_MS: final.duration_ms,
         }
         self._model_attributes(session, attrs)
+        attrs.update(run_cost_attributes(turn.cost, self.prices.version))
         attrs.update(self.settings.state.turn_attributes(turn.state_at_start, session.state))
         span.set_attributes(attrs)
         if stop_reason in ("error", "incomplete"):
@@ -692,7 +705,9 @@ class Translator:
         in_turn = trace.set_span_in_context(span)  # exemplars: the points name their trace
         m.turn_duration.record(final.duration_ms / 1000.0, {n.L_STOP_REASON: stop_reason},
                                context=in_turn)
-        m.turn_cost.record(final.cost_usd, self._labels_project(session, {}), context=in_turn)
+        m.turn_cost.record(final.cost_usd + turn.cost.notional_usd,
+                           self._labels_project(session, {n.L_COST_SOURCE: turn.cost.source}),
+                           context=in_turn)
         if self.event_log.logger is not None:
             record = {**self._log_attributes(session), n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
                       n.GEN_AI_AGENT_NAME: n.AGENT_KIT, **attrs}
@@ -707,7 +722,8 @@ class Translator:
         if self.on_turn_end:
             record = {"session_id": session.session_id, "project": session.project,
                       "stop_reason": stop_reason, "provider": session.provider,
-                      "model": session.model, "aggregate": final, "start_ns": turn.start_ns,
+                      "model": session.model, "aggregate": final, "cost": turn.cost,
+                      "start_ns": turn.start_ns,
                       "end_ns": end_ns, "span": span}
             for hook in self.on_turn_end:
                 hook(record)
@@ -976,6 +992,10 @@ class Translator:
             attrs[n.KIT_LLM_USAGE_SOURCE] = usage_source
             if finish_reason:
                 attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
+        call_cost = None
+        if tokens is not None:
+            call_cost = self.prices.cost_of(cost, session.provider, session.model, tokens, end_ns)
+            attrs.update(call_cost_attributes(call_cost, self.prices.version))
         span.set_attributes(attrs)
         span.end(end_time=max(end_ns, step.start_ns))
         if self.event_log.logger is not None and (tokens is not None or step.error):
@@ -996,17 +1016,20 @@ class Translator:
                                             context=in_call)
             return  # an LLM call that never reported back (abandoned turn): no usage to count
         run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], cost)
+        run.cost.add(call_cost)
         for hook in self.on_llm_call:
             hook({"provider": provider, "model": model, "agent": run.agent, "tokens": tokens,
-                  "cost": cost, "duration_ns": max(end_ns - step.start_ns, 0),
-                  "project": session.project})
+                  "cost": cost, "cost_source": call_cost.source,
+                  "notional_cost": call_cost.notional_usd,
+                  "duration_ns": max(end_ns - step.start_ns, 0), "project": session.project})
         labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                                                 n.L_AGENT: run.agent})
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
             m.tokens.add(value, {**labels, n.L_TYPE: token_type})
-        m.cost.add(cost, labels)
-        for key in WindowSpend.keys(end_ns, labels):
-            m.spend_to_date.add_key(key, cost)
+        m.cost.add(cost + call_cost.notional_usd,
+                   {**labels, **cost_metric_labels(call_cost, self.prices.version)})
+        for key in WindowSpend.keys(end_ns, labels):  # KIT's plus notional, as the counter
+            m.spend_to_date.add_key(key, cost + call_cost.notional_usd)
         m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                             n.L_FINISH_REASON: finish_reason or "unknown"})
         input_tokens = tokens[0] + tokens[2] + tokens[3]  # cached included, as on the span

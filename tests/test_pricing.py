@@ -1,0 +1,187 @@
+"""Notional cost where KIT said 0: provenance on chat spans, turn spans and the cost metric, and
+prices equal to the providers' published per-token prices — cache reads and writes included."""
+
+from importlib import metadata
+
+import pytest
+from harness import make_harness
+from scenarios import script
+
+from kit_otel import names as n
+from kit_otel.config import load_settings
+from kit_otel.generator import Step, Subagent, Tool, Usage
+from kit_otel.pipeline import translator_settings
+from kit_otel.pricing import CostSource, PriceTable
+from kit_otel.translator import TranslatorSettings
+
+PRICE_DATA = f"genai-prices {metadata.version('genai-prices')}"
+SONNET = "claude-sonnet-4-5-20250929"
+
+
+def published(per_mtok: tuple[float, float, float, float], usage: Usage) -> float:
+    """Cost at a provider's published $/Mtok for (input, output, cache read, cache write)."""
+    p_in, p_out, p_read, p_write = per_mtok
+    return (usage.input * p_in + usage.output * p_out + usage.cache_read * p_read
+            + usage.cache_write * p_write) / 1e6
+
+
+# anthropic.com/pricing, Claude Sonnet 4.5: base input, output, cache hit, 5-minute cache write;
+# prompts over 200k input tokens (cache included) are charged the long-context rates throughout
+SONNET_45 = (3.00, 15.00, 0.30, 3.75)
+SONNET_45_LONG = (6.00, 22.50, 0.60, 7.50)
+# openai.com/api/pricing, gpt-4o: input, output, cached input (no cache-write charge)
+GPT_4O = (2.50, 10.00, 1.25, 0.0)
+
+
+def one_call(usage: Usage, *, provider="anthropic", model=SONNET, oauth=True,
+             settings: TranslatorSettings | None = None):
+    s = script(provider=provider, model=model)
+    s.oauth = oauth
+    s.session_start()
+    s.turn("hi", [Step(text="ok", usage=usage)])
+    h = make_harness(settings).feed(s.events).close()
+    chat, = [sp for sp in h.spans if sp.name.startswith("chat")]
+    turn, = h.spans_named(n.SPAN_TURN)
+    return h, chat, turn
+
+
+CACHE_HEAVY = [Usage(1200, 400, 150_000, 0), Usage(300, 900, 0, 40_000),
+               Usage(50, 2_000, 120_000, 30_000), Usage(10, 10, 1_000_000 // 8, 0)]
+
+
+@pytest.mark.parametrize("usage", CACHE_HEAVY, ids=lambda u: f"{u.cache_read}r{u.cache_write}w")
+def test_oauth_call_gets_the_published_price_with_cache_read_and_write_priced_separately(usage):
+    h, chat, turn = one_call(usage)
+    expected = published(SONNET_45, usage)
+    a = chat.attributes
+    assert a[n.KIT_COST_USD] == 0.0  # KIT's number, untouched
+    assert a[n.KIT_COST_SOURCE] == CostSource.PRICE_TABLE
+    assert a[n.KIT_COST_NOTIONAL_USD] == pytest.approx(expected, rel=1e-12)
+    assert a[n.KIT_COST_PRICE_DATA] == PRICE_DATA
+    assert a[n.KIT_COST_PRICED_AS] == "anthropic/claude-sonnet-4-5"
+    assert a[n.KIT_COST_SUBSCRIPTION] is True
+    # pricing every cache token as input (the 2.5–3× bug) would give a number far from this
+    naive = published((3.00, 15.00, 3.00, 3.00), usage)
+    assert abs(naive - expected) > 0.1 * expected
+    t = turn.attributes
+    assert t[n.KIT_TURN_COST_USD] == 0.0
+    assert t[n.KIT_TURN_COST_SOURCE] == CostSource.PRICE_TABLE
+    assert t[n.KIT_TURN_COST_NOTIONAL_USD] == pytest.approx(expected, rel=1e-12)
+    assert t[n.KIT_COST_PRICE_DATA] == PRICE_DATA
+    assert h.total("kit.cost.usd", cost_source="price_table", price_data=PRICE_DATA) == \
+        pytest.approx(expected, rel=1e-12)
+    assert h.total("kit.cost.usd", cost_source="kit") == 0.0
+    assert h.total("kit.turn.cost.usd", cost_source="price_table") == \
+        pytest.approx(expected, rel=1e-12)
+
+
+def test_long_context_rates_apply_when_input_with_cache_passes_200k():
+    usage = Usage(20_000, 1_000, 170_000, 30_000)  # 220k input tokens, most of them cached
+    _, chat, _ = one_call(usage)
+    assert chat.attributes[n.KIT_COST_NOTIONAL_USD] == \
+        pytest.approx(published(SONNET_45_LONG, usage), rel=1e-12)
+
+
+def test_openai_cached_input_at_its_published_price():
+    usage = Usage(2_000, 500, 48_000, 0)
+    # KIT prices OpenAI itself; pretend its registry lacked the model (Cost 0), as for new models
+    s = script(provider="openai", model="gpt-4o")
+    s.session_start()
+    s.turn("hi", [Step(text="ok", usage=usage)])
+    h = make_harness().feed(s.events).close()
+    chat, = [sp for sp in h.spans if sp.name.startswith("chat")]
+    assert chat.attributes[n.KIT_COST_USD] == 0.0
+    assert chat.attributes[n.KIT_COST_NOTIONAL_USD] == \
+        pytest.approx(published(GPT_4O, usage), rel=1e-12)
+    assert n.KIT_COST_SUBSCRIPTION not in chat.attributes  # not a subscription provider
+
+
+def test_a_number_kit_reported_is_never_changed_nor_repriced():
+    usage = Usage(1200, 85, 900, 0)
+    h, chat, turn = one_call(usage, oauth=False)  # KIT priced it
+    kit_cost = chat.attributes[n.KIT_COST_USD]
+    assert kit_cost == pytest.approx(published(SONNET_45, usage))
+    assert chat.attributes[n.KIT_COST_SOURCE] == CostSource.KIT
+    for key in (n.KIT_COST_NOTIONAL_USD, n.KIT_COST_PRICE_DATA, n.KIT_COST_SUBSCRIPTION):
+        assert key not in chat.attributes
+    assert turn.attributes[n.KIT_TURN_COST_SOURCE] == CostSource.KIT
+    assert n.KIT_TURN_COST_NOTIONAL_USD not in turn.attributes
+    assert h.total("kit.cost.usd", cost_source="kit") == kit_cost
+    assert h.total("kit.cost.usd", cost_source="price_table") == 0.0
+    # whatever KIT says stands, even where the price table disagrees
+    table = PriceTable()
+    odd = table.cost_of(0.5, "anthropic", SONNET, (1200, 85, 900, 0), 0)
+    assert odd.source == CostSource.KIT and odd.notional_usd == 0.0
+
+
+def test_unknown_model_is_labelled_unknown_and_not_priced():
+    h, chat, turn = one_call(Usage(1000, 100), provider="ollama", model="qwen3-coder:30b")
+    assert chat.attributes[n.KIT_COST_SOURCE] == CostSource.UNKNOWN
+    assert n.KIT_COST_NOTIONAL_USD not in chat.attributes
+    assert turn.attributes[n.KIT_TURN_COST_SOURCE] == CostSource.UNKNOWN
+    points = [p for p in h.points("kit.cost.usd") if p.attributes.get("cost_source") == "unknown"]
+    assert [p.value for p in points] == [0.0]
+    assert "price_data" not in points[0].attributes
+
+
+@pytest.mark.parametrize("provider,model", [
+    ("openai", f"anthropic/{SONNET}"),  # an OpenAI-compatible proxy (LiteLLM style)
+    ("openrouter", "anthropic/claude-sonnet-4.5"),  # a router's own name for it
+    ("custom", f"gateway/anthropic/{SONNET}"),  # nested prefixes
+])
+def test_a_model_renamed_by_a_provider_prefix_is_still_priced(provider, model):
+    usage = Usage(1_000, 200, 10_000, 2_000)
+    _, chat, _ = one_call(usage, provider=provider, model=model, oauth=False)
+    assert chat.attributes[n.KIT_COST_USD] == 0.0  # KIT's generator has no price for that name
+    assert chat.attributes[n.KIT_COST_SOURCE] == CostSource.PRICE_TABLE
+    assert chat.attributes[n.KIT_COST_NOTIONAL_USD] == \
+        pytest.approx(published(SONNET_45, usage), rel=1e-12)
+
+
+def test_mixed_turn_reports_unknown_and_sums_what_it_could_price():
+    s = script()
+    s.oauth = True
+    s.session_start()
+    s.turn("go", [Step(text="a", usage=Usage(1000, 100, 5000, 0),
+                       tools=[Tool("subagent", "agent", {"task": "t"}, subagent=Subagent(
+                           task="t", child_usage=[Usage(2000, 50)],
+                           child_model=("ollama", "qwen3-coder:30b")))]),
+                  Step(text="b", usage=Usage(500, 60, 6000, 0))])
+    h = make_harness().feed(s.events).close()
+    turn, = h.spans_named(n.SPAN_TURN)
+    expected = published(SONNET_45, Usage(1500, 160, 11000, 0))
+    # the turn's own calls (KIT's AgentEnd excludes the subagent's): both priced from the table
+    assert turn.attributes[n.KIT_TURN_COST_SOURCE] == CostSource.PRICE_TABLE
+    assert turn.attributes[n.KIT_TURN_COST_NOTIONAL_USD] == pytest.approx(expected, rel=1e-12)
+    assert h.total("kit.cost.usd", agent="main", cost_source="price_table") == \
+        pytest.approx(expected, rel=1e-12)
+
+
+def test_price_table_off_leaves_kits_zero_unknown():
+    settings = translator_settings(load_settings(env={"KIT_OTEL_PRICE_TABLE": "false"}))
+    settings.sessions_root = None
+    _, chat, turn = one_call(Usage(1000, 100, 5000, 0), settings=settings)
+    assert chat.attributes[n.KIT_COST_SOURCE] == CostSource.UNKNOWN
+    assert n.KIT_COST_NOTIONAL_USD not in chat.attributes
+    assert chat.attributes[n.KIT_COST_SUBSCRIPTION] is True  # still visibly subscription traffic
+
+
+def test_model_resolution_is_cached_for_hits_and_misses():
+    table = PriceTable()
+    assert table.notional_usd("ollama", "qwen3-coder:30b", (1, 1, 0, 0), 0) is None
+    assert table.notional_usd("anthropic", SONNET, (1, 1, 0, 0), 0) is not None
+    lookups = []
+    real = table._snapshot.find_provider_model
+
+    def counting(*args):
+        lookups.append(args)
+        return real(*args)
+
+    table._snapshot.find_provider_model = counting
+    try:
+        for _ in range(3):
+            assert table.notional_usd("ollama", "qwen3-coder:30b", (1, 1, 0, 0), 0) is None
+            assert table.notional_usd("Anthropic", SONNET, (1, 1, 0, 0), 0) is not None
+    finally:
+        del table._snapshot.find_provider_model
+    assert lookups == []
