@@ -45,6 +45,7 @@ class Setup:
                 "KIT_OTEL_SPOOL_DIR": s.spool_dir, "KIT_OTEL_STATE_DIR": s.state_dir,
                 "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp,prometheus",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": s.otlp_endpoint,
+                "OTEL_EXPORTER_OTLP_PROTOCOL": s.otlp_protocol,
                 "KIT_OTEL_PROMETHEUS_PORT": str(s.prometheus_port)}
 
 
@@ -66,7 +67,8 @@ def setup(tmp_path_factory):
     (spool / f"kit-{os.getpid()}-20260609T131810.000000000Z-1.ndjson").write_bytes(line)
     with OTLPReceiver() as receiver:
         settings = Settings(traces_exporter=("otlp",), metrics_exporter=("otlp", "prometheus"),
-                            otlp_endpoint=receiver.grpc_endpoint, metric_export_interval_ms=500,
+                            otlp_endpoint=receiver.grpc_endpoint, otlp_protocol="grpc",
+                            metric_export_interval_ms=500,
                             spool_dir=str(spool), state_dir=str(root / "state"),
                             sessions_root=str(root / "sessions"), socket_path="",
                             prometheus_port=0, idle_timeout_s=86400)
