@@ -128,7 +128,10 @@ def test_single_node_keeps_each_kit_otel_apart(single_node):
     assert got == {("kit-otel", stable_instance_id(k.state)) for k in single_node.kits}
     assert not single_node.prometheus.names('{__name__=~"kit_.+", exported_job!=""}')
     # the Collector's own metrics, for the KitCollector* alerts
-    up = single_node.prometheus.by('up{job="otelcol"}', "job")
+    # (its own scrape target: Prometheus may not have scraped it yet when the kit-otel data is in)
+    up = wait_for("Prometheus scrapes the Collector's own metrics",
+                  lambda: single_node.prometheus.by('up{job="otelcol"}', "job"),
+                  logs=(single_node.collector.log,))
     assert up == {"otelcol": 1.0}
 
 
