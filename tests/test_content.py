@@ -260,3 +260,13 @@ def test_replay_to_otlp_json_files(tmp_path, capture):
     else:
         assert_nothing_leaked(written, canary.places)
         assert not canaries_in(terminal), terminal
+
+
+def test_a_secret_across_the_length_cut_is_redacted_whole():
+    policy = ContentPolicy(capture=True, max_length=40)
+    for name, text, core in SECRETS:
+        kept = policy.text("x" * 30 + " " + text + " " + "y" * (1 << 20))
+        assert kept.startswith("x" * 30) and kept.endswith("more chars]")
+        assert core[:6] not in kept[30:], (name, kept)
+    state = StatePolicy(content=policy, max_value_length=40)
+    assert "Pg5ecretZ"[:4] not in state.value("note", "x" * 30 + " postgres://a:Pg5ecretZ@db")

@@ -88,7 +88,7 @@ _SECRET_PATTERNS = [
     r"\b[rsp]k_(?:live|test)_[A-Za-z0-9]{16,}", r"\bwhsec_[A-Za-z0-9]{24,}",  # Stripe
     r"\bnpm_[A-Za-z0-9]{36}\b", r"\bhf_[A-Za-z0-9]{30,}",             # npm, Hugging Face
     r"\bSG\.[A-Za-z0-9_\-]{16,}\.[A-Za-z0-9_\-]{16,}",               # SendGrid
-    r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWT
+    r"(?<![A-Za-z0-9_\-])eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWT
     # private keys (PEM, OpenSSH, PGP) to their END line, or to the end of a text cut short
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----"
     r"(?:[\s\S]*?-----END [A-Z0-9 ]*PRIVATE KEY[A-Z ]*-----|[\s\S]*)",
@@ -97,7 +97,7 @@ _SECRET_PATTERNS = [
     r"(?<![A-Za-z0-9+/=])(?=[A-Za-z0-9+/]{0,39}[A-Z])(?=[A-Za-z0-9+/]{0,39}[a-z])"
     r"(?=[A-Za-z0-9+/]{0,39}[0-9])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])",
     # credentials in a URL: keep scheme://user:, hide the password (up to the host's @)
-    r"(?P<k_url>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@\"'\\]*:)[^\s/\"'\\]+(?=@)",
+    r"(?P<k_url>(?<![A-Za-z0-9+.\-])[A-Za-z][A-Za-z0-9+.\-]{0,31}://[^\s/:@\"'\\]*:)[^\s/\"'\\]+(?=@)",
     # HTTP authorization: a header's credentials; `Basic x` only when x decodes to user:pass
     r"(?P<k_auth>\b(?i:(?:proxy-)?authorization)" + _Q + r"?[ \t]*[:=][ \t]*" + _Q + r"?"
     r"(?i:(?:basic|bearer|token|digest|negotiate)[ \t]+)?)"
@@ -113,6 +113,10 @@ _SECRET_PATTERNS = [
     r"[^\s\"'\\,;&<>]{6,}",
 ]
 _KEEP_GROUPS = ("k_url", "k_auth", "k_bearer", "k_basic", "k_pw", "k_tok")
+# Redaction costs grow with the text, which can be as long as a line (1 MiB): only what is kept
+# is redacted, plus this margin, so a secret across the cut is still seen whole (a private key
+# cut short is redacted to the end).
+_REDACTION_MARGIN = 512
 
 
 def parse_capture_flag(value: str | None) -> bool:
@@ -133,14 +137,20 @@ class ContentPolicy:
     def redact_text(self, text: str) -> str:
         return self._regex.sub(_replace, text) if self.redact else text
 
+    def redact_cut(self, value: str, limit: int) -> tuple[str, int]:
+        """`value` redacted and cut to `limit` characters, and how many characters it lost."""
+        window = value[: limit + _REDACTION_MARGIN]
+        kept = self.redact_text(window)
+        if len(kept) <= limit and len(window) == len(value):
+            return kept, 0
+        return kept[:limit], max(len(value), len(kept)) - limit
+
     def text(self, value: str) -> str | None:
         """The text to record, or None when content is not captured."""
         if not self.capture:
             return None
-        value = self.redact_text(value)
-        if len(value) > self.max_length:
-            return value[: self.max_length] + f"…[{len(value) - self.max_length} more chars]"
-        return value
+        kept, cut = self.redact_cut(value, self.max_length)
+        return kept + f"…[{cut} more chars]" if cut else kept
 
 
 def _replace(match: re.Match) -> str:

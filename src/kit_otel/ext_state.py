@@ -49,10 +49,8 @@ class StatePolicy:
         content = self.content or _CONTENT_OFF
         if not (content.capture or self._is_plain(key)):
             return NOT_CAPTURED
-        value = content.redact_text(value)
-        if len(value) > self.max_value_length:
-            return value[: self.max_value_length] + "…"
-        return value
+        kept, cut = content.redact_cut(value, self.max_value_length)
+        return kept + "…" if cut else kept
 
     def _is_plain(self, key: str) -> bool:
         """A key declared to hold an identifier or a number, not free text."""
