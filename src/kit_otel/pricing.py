@@ -79,6 +79,12 @@ class PriceTable:
                         "(cost_source=unknown)", PRICE_TABLE_PACKAGE)
             self.enabled = False
 
+    def preload(self) -> None:
+        """Import the price table now (0.3-3 s) rather than at the first call KIT priced at 0,
+        where the import would stall a live stream."""
+        if self.enabled:
+            self._load()
+
     def _load(self) -> bool:
         if self._snapshot is None:
             try:

@@ -260,6 +260,7 @@ class Server:
             raise ServeError(str(exc)) from None
         self.translator = self.pipeline.translator
         self.translator.auto_sweep = False
+        self.translator.prices.preload()
         # sessions whose state changes outside the bridge (another process, a StateStore)
         self.sidecars = SidecarFollower(self.translator, self.settings.sessions_root)
         metrics = self.translator.metrics
