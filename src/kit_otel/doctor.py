@@ -23,6 +23,7 @@ from typing import Mapping
 from . import bridge_cli
 from .bridge import option_env_name
 from .config import DEFAULT_CONFIG_FILE, Settings, describe, load_settings
+from .spool import pid_alive
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 _SPOOL_FILE = re.compile(r"^kit-(\d+)-.*\.ndjson$")
@@ -188,23 +189,13 @@ def _processes(settings: Settings) -> list[Finding]:
     now = time.time()
     found = []
     for pid, mtime in sorted(newest.items(), key=lambda item: -item[1])[:_MAX_PROCESSES_SHOWN]:
-        state = "running" if _alive(pid) else "ended"
+        state = "running" if pid_alive(pid) else "ended"
         found.append(Finding(OK, "events", f"KIT process {pid} ({state}): last event "
                              f"{_age(now - mtime)} ago"))
     if len(newest) > _MAX_PROCESSES_SHOWN:
         found.append(Finding(OK, "events", f"... and {len(newest) - _MAX_PROCESSES_SHOWN} "
                              "more processes"))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _age(seconds: float) -> str:
