@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "tests" / "bridge"))
 
 from kithost import KitHost, unavailable  # noqa: E402
 
-from kit_otel.decoder import decode_line  # noqa: E402
+from kit_otel.model.decoder import decode_line  # noqa: E402
 
 TARGET_NS = 5000
 KINDS = ("message_update", "tool_call", "tool_result", "llm_usage", "step_start")

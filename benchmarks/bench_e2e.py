@@ -42,9 +42,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from opentelemetry.sdk.trace import SpanProcessor  # noqa: E402
 
 from bench_pipeline import floor_run, record_sdk_calls  # noqa: E402
-from kit_otel.decoder import decode_line, encode_event  # noqa: E402
-from kit_otel.generator import demo_stream  # noqa: E402
-from kit_otel.otlp_json import OTLPJsonEncoder  # noqa: E402
+from kit_otel.model.decoder import decode_line, encode_event  # noqa: E402
+from kit_otel.cli.generator import demo_stream  # noqa: E402
+from kit_otel.export.otlp_json import OTLPJsonEncoder  # noqa: E402
 
 BATCH = 2048  # spans per export, as pipeline.py's BatchSpanProcessor sends them
 TARGET_EVENTS_PER_S = 50_000
@@ -88,7 +88,7 @@ def default_path_cpu(lines: list[bytes]) -> float:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
-    from kit_otel.translator import Translator, TranslatorSettings
+    from kit_otel.translate.translator import Translator, TranslatorSettings
     encoder = OTLPJsonEncoder()
     spans = _EncodeInBatches(encoder.spans)
     reader = InMemoryMetricReader()
@@ -120,7 +120,7 @@ def _peak():
         out.write(kib)
 atexit.register(_peak)
 sys.argv[0] = "kit-otel"
-from kit_otel.cli import main
+from kit_otel.cli.main import main
 sys.exit(main())
 """
 

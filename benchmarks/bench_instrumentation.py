@@ -39,7 +39,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
 from kit_otel.instrumentation import EntryPoint, KitInstrumentor
-from kit_otel.translator import TranslatorSettings
+from kit_otel.translate.translator import TranslatorSettings
 
 TARGET_OVERHEAD_US = 2.0
 TARGET_SUPPRESSED_US = 0.2

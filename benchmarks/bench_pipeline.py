@@ -25,9 +25,9 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
-from kit_otel.decoder import decode_line, encode_event
-from kit_otel.generator import demo_stream
-from kit_otel.translator import Translator, TranslatorSettings
+from kit_otel.model.decoder import decode_line, encode_event
+from kit_otel.cli.generator import demo_stream
+from kit_otel.translate.translator import Translator, TranslatorSettings
 
 
 class DropSpans(SpanProcessor):

@@ -41,7 +41,7 @@ def cold_ms() -> float:
 def main() -> None:
     from genai_prices import Usage, calc_price
 
-    from kit_otel.pricing import PriceTable
+    from kit_otel.translate.pricing import PriceTable
 
     table = PriceTable()
     usage = Usage(input_tokens=TOKENS[0] + TOKENS[2] + TOKENS[3], output_tokens=TOKENS[1],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from kit_otel.content import ContentPolicy
+from kit_otel.translate.content import ContentPolicy
 
 FIELD = 1 << 20  # as long as a line may be
 # Time one field may take at the default content_max_length: capture is on only on request,

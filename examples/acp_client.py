@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _show import print_metrics, print_spans, providers  # noqa: E402
 
 from kit_otel.instrumentation import KitInstrumentor  # noqa: E402
-from kit_otel.translator import TranslatorSettings  # noqa: E402
+from kit_otel.translate.translator import TranslatorSettings  # noqa: E402
 
 AGENT = str(Path(__file__).with_name("acp_demo_agent.py"))
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import msgspec
 
-from kit_otel import events as ev
-from kit_otel.content import identifier_fields
-from kit_otel.decoder import encode_event
-from kit_otel.generator import demo_session, write_session_header
+from kit_otel.model import events as ev
+from kit_otel.translate.content import identifier_fields
+from kit_otel.model.decoder import encode_event
+from kit_otel.cli.generator import demo_session, write_session_header
 
 CANARY = "QZXCANARY"  # every canary starts with it: one search finds a leak of any of them
 IDENTIFIER_MARK = "QZXIDENT"  # an identifier value that must arrive (the scan's own proof)

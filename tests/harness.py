@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from kit_otel.translator import Translator, TranslatorSettings
+from kit_otel.translate.translator import Translator, TranslatorSettings
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from kit_otel.generator import KitScript, Step, Subagent, Tool, Usage
+from kit_otel.cli.generator import KitScript, Step, Subagent, Tool, Usage
 
 T0 = 1_781_000_000_000_000_000
 PATH_A = "/home/alice/.kit/sessions/home--alice--proj/2026-06-09T13-18-10-000Z_3f9a1c2b7d4e.jsonl"

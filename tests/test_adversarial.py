@@ -9,8 +9,8 @@ import pytest
 import scenarios as sc
 from harness import make_harness, names_tree
 
-from kit_otel.decoder import DecodeError, Event, decode_line, encode_event, iter_stream
-from kit_otel.events import MAX_COUNT, MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS
+from kit_otel.model.decoder import DecodeError, Event, decode_line, encode_event, iter_stream
+from kit_otel.model.events import MAX_COUNT, MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS
 
 TS = "2026-06-09T13:18:12Z"
 
@@ -132,7 +132,7 @@ def test_a_span_no_exporter_can_take_is_set_aside_and_the_stream_goes_on(tmp_pat
     from opentelemetry.sdk.trace import TracerProvider
     from otlp_receiver import OTLPReceiver
 
-    from kit_otel.reliable_export import DeadLetterFile, ReliableSpanProcessor
+    from kit_otel.export.reliable_export import DeadLetterFile, ReliableSpanProcessor
 
     with OTLPReceiver(max_receive_bytes=1 << 20) as receiver:  # a Collector's limit, smaller
         exporter = OTLPSpanExporter(endpoint=receiver.grpc_endpoint, insecure=True, timeout=2)
@@ -171,7 +171,7 @@ def test_a_span_no_exporter_can_take_is_set_aside_and_the_stream_goes_on(tmp_pat
 # ── the last nets: a bug costs one line or one event, never the stream ───────────────────────
 
 def test_a_decoder_bug_is_one_rejected_line(monkeypatch):
-    import kit_otel.decoder as decoder
+    import kit_otel.model.decoder as decoder
 
     def broken(text):
         raise RuntimeError("a bug")
@@ -183,7 +183,7 @@ def test_a_decoder_bug_is_one_rejected_line(monkeypatch):
 
 def test_a_translator_bug_costs_one_event_not_the_stream(monkeypatch):
     from kit_otel.config import load_settings
-    from kit_otel.pipeline import Pipeline
+    from kit_otel.export.pipeline import Pipeline
 
     pipeline = Pipeline(load_settings(env={"OTEL_TRACES_EXPORTER": "none",
                                            "OTEL_METRICS_EXPORTER": "none"}),
@@ -255,8 +255,8 @@ def test_poison_lines_over_tcp_neither_stop_serve_nor_cost_a_span(tmp_path):
 def test_a_saved_total_beyond_int64_does_not_poison_the_counter_after_a_restart():
     from opentelemetry.sdk.metrics import MeterProvider
 
-    from kit_otel import names as n
-    from kit_otel.instruments import LedgerCounter
+    from kit_otel.model import names as n
+    from kit_otel.translate.instruments import LedgerCounter
 
     counter = LedgerCounter(MeterProvider().get_meter("t"), n.TOKENS)
     good, bad, nan = (frozenset({("type", t)}) for t in ("input", "output", "cache_read"))

@@ -13,14 +13,14 @@ import time
 import pytest
 from otlp_receiver import OTLPReceiver
 
-from kit_otel import cli
+from kit_otel.cli import main as cli
 from kit_otel.config import load_settings
-from kit_otel.decoder import encode_event
-from kit_otel.generator import demo_stream
-from kit_otel.pipeline import Pipeline
-from kit_otel.summary import RichestTurnKeeper, Summary
+from kit_otel.model.decoder import encode_event
+from kit_otel.cli.generator import demo_stream
+from kit_otel.export.pipeline import Pipeline
+from kit_otel.cli.summary import RichestTurnKeeper, Summary
 
-KIT_OTEL = [sys.executable, "-m", "kit_otel.cli"]
+KIT_OTEL = [sys.executable, "-m", "kit_otel.cli.main"]
 NO_EXPORT = {"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}
 
 

@@ -19,12 +19,12 @@ from harness import make_harness, names_tree
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from kit_otel import names as n
-from kit_otel.decoder import DecodeError, DecodeFailure, decode_line, encode_event
-from kit_otel.events import DATA_TYPES, Event
-from kit_otel.generator import demo_stream
-from kit_otel.otlp_json import OTLPJsonEncoder, reference_json
-from kit_otel.timestamps import MAX_TS_NS
+from kit_otel.model import names as n
+from kit_otel.model.decoder import DecodeError, DecodeFailure, decode_line, encode_event
+from kit_otel.model.events import DATA_TYPES, Event
+from kit_otel.cli.generator import demo_stream
+from kit_otel.export.otlp_json import OTLPJsonEncoder, reference_json
+from kit_otel.model.timestamps import MAX_TS_NS
 
 SEED = 20261201
 MUTANTS = 12_000

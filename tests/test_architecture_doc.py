@@ -86,7 +86,8 @@ def test_the_page_cites_code_names():
 
 def test_every_module_of_the_package_has_its_place_on_the_page():
     text = PAGE.read_text()
-    modules = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    modules = sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+                     if p.name != "__init__.py")
     missing = [m for m in modules if f"`{m}`" not in text]
     assert not missing, f"docs/architecture.md does not place: {missing}"
 

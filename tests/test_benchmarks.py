@@ -29,7 +29,7 @@ def receiver():
 def test_floor_and_default_path_measure_the_same_stream(bench_e2e):
     from bench_pipeline import record_sdk_calls
 
-    from kit_otel.generator import demo_stream
+    from kit_otel.cli.generator import demo_stream
     lines = bench_e2e._lines(demo_stream(1, sessions=1, turns=2))
     calls = record_sdk_calls(lines)
     assert sum(map(len, calls)) > len(lines)  # spans, events and metric updates were recorded
@@ -38,7 +38,7 @@ def test_floor_and_default_path_measure_the_same_stream(bench_e2e):
 
 
 def test_replay_and_serve_runs_report_cpu_and_rss(bench_e2e, receiver, tmp_path):
-    from kit_otel.generator import demo_stream
+    from kit_otel.cli.generator import demo_stream
     lines = bench_e2e._lines(demo_stream(1, sessions=1, turns=2))
     path = tmp_path / "demo.ndjson"
     path.write_bytes(b"".join(lines))
@@ -54,8 +54,8 @@ def test_replay_and_serve_runs_report_cpu_and_rss(bench_e2e, receiver, tmp_path)
 
 
 def test_distinct_names_rename_models_and_tools(bench_e2e):
-    from kit_otel.decoder import decode_line
-    from kit_otel.generator import demo_stream
+    from kit_otel.model.decoder import decode_line
+    from kit_otel.cli.generator import demo_stream
     lines = bench_e2e._lines(demo_stream(1, sessions=4, turns=2))
     renamed = bench_e2e._with_distinct_names(lines, 3)
     models = {e.data.Model for e in map(decode_line, renamed) if e.type == "llm_usage"}

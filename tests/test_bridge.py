@@ -22,8 +22,8 @@ import msgspec
 import pytest
 
 from kit_otel.bridge import BRIDGE_PATH, OPTIONS, option_env_name
-from kit_otel.decoder import decode_line
-from kit_otel.events import DATA_TYPES, KIT_EVENT_TYPES, Event
+from kit_otel.model.decoder import decode_line
+from kit_otel.model.events import DATA_TYPES, KIT_EVENT_TYPES, Event
 
 sys.path.insert(0, str(Path(__file__).parent / "bridge"))
 from kithost import GOPATH_SRC, MODES, VARIANTS, KitHost, unavailable  # noqa: E402

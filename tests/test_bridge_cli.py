@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kit_otel import bridge_cli
+from kit_otel.cli import bridge_install as bridge_cli
 from kit_otel.bridge import BRIDGE_FILENAME, BRIDGE_PATH, bridge_sha256, bridge_source
 
 
@@ -179,7 +179,7 @@ def test_default_spool_dir_matches_the_bridge(home, tmp_path, monkeypatch):
 
 
 def test_wired_into_the_kit_otel_command(home, capsys):
-    cli = pytest.importorskip("kit_otel.cli")
+    cli = pytest.importorskip("kit_otel.cli.main")
     assert cli.main(["bridge", "path"]) == 0
     assert Path(capsys.readouterr().out.strip()) == BRIDGE_PATH
 

@@ -9,7 +9,7 @@ import pytest
 
 from kit_otel.config import load_settings
 
-KIT_OTEL = [sys.executable, "-m", "kit_otel.cli"]
+KIT_OTEL = [sys.executable, "-m", "kit_otel.cli.main"]
 
 
 def run(args, cwd, env=None, timeout=120):

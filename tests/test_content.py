@@ -21,15 +21,15 @@ from harness import make_harness
 from otlp_receiver import OTLPReceiver
 from test_serve_helpers import ServeProcess, serve_env
 
-from kit_otel import events as ev
-from kit_otel import names as n
+from kit_otel.model import events as ev
+from kit_otel.model import names as n
 from kit_otel.config import Settings
-from kit_otel.content import IDENTIFIER_FIELDS, REDACTED, ContentPolicy
-from kit_otel.decoder import DecodeFailure, decode_line
-from kit_otel.ext_state import NOT_CAPTURED, StatePolicy
-from kit_otel.pipeline import PrometheusEndpoint, reachable_from_other_machines
-from kit_otel.state_store import sidecar_path
-from kit_otel.translator import TranslatorSettings
+from kit_otel.translate.content import IDENTIFIER_FIELDS, REDACTED, ContentPolicy
+from kit_otel.model.decoder import DecodeFailure, decode_line
+from kit_otel.translate.ext_state import NOT_CAPTURED, StatePolicy
+from kit_otel.export.pipeline import PrometheusEndpoint, reachable_from_other_machines
+from kit_otel.state.state_store import sidecar_path
+from kit_otel.translate.translator import TranslatorSettings
 
 _CANARY_RE = re.compile(CANARY + r"[0-9A-Za-z\-]*")
 CAPTURE_ON = {"KIT_OTEL_CAPTURE_CONTENT": "true", "KIT_OTEL_CONTENT_MAX_LENGTH": "1000000",
@@ -244,7 +244,7 @@ def test_replay_to_otlp_json_files(tmp_path, capture):
                 "OTEL_TRACES_EXPORTER": "otlp_json_file",
                 "OTEL_METRICS_EXPORTER": "otlp_json_file", "KIT_OTEL_OUTPUT_DIR": str(out),
                 **(CAPTURE_ON if capture else {})})
-    result = subprocess.run([sys.executable, "-m", "kit_otel.cli", "replay", str(path)],
+    result = subprocess.run([sys.executable, "-m", "kit_otel.cli.main", "replay", str(path)],
                             env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert f"{path}:6: ts: " in result.stderr

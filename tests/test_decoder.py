@@ -9,11 +9,11 @@ import pytest
 import scenarios as sc
 from harness import make_harness
 
-from kit_otel import events as ev
-from kit_otel import names as n
-from kit_otel.decoder import (DecodeError, DecodeFailure, decode_line, encode_event,
+from kit_otel.model import events as ev
+from kit_otel.model import names as n
+from kit_otel.model.decoder import (DecodeError, DecodeFailure, decode_line, encode_event,
                               iter_stream)
-from kit_otel.timestamps import format_ts, parse_ts
+from kit_otel.model.timestamps import format_ts, parse_ts
 
 
 def _sample(value_type, name: str):

@@ -6,12 +6,12 @@ import pytest
 import scenarios as sc
 from harness import make_harness
 
-from kit_otel.dir_watch import DirectoryWatcher
-from kit_otel.generator import write_session_header
-from kit_otel.sidecar_follow import SidecarFollower
-from kit_otel.state_store import StateStore, sidecar_path
-from kit_otel.ext_state import StatePolicy
-from kit_otel.translator import TranslatorSettings
+from kit_otel.sources.dir_watch import DirectoryWatcher
+from kit_otel.cli.generator import write_session_header
+from kit_otel.sources.sidecar_follow import SidecarFollower
+from kit_otel.state.state_store import StateStore, sidecar_path
+from kit_otel.translate.ext_state import StatePolicy
+from kit_otel.translate.translator import TranslatorSettings
 
 
 def watcher_or_skip() -> DirectoryWatcher:

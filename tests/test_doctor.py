@@ -18,12 +18,12 @@ import pytest
 from otlp_receiver import OTLPReceiver
 from test_serve import InProcess
 
-from kit_otel import bridge_cli
+from kit_otel.cli import bridge_install as bridge_cli
 from kit_otel.bridge import BRIDGE_FILENAME, option_env_name
 from kit_otel.config import Settings
-from kit_otel.decoder import encode_event
-from kit_otel.doctor import FAIL, OK, TEST_SPAN_NAME, WARN, diagnose, exit_code, render
-from kit_otel.events import SessionStart, make_event
+from kit_otel.model.decoder import encode_event
+from kit_otel.cli.doctor import FAIL, OK, TEST_SPAN_NAME, WARN, diagnose, exit_code, render
+from kit_otel.model.events import SessionStart, make_event
 
 
 def free_port() -> int:
@@ -198,7 +198,7 @@ def test_content_capture_on_is_a_warning_and_every_non_default_setting_is_listed
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kit_otel.cli", *args, "doctor",
+    return subprocess.run([sys.executable, "-m", "kit_otel.cli.main", *args, "doctor",
                            "--timeout", "2"], env=env, capture_output=True, text=True,
                           timeout=60)
 

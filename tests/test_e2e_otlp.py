@@ -10,8 +10,8 @@ import pytest
 from harness import make_harness
 from otlp_receiver import OTLPReceiver
 
-from kit_otel.decoder import decode_line, encode_event
-from kit_otel.generator import demo_stream
+from kit_otel.model.decoder import decode_line, encode_event
+from kit_otel.cli.generator import demo_stream
 
 KEY_ATTRS = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens", "kit.cost.usd",
              "kit.turn.cost_usd", "kit.turn.stop_reason", "gen_ai.tool.call.id",
@@ -50,7 +50,7 @@ def replay(path, env_extra):
     env.update(env_extra)
     env.update({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
                 "KIT_OTEL_SESSIONS_ROOT": str(path.parent / "no-sessions")})
-    return subprocess.run([sys.executable, "-m", "kit_otel.cli", "replay", "-q", str(path)],
+    return subprocess.run([sys.executable, "-m", "kit_otel.cli.main", "replay", "-q", str(path)],
                           env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -80,7 +80,7 @@ def test_replay_to_a_real_receiver_matches_the_in_memory_run(stream, protocol):
 
 def test_a_replay_larger_than_the_span_queue_loses_no_span(monkeypatch, tmp_path):
     """The SDK's batch processor drops spans beyond its queue: a fast replay drains it first."""
-    import kit_otel.pipeline as pipeline_module
+    import kit_otel.export.pipeline as pipeline_module
     from kit_otel.config import load_settings
     monkeypatch.setattr(pipeline_module, "_SPAN_QUEUE", 64)
     monkeypatch.setattr(pipeline_module, "_FLUSH_EVERY_SPANS", 32)

@@ -13,14 +13,14 @@ from harness import make_harness
 from otlp_receiver import OTLPReceiver
 from prometheus_client.parser import text_string_to_metric_families
 
-from kit_otel import names as n
+from kit_otel.model import names as n
 from kit_otel.config import load_settings
-from kit_otel.decoder import encode_event
-from kit_otel.ext_state import StatePolicy
-from kit_otel.generator import KitScript, Step, Usage, write_session_header
-from kit_otel.pipeline import Pipeline
-from kit_otel.state_store import StateStore
-from kit_otel.translator import TranslatorSettings
+from kit_otel.model.decoder import encode_event
+from kit_otel.translate.ext_state import StatePolicy
+from kit_otel.cli.generator import KitScript, Step, Usage, write_session_header
+from kit_otel.export.pipeline import Pipeline
+from kit_otel.state.state_store import StateStore
+from kit_otel.translate.translator import TranslatorSettings
 
 WARN, TOTAL = "usage-budget:warn-at-usd", "usage-budget:total-cost"
 
@@ -163,7 +163,7 @@ def test_sidecar_rewritten_by_another_process_shows_on_the_next_turn(tmp_path):
         env.update(rx.env("grpc"))
         env.update({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
                     "KIT_OTEL_SESSIONS_ROOT": str(root), "KIT_OTEL_STATE_VALUE_KEYS": "*"})
-        proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "replay", "--follow", "-q",
+        proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli.main", "replay", "--follow", "-q",
                                  str(stream)], env=env, stderr=subprocess.PIPE, text=True)
         try:
             append_turn("before")

@@ -18,13 +18,13 @@ from test_serve import InProcess, assert_exact_usage, settings_for
 from test_serve_helpers import (ServeProcess, assert_each_span_once, kit_process,
                                 received_spans, reference_spans, serve_env, write_all)
 
-from kit_otel import events as ev
-from kit_otel import names as n
-from kit_otel.decoder import decode_line, encode_event
-from kit_otel.generator import KitScript, Step, Usage, write_session_header
-from kit_otel.serve import Server
-from kit_otel.spool import pid_alive
-from kit_otel.state_store import StateFileError, StateStore, sidecar_path
+from kit_otel.model import events as ev
+from kit_otel.model import names as n
+from kit_otel.model.decoder import decode_line, encode_event
+from kit_otel.cli.generator import KitScript, Step, Usage, write_session_header
+from kit_otel.serve.daemon import Server
+from kit_otel.sources.spool import pid_alive
+from kit_otel.state.state_store import StateFileError, StateStore, sidecar_path
 
 
 @pytest.fixture
@@ -364,8 +364,8 @@ def test_idle_sweep_pauses_while_input_is_paused(dirs, monkeypatch):
 
 def test_far_future_timestamp_in_replay_leaves_other_sessions_turns_alone(tmp_path):
     from harness import make_harness
-    from kit_otel.translator import TranslatorSettings
-    from kit_otel.translator import _SWEEP_EVERY
+    from kit_otel.translate.translator import TranslatorSettings
+    from kit_otel.translate.translator import _SWEEP_EVERY
 
     h = make_harness(TranslatorSettings(sessions_root=str(tmp_path)))
     now = time.time_ns()

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 from ops._common import free_port
 
-from kit_otel.instance_id import service_instance_id, stable_instance_id
+from kit_otel.export.instance_id import service_instance_id, stable_instance_id
 
 
 def test_same_host_and_state_dir_give_the_same_id(tmp_path):
@@ -38,7 +38,7 @@ def _serve_instance_id(tmp_path, port: int) -> str:
                 "KIT_OTEL_PROMETHEUS_PORT": str(port), "KIT_OTEL_STATE_DIR": str(tmp_path / "state"),
                 "KIT_OTEL_SPOOL_DIR": str(tmp_path / "spool"),
                 "KIT_OTEL_SESSIONS_ROOT": str(tmp_path / "sessions")})
-    proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "serve"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli.main", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 60

@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from harness import Harness, span_tree  # noqa: E402
 from kit_otel.instrumentation import KitInstrumentor  # noqa: E402
 from kit_otel.instrumentation.acp import WRAPPED_METHODS  # noqa: E402
-from kit_otel.translator import TranslatorSettings  # noqa: E402
+from kit_otel.translate.translator import TranslatorSettings  # noqa: E402
 
 FIXTURE = str(Path(__file__).with_name("acp_agent_fixture.py"))
 SAFETY = 60  # seconds; never reached when things work

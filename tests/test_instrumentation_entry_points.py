@@ -25,8 +25,8 @@ from harness import Harness, span_tree
 from kit_otel.instrumentation import (BaggageStateSpanProcessor, EntryPoint, EntryPointError,
                                       KitInstrumentor, ext_state_baggage, normalize_usage)
 from kit_otel.instrumentation.entry_points import Call, _Params, compile_extractor
-from kit_otel.ext_state import StatePolicy
-from kit_otel.translator import TranslatorSettings
+from kit_otel.translate.ext_state import StatePolicy
+from kit_otel.translate.translator import TranslatorSettings
 
 AGENT = '''
 import asyncio

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from harness import make_harness
 
-from kit_otel import events as ev
-from kit_otel import names as n
+from kit_otel.model import events as ev
+from kit_otel.model import names as n
 
 T0 = 1_781_000_000_000_000_000
 MS = 1_000_000

@@ -7,8 +7,8 @@ import pytest
 from harness import make_harness
 from scenarios import T0, script
 
-from kit_otel.generator import Step, Usage
-from kit_otel.translator import TranslatorSettings
+from kit_otel.cli.generator import Step, Usage
+from kit_otel.translate.translator import TranslatorSettings
 
 
 def _session_in(project: str, pid: int):

@@ -21,13 +21,13 @@ from opentelemetry.semconv.attributes import error_attributes
 from otlp_receiver import OTLPReceiver
 
 import scenarios as sc
-from kit_otel import logs
+from kit_otel.translate import logs
 from kit_otel.config import load_settings
-from kit_otel.content import ContentPolicy
-from kit_otel.generator import Step, Subagent, Tool, Usage, demo_stream
-from kit_otel.logs import EventLog
-from kit_otel.pipeline import Pipeline
-from kit_otel.translator import Translator, TranslatorSettings
+from kit_otel.translate.content import ContentPolicy
+from kit_otel.cli.generator import Step, Subagent, Tool, Usage, demo_stream
+from kit_otel.translate.logs import EventLog
+from kit_otel.export.pipeline import Pipeline
+from kit_otel.translate.translator import Translator, TranslatorSettings
 
 REPO = Path(__file__).resolve().parents[1]
 

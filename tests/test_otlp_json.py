@@ -31,9 +31,9 @@ from opentelemetry.trace import (Link, NonRecordingSpan, SpanContext, SpanKind, 
                                  StatusCode, TraceFlags, TraceState)
 
 from harness import make_harness
-from kit_otel.generator import demo_stream
-from kit_otel.otlp_json import OTLPJsonEncoder, reference_json
-from kit_otel.otlp_json_file import OTLPJsonFileMetricExporter, OTLPJsonFileSpanExporter
+from kit_otel.cli.generator import demo_stream
+from kit_otel.export.otlp_json import OTLPJsonEncoder, reference_json
+from kit_otel.export.otlp_json_file import OTLPJsonFileMetricExporter, OTLPJsonFileSpanExporter
 
 _ID_KEYS = {"traceId", "spanId", "parentSpanId"}
 

@@ -7,12 +7,12 @@ import pytest
 from harness import make_harness
 from scenarios import script
 
-from kit_otel import names as n
+from kit_otel.model import names as n
 from kit_otel.config import load_settings
-from kit_otel.generator import Step, Subagent, Tool, Usage
-from kit_otel.pipeline import translator_settings
-from kit_otel.pricing import CostSource, PriceTable
-from kit_otel.translator import TranslatorSettings
+from kit_otel.cli.generator import Step, Subagent, Tool, Usage
+from kit_otel.export.pipeline import translator_settings
+from kit_otel.translate.pricing import CostSource, PriceTable
+from kit_otel.translate.translator import TranslatorSettings
 
 PRICE_DATA = f"genai-prices {metadata.version('genai-prices')}"
 SONNET = "claude-sonnet-4-5-20250929"

@@ -9,11 +9,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_token_truth import usage_sums
 
-from kit_otel import names as n
+from kit_otel.model import names as n
 from kit_otel.config import Budget, load_settings
-from kit_otel.decoder import DecodeError
-from kit_otel.generator import demo_stream
-from kit_otel.pipeline import Pipeline
+from kit_otel.model.decoder import DecodeError
+from kit_otel.cli.generator import demo_stream
+from kit_otel.export.pipeline import Pipeline
 
 DESIGN_NAMES = {  # exposition name → type, from docs/design.md#metrics
     "kit_tokens_total": "counter", "kit_cost_usd_total": "counter",

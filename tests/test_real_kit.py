@@ -19,14 +19,14 @@ import pytest
 
 from harness import make_harness
 from kithost_real.runtime import BLOCKER, BRIDGE, VARIANTS, build, run_host
-from kit_otel import names as n
-from kit_otel.bridge_cli import spool_dir as bridge_default_spool
-from kit_otel.cli import replay_items
+from kit_otel.model import names as n
+from kit_otel.cli.bridge_install import spool_dir as bridge_default_spool
+from kit_otel.cli.main import replay_items
 from kit_otel.config import load_settings
-from kit_otel.decoder import DEFAULT_MAX_LINE_BYTES, DecodeError
-from kit_otel.serve import resolve_socket_path
-from kit_otel.tail import FileTailer
-from kit_otel.translator import TranslatorSettings
+from kit_otel.model.decoder import DEFAULT_MAX_LINE_BYTES, DecodeError
+from kit_otel.serve.daemon import resolve_socket_path
+from kit_otel.sources.tail import FileTailer
+from kit_otel.translate.translator import TranslatorSettings
 
 PRICE = {"input": 3.0, "output": 15.0, "cache_read": 0.30, "cache_write": 3.75}  # $/Mtok
 

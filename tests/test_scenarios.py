@@ -3,7 +3,7 @@
 import scenarios as sc
 from harness import make_harness, names_tree
 
-from kit_otel import names as n
+from kit_otel.model import names as n
 
 SONNET = "chat claude-sonnet-4-5-20250929"
 TURN_ATTRS = (n.KIT_TURN_STOP_REASON, n.KIT_TURN_TOOL_CALL_COUNT, n.KIT_TURN_LLM_CALL_COUNT,
@@ -297,8 +297,8 @@ def test_hot_reload_session_start_is_not_a_new_session():
 
 
 def test_session_id_from_line_one_of_the_session_file(tmp_path):
-    from kit_otel.generator import write_session_header
-    from kit_otel.translator import TranslatorSettings
+    from kit_otel.cli.generator import write_session_header
+    from kit_otel.translate.translator import TranslatorSettings
     path = tmp_path / "home--alice--proj" / "2026-06-09T13-18-10-000Z_3f9a1c2b7d4e.jsonl"
     write_session_header(path, "/home/alice/proj", "0123456789abcdef0123456789abcdef", sc.T0)
     s = sc.script(str(path))
@@ -314,7 +314,7 @@ def test_session_id_from_line_one_of_the_session_file(tmp_path):
 
 
 def test_unknown_event_type_is_kept_as_a_span_event():
-    from kit_otel.decoder import decode_line
+    from kit_otel.model.decoder import decode_line
     s = sc.simple_turn()
     events = list(s.events)
     at = next(i for i, e in enumerate(events) if e.type == "message_start")
@@ -337,15 +337,15 @@ def test_unknown_event_type_is_kept_as_a_span_event():
 
 
 def test_record_all_deltas_setting():
-    from kit_otel.translator import TranslatorSettings
+    from kit_otel.translate.translator import TranslatorSettings
     h = make_harness(TranslatorSettings(sessions_root=None, record_all_deltas=True))
     h.feed(sc.simple_turn().events).close()
     assert [e.name for e in only(h, SONNET).events].count("kit.message_update") == 6
 
 
 def test_content_capture_is_opt_in_and_redacted():
-    from kit_otel.content import ContentPolicy
-    from kit_otel.translator import TranslatorSettings
+    from kit_otel.translate.content import ContentPolicy
+    from kit_otel.translate.translator import TranslatorSettings
     s = sc.script()
     s.turn("my key is sk-ant-abcdefghijklmnopqrstuvwxyz0123", [sc.Step(text="ok", usage=sc.Usage(1, 1))])
     off = run(s)

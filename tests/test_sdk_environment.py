@@ -10,10 +10,10 @@ import pytest
 from harness import make_harness
 from otlp_receiver import OTLPReceiver
 
-from kit_otel import exporters
+from kit_otel.export import exporters
 from kit_otel.config import Settings, load_settings
-from kit_otel.generator import demo_stream
-from kit_otel.pipeline import Pipeline, resource_for
+from kit_otel.cli.generator import demo_stream
+from kit_otel.export.pipeline import Pipeline, resource_for
 
 _OTEL_VARS = [v for v in os.environ if v.startswith("OTEL_")]
 
@@ -159,7 +159,7 @@ def test_bad_settings_are_one_line_and_an_exit_code(tmp_path, variable, value, s
     events.write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env[variable] = value
-    result = subprocess.run([sys.executable, "-m", "kit_otel.cli", "replay", "-q", str(events)],
+    result = subprocess.run([sys.executable, "-m", "kit_otel.cli.main", "replay", "-q", str(events)],
                             env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr

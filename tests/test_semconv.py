@@ -10,10 +10,10 @@ from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
 from opentelemetry.semconv.attributes import error_attributes
 
 import scenarios as sc
-from kit_otel import names as n
-from kit_otel.content import ContentPolicy
-from kit_otel.generator import Step, Tool, Usage
-from kit_otel.translator import TranslatorSettings
+from kit_otel.model import names as n
+from kit_otel.translate.content import ContentPolicy
+from kit_otel.cli.generator import Step, Tool, Usage
+from kit_otel.translate.translator import TranslatorSettings
 
 SONNET = "claude-sonnet-4-5-20250929"
 
@@ -223,7 +223,7 @@ def test_stability_opt_in_switches_to_the_newest_names():
 
 
 def test_s11_the_first_turn_names_provider_and_model_at_its_start():
-    from kit_otel import events as ev
+    from kit_otel.model import events as ev
     s = sc.simple_turn()
     header = ev.Event(type="bridge_start", ts_ns=sc.T0 - 1, pid=s.pid, source="bridge",
                       data=ev.BridgeStart(Model=f"anthropic/{SONNET}"))
@@ -258,7 +258,7 @@ class _StartRecorder:
 def test_telemetry_md_names_every_name():
     from pathlib import Path
 
-    from kit_otel import logs
+    from kit_otel.translate import logs
     doc = (Path(__file__).parents[1] / "docs" / "telemetry.md").read_text()
     names = [v for k, v in vars(n).items() if not k.startswith("_") and isinstance(v, str)
              and v.startswith(("gen_ai.", "kit.", "session.", "error.", "exception."))

@@ -7,8 +7,8 @@ import threading
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from kit_otel.checkpoint import CheckpointStore, write_atomically
-from kit_otel.reliable_export import DeterministicIdGenerator, ReliableSpanProcessor, event_seed
+from kit_otel.serve.checkpoint import CheckpointStore, write_atomically
+from kit_otel.export.reliable_export import DeterministicIdGenerator, ReliableSpanProcessor, event_seed
 
 
 class FlakyExporter(SpanExporter):

@@ -4,7 +4,7 @@
 The bridge writes one spool file per bridge *instance*: the main agent's, one per in-process
 subagent's child agent, and a new one after each extension hot reload; every file starts with a
 `bridge_start` line and all of them share the process's seq counter. `kit_process` reproduces
-that from a generator session (kit_otel.generator) encoded with `encode_event`.
+that from a generator session (kit_otel.cli.generator) encoded with `encode_event`.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit_otel import events as ev
-from kit_otel.decoder import encode_event
-from kit_otel.generator import MODELS, demo_session, session_file_path, write_session_header
-from kit_otel.timestamps import format_ts
+from kit_otel.model import events as ev
+from kit_otel.model.decoder import encode_event
+from kit_otel.cli.generator import MODELS, demo_session, session_file_path, write_session_header
+from kit_otel.model.timestamps import format_ts
 
 PROJECTS = ["/home/alice/src/payments", "/home/alice/src/kit-otel", "/srv/ci/webapp"]
 
@@ -180,8 +180,8 @@ def reference_spans(processes: list[KitProcess], sessions_root: Path) -> list[tu
     from harness import make_harness
 
     from kit_otel.config import Settings
-    from kit_otel.decoder import decode_line
-    from kit_otel.pipeline import translator_settings
+    from kit_otel.model.decoder import decode_line
+    from kit_otel.export.pipeline import translator_settings
 
     # the settings as serve maps them (content policy, ext-state keys and all)
     h = make_harness(translator_settings(Settings(sessions_root=str(sessions_root),
@@ -216,7 +216,7 @@ class ServeProcess:
     def __init__(self, env: dict[str, str], *args: str):
         import subprocess
         import sys
-        self.proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "serve", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli.main", "serve", *args],
                                      env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True)

@@ -6,11 +6,11 @@ import time
 from otlp_receiver import OTLPReceiver
 from test_serve import InProcess, settings_for
 
-from kit_otel import events as ev
-from kit_otel import names as n
-from kit_otel.decoder import encode_event
-from kit_otel.generator import KitScript, Step, Usage, write_session_header
-from kit_otel.state_store import StateStore
+from kit_otel.model import events as ev
+from kit_otel.model import names as n
+from kit_otel.model.decoder import encode_event
+from kit_otel.cli.generator import KitScript, Step, Usage, write_session_header
+from kit_otel.state.state_store import StateStore
 
 
 def test_sidecar_change_reaches_the_next_turn(tmp_path):

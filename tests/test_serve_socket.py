@@ -16,7 +16,7 @@ from test_serve import InProcess, assert_exact_usage, settings_for
 from test_serve_helpers import (assert_each_span_once, kit_process, received_spans,
                                 reference_spans)
 
-from kit_otel.serve import Server
+from kit_otel.serve.daemon import Server
 
 
 @pytest.fixture

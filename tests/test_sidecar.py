@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kit_otel.sidecar import MAX_BYTES, SidecarWatcher, StateChange, load_state
-from kit_otel.state_store import StateFileError, StateStore, encode_state, sidecar_path
+from kit_otel.sources.sidecar import MAX_BYTES, SidecarWatcher, StateChange, load_state
+from kit_otel.state.state_store import StateFileError, StateStore, encode_state, sidecar_path
 
 
 def kit_write(path: Path, data: bytes) -> None:

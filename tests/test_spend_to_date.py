@@ -9,10 +9,10 @@ import pytest
 from harness import make_harness
 from scenarios import script
 
-from kit_otel.checkpoint import totals_from_json, totals_to_json
-from kit_otel.generator import Step, Usage
-from kit_otel.instruments import WindowSpend
-from kit_otel.translator import TranslatorSettings
+from kit_otel.serve.checkpoint import totals_from_json, totals_to_json
+from kit_otel.cli.generator import Step, Usage
+from kit_otel.translate.instruments import WindowSpend
+from kit_otel.translate.translator import TranslatorSettings
 
 NOV_30_23H = calendar.timegm((2026, 11, 30, 23, 0, 0)) * 10**9
 DEC_01_01H = calendar.timegm((2026, 12, 1, 1, 0, 0)) * 10**9

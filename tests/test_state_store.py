@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 import kit_otel
-from kit_otel.sidecar import load_state
-from kit_otel.state_store import (
+from kit_otel.sources.sidecar import load_state
+from kit_otel.state.state_store import (
     StateFileError,
     StateStore,
     decode_state,
@@ -298,7 +298,7 @@ def test_go_and_python_decode_the_same_files_alike(go, tmp_path):
 WRITER = textwrap.dedent(
     """
     import sys
-    from kit_otel.state_store import StateStore
+    from kit_otel.state.state_store import StateStore
     session, key, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = StateStore(session)
     sys.stdin.read()  # start line: all writers begin together
@@ -386,7 +386,7 @@ def test_processes_and_threads_never_lose_updates_or_tear_the_file(tmp_path):
 CRASHER = textwrap.dedent(
     """
     import os, signal, sys
-    from kit_otel.state_store import StateStore
+    from kit_otel.state.state_store import StateStore
     session, kill_at, value = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     store = StateStore(session)
     calls = 0
@@ -450,7 +450,7 @@ def test_sigkill_at_every_step_of_a_write_leaves_old_or_new_state(tmp_path):
 RANDOM_WRITER = textwrap.dedent(
     """
     import sys
-    from kit_otel.state_store import StateStore
+    from kit_otel.state.state_store import StateStore
     store = StateStore(sys.argv[1])
     print("ready", flush=True)
     i = 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kit_otel.decoder import OversizeLine
-from kit_otel.tail import FileTailer
+from kit_otel.model.decoder import OversizeLine
+from kit_otel.sources.tail import FileTailer
 
 
 def _content(tmp_path, data: bytes):

@@ -7,9 +7,9 @@ from collections import defaultdict
 import pytest
 from harness import make_harness
 
-from kit_otel import events as ev
-from kit_otel import names as n
-from kit_otel.generator import demo_stream
+from kit_otel.model import events as ev
+from kit_otel.model import names as n
+from kit_otel.cli.generator import demo_stream
 
 TURN_KEYS = (n.KIT_TURN_TOOL_CALL_COUNT, n.KIT_TURN_TOOL_NAMES, n.KIT_TURN_LLM_CALL_COUNT,
              n.GEN_AI_USAGE_INPUT_TOKENS, n.GEN_AI_USAGE_OUTPUT_TOKENS,

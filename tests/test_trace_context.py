@@ -4,9 +4,9 @@ children of the caller's span. The bridge puts the variables in its bridge_start
 from harness import make_harness
 
 import scenarios as sc
-from kit_otel import events as ev
-from kit_otel import names as n
-from kit_otel.decoder import decode_line, encode_event
+from kit_otel.model import events as ev
+from kit_otel.model import names as n
+from kit_otel.model.decoder import decode_line, encode_event
 
 CI_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CI_SPAN = "00f067aa0ba902b7"

@@ -12,10 +12,10 @@ import pytest
 from harness import make_harness
 from scenarios import script
 
-from kit_otel import names as n
-from kit_otel.generator import write_session_header
-from kit_otel.translator import TranslatorSettings
-from kit_otel.vcs import read_checkout
+from kit_otel.model import names as n
+from kit_otel.cli.generator import write_session_header
+from kit_otel.translate.translator import TranslatorSettings
+from kit_otel.translate.vcs import read_checkout
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git makes the checkouts")
 

@@ -208,7 +208,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
         raise ValueError(f"setting metrics_temporality from {sources['metrics_temporality']}: "
                          f"{settings.metrics_temporality!r} is not cumulative, delta or lowmemory")
     settings.sources = sources
-    from .exporters import check_exporter_names  # exporter names are checked with the rest
+    from kit_otel.export.exporters import check_exporter_names  # exporter names are checked with the rest
     check_exporter_names(settings)
     return settings
 

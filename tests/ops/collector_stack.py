@@ -243,7 +243,7 @@ class KitOtel:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "KitOtel":
-        self.proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "serve"], env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "kit_otel.cli.main", "serve"], env=self.env,
                                      stdout=self.log.open("a"), stderr=subprocess.STDOUT)
         wait_for(f"{self.name} /metrics", lambda: self.exposition(), logs=(self.log,))
         return self

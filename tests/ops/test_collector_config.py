@@ -427,7 +427,7 @@ def test_tail_sampling_policies_use_kit_names():
 
 
 def test_span_and_attribute_names_match_the_package():
-    names = pytest.importorskip("kit_otel.names")
+    names = pytest.importorskip("kit_otel.model.names")
     assert names.SPAN_TURN == "invoke_agent kit"
     assert names.KIT_TURN_COST_USD == "kit.turn.cost_usd"
 

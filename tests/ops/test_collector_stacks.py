@@ -122,7 +122,7 @@ def test_single_node_cost_per_project_is_exact(single_node):
 def test_single_node_keeps_each_kit_otel_apart(single_node):
     """C3: with honor_labels the exporter's job (service.name) and instance
     (service.instance.id) survive the scrape, so two kit-otel are two instances."""
-    from kit_otel.instance_id import stable_instance_id
+    from kit_otel.export.instance_id import stable_instance_id
     series = single_node.prometheus.query("count by (job, instance) (kit_otel_events_total)")
     got = {(s["metric"]["job"], s["metric"]["instance"]) for s in series}
     assert got == {("kit-otel", stable_instance_id(k.state)) for k in single_node.kits}
@@ -152,7 +152,7 @@ def test_single_node_restart_keeps_instance_and_spend(single_node):
     """R3 / R1: a restarted kit-otel continues the same instance and the same spend to date
     (restored from its checkpoint), so neither KitOtelSilent nor the budget rules see a change.
     Runs last on this stack: it restarts one of its kit-otel processes."""
-    from kit_otel.instance_id import stable_instance_id
+    from kit_otel.export.instance_id import stable_instance_id
     kit = single_node.kits[0]
     instance = stable_instance_id(kit.state)
     query = f'sum(kit_spend_to_date_usd{{window="day", instance="{instance}"}})'
@@ -292,7 +292,7 @@ def test_fleet_names_equal_the_direct_metrics(fleet):
 
 
 def test_fleet_remote_write_keeps_job_and_instance_per_kit_otel(fleet):
-    from kit_otel.instance_id import stable_instance_id
+    from kit_otel.export.instance_id import stable_instance_id
     series = fleet.prometheus.query("count by (job, instance) (kit_otel_events_total)")
     got = {(s["metric"]["job"], s["metric"]["instance"]) for s in series}
     assert got == {("kit-otel", stable_instance_id(k.state)) for k in fleet.kits}

@@ -80,7 +80,7 @@ class Scenario:
                     "KIT_OTEL_SPOOL_DIR": str(self.spool), "KIT_OTEL_STATE_DIR": str(self.state),
                     "KIT_OTEL_SESSIONS_ROOT": str(self.sessions)})
         self.serve_log = work / "serve.log"
-        self.serve = subprocess.Popen([sys.executable, "-m", "kit_otel.cli", "serve"], env=env,
+        self.serve = subprocess.Popen([sys.executable, "-m", "kit_otel.cli.main", "serve"], env=env,
                                       stdout=self.serve_log.open("w"), stderr=subprocess.STDOUT)
         # the same rules, evaluated every second (their groups say every minute, longer than
         # this whole run), so ALERTS has something to show while the data is live
@@ -112,7 +112,7 @@ class Scenario:
     def lines(self):
         """Every spool line in a realistic order: the processes' lines interleaved; one line the
         bridge reports drops on, one malformed line (the exporter's health panels need both)."""
-        from kit_otel.decoder import decode_line, encode_event
+        from kit_otel.model.decoder import decode_line, encode_event
         queues = [list(p.lines) for p in self.processes]
         out = []
         while any(queues):

@@ -12,7 +12,7 @@
 - Declared entry points of custom Python agents (`kit_otel.instrumentation.entry_points`), from
   `entry_points=`, a TOML/JSON file (`entry_points_file=` or `KIT_OTEL_ENTRY_POINTS_FILE`) or
   `KIT_OTEL_ENTRY_POINTS="module:Qual.name=role,..."`.
-- Both produce `kit_otel.events.Event`s for ONE in-process `Translator` built on the global
+- Both produce `kit_otel.model.events.Event`s for ONE in-process `Translator` built on the global
   tracer and meter providers (or `tracer_provider=` / `meter_provider=`): the spans and metrics
   of a KIT process. Extension state of the turn's session is baggage `kit.ext_state.<key>`
   during the turn; `BaggageStateSpanProcessor` (added to an SDK tracer provider unless
@@ -32,7 +32,7 @@ from typing import Any, Collection
 from opentelemetry import metrics, trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
-from ..translator import Translator, TranslatorSettings
+from kit_otel.translate.translator import Translator, TranslatorSettings
 from ._core import Emitter, instrumentation_enabled
 from .acp import AcpInstrumentation, acp_session_path
 from .baggage import (BaggageStateSpanProcessor, ext_state_baggage, ext_state_context,
@@ -58,8 +58,8 @@ def _default_settings() -> TranslatorSettings:
     """kit-otel's own configuration (KIT_OTEL_* env, config file): content capture, ext-state
     policy, sessions root, cardinality limits."""
     try:
-        from ..config import load_settings
-        from ..pipeline import translator_settings
+        from kit_otel.config import load_settings
+        from kit_otel.export.pipeline import translator_settings
         return translator_settings(load_settings())
     except Exception as exc:  # noqa: BLE001 - a bad setting must not break the host
         log.warning("kit-otel settings could not be loaded (%s); using defaults", exc)

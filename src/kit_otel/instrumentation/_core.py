@@ -26,9 +26,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
-from .. import events as ev
-from .. import names as n
-from ..translator import Translator
+from kit_otel.model import events as ev
+from kit_otel.model import names as n
+from kit_otel.translate.translator import Translator
 
 log = logging.getLogger("kit_otel.instrumentation")
 

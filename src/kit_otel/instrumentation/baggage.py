@@ -27,8 +27,8 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Span, SpanProcessor
 
-from ..ext_state import StatePolicy
-from ..names import KIT_EXT_STATE_PREFIX
+from kit_otel.translate.ext_state import StatePolicy
+from kit_otel.model.names import KIT_EXT_STATE_PREFIX
 
 __all__ = ["BaggageStateSpanProcessor", "ext_state_baggage", "ext_state_context",
            "read_ext_state", "KIT_EXT_STATE_PREFIX"]
@@ -45,7 +45,7 @@ def read_ext_state(session_path: str) -> dict[str, str] | None:
     if not session_path:
         return None
     try:
-        from ..state_store import StateStore
+        from kit_otel.state.state_store import StateStore
     except ImportError:  # pragma: no cover - state_store is part of kit_otel today
         StateStore = None  # type: ignore[assignment,misc]
     try:

@@ -46,8 +46,8 @@ from typing import Any, Callable, Iterable
 
 import wrapt
 
-from .. import events as ev
-from ..translator import split_model
+from kit_otel.model import events as ev
+from kit_otel.translate.translator import split_model
 from ._core import (Emitter, Frame, current_frame, current_role, enter,
                     instrumentation_enabled, leave)
 from .baggage import ext_state_context, read_ext_state

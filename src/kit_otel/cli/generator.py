@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import events as ev
-from .events import Event
+from kit_otel.model import events as ev
+from kit_otel.model.events import Event
 
 # $ per million tokens: input, output, cache read, cache write. Unlisted models are unpriced (0).
 PRICES = {
@@ -370,7 +370,7 @@ def session_file_path(sessions_root: Path, cwd: str, start_ns: int, rng: random.
 
 
 def write_session_header(path: Path, cwd: str, session_id: str, start_ns: int) -> None:
-    from .timestamps import format_ts
+    from kit_otel.model.timestamps import format_ts
     path.parent.mkdir(parents=True, exist_ok=True)
     header = {"type": "session", "version": 3, "id": session_id,
               "timestamp": format_ts(start_ns), "cwd": cwd}

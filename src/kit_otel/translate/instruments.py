@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from . import names as n
+from kit_otel.model import names as n
 
 LabelKey = frozenset  # frozenset of (label, value) pairs
 _INT64_LIMIT = 1 << 63

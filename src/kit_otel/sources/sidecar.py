@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Union
 
-from .regular_file import NotRegularFile, open_regular
-from .sessions import is_inside
-from .state_store import MAX_STATE_BYTES, StateFileError, decode_state, sidecar_path
+from kit_otel.state.regular_file import NotRegularFile, open_regular
+from kit_otel.model.sessions import is_inside
+from kit_otel.state.state_store import MAX_STATE_BYTES, StateFileError, decode_state, sidecar_path
 
 __all__ = ["MAX_BYTES", "SidecarWatcher", "StateChange", "StateFileError", "load_state"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .regular_file import open_regular
+from kit_otel.state.regular_file import open_regular
 
 DEFAULT_SESSIONS_ROOT = Path("~/.kit/sessions")
 _HEADER_MAX_BYTES = 64 * 1024

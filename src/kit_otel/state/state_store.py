@@ -19,8 +19,8 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from .atomic_file import remove_stale_temps, write_atomically
-from .regular_file import open_regular, read_regular
+from kit_otel.state.atomic_file import remove_stale_temps, write_atomically
+from kit_otel.state.regular_file import open_regular, read_regular
 from typing import Callable, Iterator
 
 __all__ = [

@@ -15,17 +15,25 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Protocol
 
-from .dir_watch import DirectoryWatcher
-from .sessions import is_inside
-from .sidecar import SidecarWatcher
-from .translator import Translator
+from kit_otel.model.sessions import is_inside
+from kit_otel.sources.dir_watch import DirectoryWatcher
+from kit_otel.sources.sidecar import SidecarWatcher
 
 log = logging.getLogger("kit_otel")
 
 
+class StateTimeline(Protocol):
+    """What the follower needs of the translator: a source knows no translator, only this."""
+
+    def session_paths(self) -> set[str]: ...
+
+    def apply_external_state(self, session_path: str, state: dict[str, str]) -> int: ...
+
+
 class SidecarFollower:
-    def __init__(self, translator: Translator, sessions_root: str | None,
+    def __init__(self, translator: StateTimeline, sessions_root: str | None,
                  watcher: SidecarWatcher | None = None):
         self.translator = translator
         self.root = Path(sessions_root).expanduser() if sessions_root else None

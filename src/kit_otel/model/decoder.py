@@ -14,9 +14,9 @@ from typing import IO, Annotated, Any, Iterable, Iterator
 
 import msgspec
 
-from .events import (DATA_TYPES, FORMAT_VERSION, INT64_MAX, MAX_NAME_CHARS, AgentEnd, Count, Event,
+from kit_otel.model.events import (DATA_TYPES, FORMAT_VERSION, INT64_MAX, MAX_NAME_CHARS, AgentEnd, Count, Event,
                      EventData, Int, Name, PathText, StateMap, UnknownData)
-from .timestamps import MAX_TS_NS, format_ts, parse_ts
+from kit_otel.model.timestamps import MAX_TS_NS, format_ts, parse_ts
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 # KIT's deepest real structure is a tool's ParsedArgs (JSON a model wrote); a few levels is

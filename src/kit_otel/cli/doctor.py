@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from . import bridge_cli
-from .bridge import option_env_name
-from .config import DEFAULT_CONFIG_FILE, Settings, describe, load_settings
-from .spool import pid_alive
+from kit_otel.cli import bridge_install as bridge_cli
+from kit_otel.bridge import option_env_name
+from kit_otel.config import DEFAULT_CONFIG_FILE, Settings, describe, load_settings
+from kit_otel.sources.spool import pid_alive
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 _SPOOL_FILE = re.compile(r"^kit-(\d+)-.*\.ndjson$")
@@ -231,7 +231,7 @@ def _test_export(settings: Settings, timeout_s: float) -> Finding:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from .exporters import otlp_exporter, signal_protocol
+    from kit_otel.export.exporters import otlp_exporter, signal_protocol
     endpoint = settings.effective_otlp_endpoint()
     where = f"{endpoint} ({signal_protocol(settings, 'traces')})"
     provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
@@ -291,7 +291,7 @@ def _content(settings: Settings, env: Mapping[str, str]) -> Finding:
 
 
 def _price_table(settings: Settings) -> Finding:
-    from .pricing import price_data_version
+    from kit_otel.translate.pricing import price_data_version
     if not settings.price_table:
         return Finding(OK, "pricing", "notional cost off: calls KIT priced at 0 are `unknown`")
     version = price_data_version()

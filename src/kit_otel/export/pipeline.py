@@ -27,17 +27,17 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.semconv.attributes.service_attributes import SERVICE_INSTANCE_ID
 
-from . import __version__
-from . import exporters
-from . import names as n
-from .config import Settings
-from .content import ContentPolicy
-from .decoder import DecodeError
-from .delivery import Tally, TallyingMetricExporter, TallyingSpanExporter
-from .events import Event
-from .ext_state import StatePolicy
-from .logs import EventLog
-from .translator import Translator, TranslatorSettings
+from kit_otel import __version__
+from kit_otel.export import exporters
+from kit_otel.model import names as n
+from kit_otel.config import Settings
+from kit_otel.translate.content import ContentPolicy
+from kit_otel.model.decoder import DecodeError
+from kit_otel.export.delivery import Tally, TallyingMetricExporter, TallyingSpanExporter
+from kit_otel.model.events import Event
+from kit_otel.translate.ext_state import StatePolicy
+from kit_otel.translate.logs import EventLog
+from kit_otel.translate.translator import Translator, TranslatorSettings
 
 log = logging.getLogger("kit_otel")
 
@@ -210,7 +210,7 @@ class Pipeline:
         if name == "console":
             return ConsoleSpanExporter()
         if name == "otlp_json_file":
-            from .otlp_json_file import OTLPJsonFileSpanExporter
+            from kit_otel.export.otlp_json_file import OTLPJsonFileSpanExporter
             return OTLPJsonFileSpanExporter(self.output_dir / "traces.jsonl")
         if name in ("none", ""):
             return None
@@ -222,7 +222,7 @@ class Pipeline:
         if name == "console":
             return ConsoleLogRecordExporter()
         if name == "otlp_json_file":
-            from .otlp_json_file import OTLPJsonFileLogExporter
+            from kit_otel.export.otlp_json_file import OTLPJsonFileLogExporter
             return OTLPJsonFileLogExporter(self.output_dir / "logs.jsonl")
         if name in ("none", ""):
             return None
@@ -238,7 +238,7 @@ class Pipeline:
             exporter = exporters.otlp_exporter(
                 self.settings, "metrics", preferred_temporality=_sdk_temporality(self.settings))
         elif name == "otlp_json_file":
-            from .otlp_json_file import OTLPJsonFileMetricExporter
+            from kit_otel.export.otlp_json_file import OTLPJsonFileMetricExporter
             exporter = OTLPJsonFileMetricExporter(
                 self.output_dir / "metrics.jsonl",
                 preferred_temporality=_temporality(self.settings))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from .content import ContentPolicy
+from kit_otel.translate.content import ContentPolicy
 
 ROLE_USER = "user"
 ROLE_ASSISTANT = "assistant"

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .bridge import BRIDGE_FILENAME, BRIDGE_PATH, OPTIONS, bridge_source, option_env_name
+from kit_otel.bridge import BRIDGE_FILENAME, BRIDGE_PATH, OPTIONS, bridge_source, option_env_name
 
 HASH_SUFFIX = ".sha256"
 

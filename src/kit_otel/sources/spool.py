@@ -27,10 +27,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
 
-from .decoder import DecodeError, DecodeFailure, OversizeLine, decode_line
-from .events import Event
-from .regular_file import open_regular
-from .tail import FileTailer
+from kit_otel.model.decoder import DecodeError, DecodeFailure, OversizeLine, decode_line
+from kit_otel.model.events import Event
+from kit_otel.state.regular_file import open_regular
+from kit_otel.sources.tail import FileTailer
 
 log = logging.getLogger("kit_otel.serve")
 

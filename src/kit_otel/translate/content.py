@@ -19,7 +19,7 @@ import binascii
 import re
 from dataclasses import dataclass
 
-from . import events as ev
+from kit_otel.model import events as ev
 
 # Values the OTel GenAI instrumentations accept for OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT.
 _TRUE_VALUES = {"true", "1", "yes", "on", "span_only", "span_and_event", "event_only"}

@@ -15,18 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import __version__
-from .config import describe, load_settings
-from .decoder import DecodeError, DecodeFailure, OversizeLine, decode_line, iter_stream
-from .pipeline import Pipeline
-from .replay_order import group_by_process, merge_by_seq
-from .summary import RichestTurnKeeper, Summary
-from .tail import FileTailer
+from kit_otel import __version__
+from kit_otel.config import describe, load_settings
+from kit_otel.model.decoder import DecodeError, DecodeFailure, OversizeLine, decode_line, iter_stream
+from kit_otel.export.pipeline import Pipeline
+from kit_otel.sources.replay_order import group_by_process, merge_by_seq
+from kit_otel.cli.summary import RichestTurnKeeper, Summary
+from kit_otel.sources.tail import FileTailer
 
 log = logging.getLogger("kit_otel")
 
 # the modules that add their own subcommands (each has `add_parser(subparsers)`)
-COMMAND_MODULES = ("bridge_cli", "serve", "doctor")
+COMMAND_MODULES = ("kit_otel.cli.bridge_install", "kit_otel.serve.daemon", "kit_otel.cli.doctor")
 
 EPILOG = """examples:
   kit-otel demo                         # a realistic KIT session through the full pipeline
@@ -230,7 +230,7 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
         pipeline.feed(item)
     bar.finish()
     if follow:
-        from .sidecar_follow import SidecarFollower
+        from kit_otel.sources.sidecar_follow import SidecarFollower
         sidecars = SidecarFollower(pipeline.translator, pipeline.settings.sessions_root)
         stop = []
         signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
@@ -298,8 +298,8 @@ def cmd_summary(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .decoder import encode_event
-    from .generator import demo_stream
+    from kit_otel.model.decoder import encode_event
+    from kit_otel.cli.generator import demo_stream
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     # imported here, not at the top, so `replay` and `summary` start without the daemon's
     # modules; never guarded: a module that fails to import must not silently drop its command
     for module in COMMAND_MODULES:
-        importlib.import_module(f"kit_otel.{module}").add_parser(sub)
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 

@@ -34,22 +34,22 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from . import __version__
-from . import events as ev
-from . import messages
-from . import names as n
-from .aggregate import TurnAggregate, has_enriched_fields
-from .content import ContentPolicy, identifier_fields
-from .decoder import DecodeError
-from .ext_state import StatePolicy
-from .instruments import KitInstruments, WindowSpend
-from .logs import (ERROR, INFO, EVENT_COMPACTION, EVENT_INFERENCE_DETAILS, EVENT_MODEL_CHANGE,
+from kit_otel import __version__
+from kit_otel.model import events as ev
+from kit_otel.translate import messages
+from kit_otel.model import names as n
+from kit_otel.translate.aggregate import TurnAggregate, has_enriched_fields
+from kit_otel.translate.content import ContentPolicy, identifier_fields
+from kit_otel.model.decoder import DecodeError
+from kit_otel.translate.ext_state import StatePolicy
+from kit_otel.translate.instruments import KitInstruments, WindowSpend
+from kit_otel.translate.logs import (ERROR, INFO, EVENT_COMPACTION, EVENT_INFERENCE_DETAILS, EVENT_MODEL_CHANGE,
                    EVENT_OPERATION_EXCEPTION, EVENT_RETRY, EVENT_SUBAGENT_END, EVENT_TOOL_RESULT,
                    EVENT_TURN_END, WARN, EventLog)
-from .pricing import (PriceTable, RunCost, call_cost_attributes, cost_metric_labels,
+from kit_otel.translate.pricing import (PriceTable, RunCost, call_cost_attributes, cost_metric_labels,
                       run_cost_attributes)
-from .sessions import DEFAULT_SESSIONS_ROOT, identify_session
-from .vcs import read_checkout
+from kit_otel.model.sessions import DEFAULT_SESSIONS_ROOT, identify_session
+from kit_otel.translate.vcs import read_checkout
 
 _NS_PER_S = 1e9
 _W3C = TraceContextTextMapPropagator()

@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.export import (MetricExporter, MetricExportResult
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .otlp_json import OTLPJsonEncoder, reference_json
+from kit_otel.export.otlp_json import OTLPJsonEncoder, reference_json
 
 log = logging.getLogger("kit_otel")
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 
-from . import names as n
+from kit_otel.model import names as n
 
 log = logging.getLogger("kit_otel.pricing")
 

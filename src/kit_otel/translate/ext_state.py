@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from .content import REDACTED, ContentPolicy
-from .names import KIT_EXT_STATE_PREFIX, KIT_EXT_STATE_START_PREFIX
+from kit_otel.translate.content import REDACTED, ContentPolicy
+from kit_otel.model.names import KIT_EXT_STATE_PREFIX, KIT_EXT_STATE_START_PREFIX
 
 DEFAULT_SECRET_GLOBS = ("*token*", "*secret*", "*key*", "*password*", "*passwd*", "*credential*")
 NOT_CAPTURED = "[not captured]"

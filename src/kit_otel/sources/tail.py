@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .decoder import DEFAULT_MAX_LINE_BYTES, OversizeLine
-from .regular_file import open_regular
+from kit_otel.model.decoder import DEFAULT_MAX_LINE_BYTES, OversizeLine
+from kit_otel.state.regular_file import open_regular
 
 
 @dataclass

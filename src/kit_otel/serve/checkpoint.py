@@ -28,10 +28,10 @@ from typing import Any, Iterable, Iterator
 
 from opentelemetry.trace import SpanContext, TraceFlags
 
-from . import atomic_file
-from .atomic_file import remove_stale_temps
-from .instruments import KitInstruments, LabelKey, LedgerCounter
-from .translator import Translator, _Session
+from kit_otel.state import atomic_file
+from kit_otel.state.atomic_file import remove_stale_temps
+from kit_otel.translate.instruments import KitInstruments, LabelKey, LedgerCounter
+from kit_otel.translate.translator import Translator, _Session
 
 log = logging.getLogger("kit_otel.serve")
 

@@ -34,19 +34,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import (AttributedCounters, CheckpointError, CheckpointStore, Totals,
+from kit_otel.serve.checkpoint import (AttributedCounters, CheckpointError, CheckpointStore, Totals,
                          bounded_values, copy_totals, is_quiescent, restore_bounded_values,
                          restore_sessions, snapshot_sessions)
-from .config import Settings, load_settings
-from .decoder import DecodeError
-from .instance_id import service_instance_id
-from .pipeline import Pipeline
-from . import names as n
-from .regular_file import open_regular
-from .reliable_export import (DeadLetterFile, DeterministicIdGenerator, ReliableSpanProcessor,
+from kit_otel.config import Settings, load_settings
+from kit_otel.model.decoder import DecodeError
+from kit_otel.export.instance_id import service_instance_id
+from kit_otel.export.pipeline import Pipeline
+from kit_otel.model import names as n
+from kit_otel.state.regular_file import open_regular
+from kit_otel.export.reliable_export import (DeadLetterFile, DeterministicIdGenerator, ReliableSpanProcessor,
                               event_seed)
-from .sidecar_follow import SidecarFollower
-from .spool import (MAX_SEQ_JUMP, Item, SpoolFile, Stream, decode_item, peek_first, pid_alive,
+from kit_otel.sources.sidecar_follow import SidecarFollower
+from kit_otel.sources.spool import (MAX_SEQ_JUMP, Item, SpoolFile, Stream, decode_item, peek_first, pid_alive,
                     seq_jump_error, spool_names)
 
 log = logging.getLogger("kit_otel.serve")

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode
 
-from .names import SPAN_TURN
-from .translator import Translator
+from kit_otel.model.names import SPAN_TURN
+from kit_otel.translate.translator import Translator
 
 
 def _richness(spans: list[ReadableSpan]) -> tuple[int, int]:

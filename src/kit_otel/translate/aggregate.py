@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .events import AgentEnd
+from kit_otel.model.events import AgentEnd
 
 
 DURATION_TOLERANCE_MS = 50

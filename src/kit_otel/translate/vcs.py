@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from . import names as n
+from kit_otel.model import names as n
 
 _MAX_LEVELS = 64
 _SMALL_FILE = 64 * 1024

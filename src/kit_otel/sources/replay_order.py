@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .spool import peek_first
+from kit_otel.sources.spool import peek_first
 
 _SPOOL_NAME = re.compile(r"^kit-(\d+)-.*\.ndjson$")
 

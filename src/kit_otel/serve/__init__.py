@@ -1,0 +1,1 @@
+"""`kit-otel serve`: the daemon that tails the spool directory, and its checkpoints."""

@@ -1,0 +1,1 @@
+"""What kit-otel reads and writes on disk, safely: atomic replacement, regular files only, KIT's ext-state sidecar format."""

@@ -1,0 +1,119 @@
+"""The package draws the data flow, and the code keeps to it: a layer imports only itself and the
+layers below it (a source never imports the translator or an exporter; the translator knows no
+source), and no module imports another module's private names (docs/architecture.md)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "kit_otel"
+
+# lower imports nothing of higher; equal ranks may import each other
+RANK = {
+    "bridge": 0,  # the Go sources and their paths: data, no Python dependencies
+    "state": 0,
+    "model": 1,
+    "sources": 2,
+    "translate": 3,
+    "export": 4,
+    "config": 4,  # settings name exporters (checked with the rest); the pipeline reads settings
+    "serve": 5,
+    "cli": 5,
+    "instrumentation": 5,
+}
+# what lives at kit_otel/ itself
+TOP = {"__init__"}
+
+
+def layer_of(module: str) -> str:
+    """kit_otel.sources.spool -> sources; kit_otel.config -> config; kit_otel -> the top."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def modules():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(rel.parts).removesuffix(".__init__")
+        yield name, path, path.name == "__init__.py"
+
+
+def imports(module: str, path: Path, is_package: bool):
+    """(imported module, imported names, line) of every import in the file, relative ones resolved."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, [], node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target, [a.name for a in node.names], node.lineno
+
+
+def test_every_subpackage_has_a_rank():
+    for name, _, _ in modules():
+        layer = layer_of(name)
+        assert layer in RANK or layer in TOP, f"{name}: place it in a layer of RANK"
+
+
+def test_no_layer_imports_a_higher_one():
+    wrong = []
+    for name, path, is_package in modules():
+        mine = layer_of(name)
+        if mine in TOP:
+            continue
+        for target, _, line in imports(name, path, is_package):
+            if not target.startswith("kit_otel.") or layer_of(target) in TOP:
+                continue
+            theirs = layer_of(target)
+            if RANK[theirs] > RANK[mine]:
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line}: {mine} imports {target} ({theirs})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_sources_never_import_a_sink_or_the_translator():
+    for name, path, is_package in modules():
+        if layer_of(name) != "sources":
+            continue
+        for target, _, line in imports(name, path, is_package):
+            assert layer_of(target) not in ("translate", "export", "serve", "cli"), \
+                f"{path.relative_to(PACKAGE)}:{line} imports {target}"
+
+
+def test_no_module_imports_private_names_of_another():
+    wrong = []
+    for name, path, is_package in modules():
+        package = name if is_package else name.rpartition(".")[0]
+        for target, names, line in imports(name, path, is_package):
+            if not target.startswith("kit_otel"):
+                continue
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            # a package's private module (instrumentation/_core.py) is for that package only
+            module_private = any(part.startswith("_") and not part.startswith("__")
+                                 for part in target.split("."))
+            if private or (module_private and target.rpartition(".")[0] != package):
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line}: from {target} import "
+                             f"{', '.join(private) or '...'}")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("source, bad", [
+    ("from kit_otel.translate.translator import _Session\n", "private"),
+    ("from kit_otel.export.pipeline import Pipeline\n", "layer"),
+])
+def test_the_checks_catch_what_they_are_for(tmp_path, source, bad):
+    path = tmp_path / "spool.py"
+    path.write_text(source)
+    found = list(imports("kit_otel.sources.spool", path, False))
+    target, names, _ = found[0]
+    if bad == "private":
+        assert any(n.startswith("_") for n in names)
+    else:
+        assert RANK[layer_of(target)] > RANK["sources"]
