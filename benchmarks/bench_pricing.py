@@ -1,4 +1,4 @@
-"""Cost of a notional price (kit_otel.pricing) per LLM call KIT priced at 0, and what the cache
+"""Cost of a notional price (kit_otel.translate.pricing) per LLM call KIT priced at 0, and what the cache
 of model resolutions saves against calling genai-prices directly.
 
 - cold: importing genai-prices and the first price (once per process);
@@ -30,7 +30,7 @@ def per_call_us(fn, calls: int = CALLS) -> float:
 
 
 def cold_ms() -> float:
-    code = ("import time; t=time.perf_counter(); from kit_otel.pricing import PriceTable; "
+    code = ("import time; t=time.perf_counter(); from kit_otel.translate.pricing import PriceTable; "
             f"PriceTable().notional_usd('anthropic', {SONNET!r}, {TOKENS!r}, 0); "
             "print((time.perf_counter()-t)*1e3)")
     runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

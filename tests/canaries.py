@@ -1,9 +1,9 @@
 """A realistic KIT session whose free text is all canaries, and the secrets redaction must catch
 (imported by test_content; holds no tests itself).
 
-Every string field of every event type that `kit_otel.content` does not list as an identifier
+Every string field of every event type that `kit_otel.translate.content` does not list as an identifier
 gets a canary, found by walking the event model (`msgspec.inspect`), so a field or an event type
-added to `kit_otel.events` is covered without touching this file. Identifier fields keep the
+added to `kit_otel.model.events` is covered without touching this file. Identifier fields keep the
 session's real values: tool call ids must still pair, so every code path (tool, subagent, error
 status, ext-state change) is taken.
 """

@@ -171,7 +171,7 @@ def test_sidecar_rewritten_by_another_process_shows_on_the_next_turn(tmp_path):
                                timeout=30)
             # another process writes the sidecar the KIT way (atomic rename) ...
             writer = subprocess.run([sys.executable, "-c",
-                                     "import sys; from kit_otel.state_store import StateStore; "
+                                     "import sys; from kit_otel.state.state_store import StateStore; "
                                      "StateStore(sys.argv[1]).set('plan:phase', 'review')",
                                      str(session)], timeout=30)
             assert writer.returncode == 0
