@@ -185,3 +185,77 @@ def test_model_resolution_is_cached_for_hits_and_misses():
     finally:
         del table._snapshot.find_provider_model
     assert lookups == []
+
+
+def test_turn_carries_its_own_usage_and_the_total_with_its_subagents():
+    s = script()
+    s.session_start()
+    child = [Usage(2000, 100), Usage(2500, 200, 1000, 0)]
+    s.turn("go", [Step(text="a", usage=Usage(1000, 40),
+                       tools=[Tool("subagent", "agent", {"task": "t"}, subagent=Subagent(
+                           task="t", child_usage=child))]),
+                  Step(text="b", usage=Usage(800, 30, 500, 0))])
+    h = make_harness().feed(s.events).close()
+    turn, = h.spans_named(n.SPAN_TURN)
+    a = turn.attributes
+    own_cost = sum(e.data.Cost for e in s.events if e.type == "llm_usage" and e.session_path)
+    child_cost = sum(e.data.Cost for e in s.events
+                     if e.type == "llm_usage" and not e.session_path)
+    assert child_cost > 0 and own_cost > 0
+    # the turn's own numbers are KIT's AgentEnd (children excluded) ...
+    agent_end, = [e.data for e in s.events if e.type == "agent_end" and e.session_path]
+    assert a[n.GEN_AI_USAGE_INPUT_TOKENS] == agent_end.InputTokensDelta == 1800
+    assert a[n.KIT_TURN_COST_USD] == pytest.approx(agent_end.CostDelta)
+    # ... the inclusive ones add every child agent's call
+    assert a[n.KIT_TURN_SUBAGENT_COUNT] == 1
+    assert a[n.KIT_TURN_INCLUSIVE_LLM_CALL_COUNT] == 4
+    assert a[n.KIT_TURN_INCLUSIVE_INPUT_TOKENS] == 1800 + 4500
+    assert a[n.KIT_TURN_INCLUSIVE_OUTPUT_TOKENS] == 70 + 300
+    assert a[n.KIT_TURN_INCLUSIVE_CACHE_READ_TOKENS] == 500 + 1000
+    assert a[n.KIT_TURN_INCLUSIVE_COST_USD] == pytest.approx(own_cost + child_cost, rel=1e-12)
+    assert h.total("kit.cost.usd", agent="subagent") == pytest.approx(child_cost, rel=1e-12)
+
+
+def test_inclusive_notional_cost_of_a_subscription_turn_with_a_subagent():
+    s = script()
+    s.oauth = True
+    s.session_start()
+    sub = Subagent(task="t", child_usage=[Usage(3000, 100, 20000, 0)],
+                   child_model=("anthropic", SONNET))
+    s.turn("go", [Step(text="a", usage=Usage(1000, 40, 8000, 0),
+                       tools=[Tool("subagent", "agent", {"task": "t"}, subagent=sub)])])
+    h = make_harness().feed(s.events).close()
+    turn, = h.spans_named(n.SPAN_TURN)
+    own = published(SONNET_45, Usage(1000, 40, 8000, 0))
+    child = published(SONNET_45, Usage(3000, 100, 20000, 0))
+    assert turn.attributes[n.KIT_TURN_COST_NOTIONAL_USD] == pytest.approx(own, rel=1e-12)
+    assert turn.attributes[n.KIT_TURN_INCLUSIVE_NOTIONAL_USD] == \
+        pytest.approx(own + child, rel=1e-12)
+    assert turn.attributes[n.KIT_TURN_INCLUSIVE_COST_USD] == 0.0
+    subagent, = h.spans_named(n.SPAN_SUBAGENT)
+    assert subagent.attributes[n.KIT_COST_NOTIONAL_USD] == pytest.approx(child, rel=1e-12)
+    assert subagent.attributes[n.KIT_COST_SOURCE] == CostSource.PRICE_TABLE
+
+
+def test_summary_shows_kit_notional_and_with_subagents_per_turn_project_and_model():
+    from kit_otel.summary import RichestTurnKeeper, Summary
+    s = script()
+    s.oauth = True
+    s.session_start()
+    sub = Subagent(task="t", child_usage=[Usage(3000, 100, 20000, 0)],
+                   child_model=("anthropic", SONNET))
+    s.turn("go", [Step(text="a", usage=Usage(1000, 40, 8000, 0),
+                       tools=[Tool("subagent", "agent", {"task": "t"}, subagent=sub)])])
+    h = make_harness()
+    summary = Summary(h.translator, RichestTurnKeeper())
+    h.feed(s.events).close()
+    text = summary.render()
+    own = published(SONNET_45, Usage(1000, 40, 8000, 0))
+    child = published(SONNET_45, Usage(3000, 100, 20000, 0))
+    turn_row = text.split("Per turn")[1].splitlines()[2].split()
+    assert turn_row[-3:] == ["0.0000", f"{own:.4f}", f"{own + child:.4f}"]
+    project_row = text.split("Per project")[1].splitlines()[2].split()
+    assert project_row == ["proj", "1", "0.0000", f"{own:.4f}", f"{own + child:.4f}"]
+    model_rows = {tuple(line.split()[:2]): line.split()
+                  for line in text.split("Per model")[1].splitlines() if "/" in line}
+    assert model_rows[(f"anthropic/{SONNET}", "subagent")][-2] == f"{child:.4f}"

@@ -109,6 +109,10 @@ class KitScript:
             self.state.setdefault("usage-budget:warn-at-usd", "5.00")
             self.state.setdefault("usage-budget:total-cost", "0.0000")
 
+    def kit_price(self, provider: str, model: str, usage: Usage) -> float:
+        """What KIT reports as Cost (llmUsageMeta): 0 for an Anthropic OAuth credential."""
+        return 0.0 if self.oauth and provider == "anthropic" else price(model, usage)
+
     # ── primitives ───────────────────────────────────────────────────────────────────────────
 
     def advance(self, lo_ms: float, hi_ms: float | None = None) -> None:
@@ -213,7 +217,7 @@ class KitScript:
                 return  # the process dies here: no step_finish, no agent_end
             finish_reason = step.finish_reason or ("tool-calls" if step.tools else "stop")
             u = step.usage
-            step_cost = 0.0 if self.oauth and self.provider == "anthropic" else price(self.model, u)
+            step_cost = self.kit_price(self.provider, self.model, u)
             finish = ev.StepFinish(StepNumber=number, HasToolCalls=bool(step.tools),
                                    FinishReason=finish_reason, InputTokens=u.input,
                                    OutputTokens=u.output, CacheReadTokens=u.cache_read,
@@ -349,7 +353,8 @@ class KitScript:
                 self.emit("llm_usage", ev.LLMUsage(
                     InputTokens=usage.input, OutputTokens=usage.output,
                     CacheReadTokens=usage.cache_read, CacheWriteTokens=usage.cache_write,
-                    Cost=price(child_model, usage), Model=child_model, Provider=child_provider,
+                    Cost=self.kit_price(child_provider, child_model, usage), Model=child_model,
+                    Provider=child_provider,
                     StepNumber=number, FinishReason=reason), child=call_id)
         if sub.child_usage:
             self.emit("agent_end", ev.AgentEnd(Response=sub.response,

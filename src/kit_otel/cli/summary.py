@@ -72,14 +72,38 @@ class _Totals:
     calls: int = 0
     tokens: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     cost: float = 0.0
+    notional: float = 0.0
     seconds: float = 0.0
 
-    def add(self, tokens, cost: float, seconds: float) -> None:
+    def add(self, tokens, cost: float, notional: float, seconds: float) -> None:
         self.calls += 1
         for i, v in enumerate(tokens):
             self.tokens[i] += v
         self.cost += cost
+        self.notional += notional
         self.seconds += seconds
+
+
+@dataclass
+class _ProjectSpend:
+    turns: int = 0
+    cost: float = 0.0  # KIT's, the turns' own calls
+    notional: float = 0.0  # the turns' own calls KIT priced at 0
+    with_subagents: float = 0.0  # both, plus every subagent's
+
+    def add(self, own_cost: float, own_notional: float, with_subagents: float) -> None:
+        self.turns += 1
+        self.cost += own_cost
+        self.notional += own_notional
+        self.with_subagents += with_subagents
+
+
+def _turn_spend(turn: dict) -> tuple[float, float, float]:
+    """(KIT's cost, notional cost, both with the subagents') of a turn record."""
+    own, notional = turn["aggregate"].cost_usd, turn["cost"].notional_usd
+    inclusive = (own + notional + turn["subagent_usage"].cost_usd
+                 + turn["subagent_cost"].notional_usd)
+    return own, notional, inclusive
 
 
 class Summary:
@@ -92,6 +116,7 @@ class Summary:
         self.sessions: set[str] = set()
         self.max_turns = max_turns
         self.models: dict[tuple[str, str, str], _Totals] = defaultdict(_Totals)
+        self.projects: dict[str, _ProjectSpend] = defaultdict(_ProjectSpend)  # every turn's
         self.keeper = keeper
         self.translator = translator
         translator.on_turn_end.append(self._turn_end)
@@ -100,12 +125,13 @@ class Summary:
     def _turn_end(self, turn: dict) -> None:
         self.turn_count += 1
         self.sessions.add(turn["session_id"])
+        self.projects[turn["project"]].add(*_turn_spend(turn))
         if len(self.turns) < self.max_turns:
             self.turns.append(turn)
 
     def _llm_call(self, call: dict) -> None:
         self.models[(call["provider"], call["model"], call["agent"])].add(
-            call["tokens"], call["cost"], call["duration_ns"] / 1e9)
+            call["tokens"], call["cost"], call["notional_cost"], call["duration_ns"] / 1e9)
 
     def render(self, max_turns: int = 40) -> str:
         t = self.translator
@@ -114,34 +140,47 @@ class Summary:
         out.append("Per turn")
         head = (f"  {'session':<12} {'project':<12} {'stop':<11} {'dur s':>7} {'LLM':>4} "
                 f"{'tools':>5} {'input':>8} {'output':>7} {'cache_r':>8} {'cache_w':>7} "
-                f"{'cost $':>9}")
+                f"{'cost $':>9} {'notional $':>10} {'w/ subag $':>10}")
         out.append(head)
         for turn in self.turns[:max_turns]:
             a = turn["aggregate"]
+            _, notional, inclusive = _turn_spend(turn)
             # the end of an id tells sessions apart (file-name ids all start with the date)
             out.append(f"  {turn['session_id'][-12:]:<12} {turn['project'][:12]:<12} "
                        f"{turn['stop_reason'][:11]:<11} {a.duration_ms / 1000:>7.2f} "
                        f"{a.llm_call_count:>4} {a.tool_call_count:>5} {a.input_tokens:>8} "
                        f"{a.output_tokens:>7} {a.cache_read_tokens:>8} "
-                       f"{a.cache_write_tokens:>7} {a.cost_usd:>9.4f}")
+                       f"{a.cache_write_tokens:>7} {a.cost_usd:>9.4f} {notional:>10.4f} "
+                       f"{inclusive:>10.4f}")
         shown = min(max_turns, len(self.turns))
         if self.turn_count > shown:
             out.append(f"  … {self.turn_count - shown} more turn(s)")
+        out.append("  cost $: KIT's, the turn's own calls (subagents apart, as KIT's AgentEnd)"
+                   "; notional $: list price of the calls KIT priced at 0")
+        out.append("  w/ subag $: both, with the turn's subagents (see docs/cost.md)")
+        out += ["", "Per project"]
+        out.append(f"  {'project':<24} {'turns':>5} {'cost $':>9} {'notional $':>10} "
+                   f"{'w/ subag $':>10}")
+        for name, p in sorted(self.projects.items()):
+            out.append(f"  {name[:24]:<24} {p.turns:>5} {p.cost:>9.4f} {p.notional:>10.4f} "
+                       f"{p.with_subagents:>10.4f}")
         out += ["", "Per model (LLM calls, subagents apart)"]
         out.append(f"  {'provider/model':<42} {'agent':<8} {'calls':>5} {'input':>9} "
-                   f"{'output':>8} {'cache_r':>9} {'cache_w':>8} {'cost $':>9} {'LLM s':>7}")
+                   f"{'output':>8} {'cache_r':>9} {'cache_w':>8} {'cost $':>9} "
+                   f"{'notional $':>10} {'LLM s':>7}")
         total = _Totals()
         for (provider, model, agent), m in sorted(self.models.items()):
             out.append(f"  {(provider + '/' + model)[:42]:<42} {agent:<8} {m.calls:>5} "
                        f"{m.tokens[0]:>9} {m.tokens[1]:>8} {m.tokens[2]:>9} {m.tokens[3]:>8} "
-                       f"{m.cost:>9.4f} {m.seconds:>7.1f}")
+                       f"{m.cost:>9.4f} {m.notional:>10.4f} {m.seconds:>7.1f}")
             total.calls += m.calls
             total.tokens = [a + b for a, b in zip(total.tokens, m.tokens)]
             total.cost += m.cost
+            total.notional += m.notional
             total.seconds += m.seconds
         out.append(f"  {'total':<42} {'':<8} {total.calls:>5} {total.tokens[0]:>9} "
                    f"{total.tokens[1]:>8} {total.tokens[2]:>9} {total.tokens[3]:>8} "
-                   f"{total.cost:>9.4f} {total.seconds:>7.1f}")
+                   f"{total.cost:>9.4f} {total.notional:>10.4f} {total.seconds:>7.1f}")
         if self.keeper.best:
             out += ["", "Span tree of the richest turn", *render_tree(self.keeper.best)]
         return "\n".join(out)
@@ -163,9 +202,13 @@ def render_tree(spans: list[ReadableSpan]) -> list[str]:
         bits = [f"{ms:.0f} ms"]
         if "gen_ai.usage.input_tokens" in a:
             bits.append(f"in={a['gen_ai.usage.input_tokens']} out={a['gen_ai.usage.output_tokens']}")
-        for key, label in (("kit.cost.usd", "$"), ("kit.turn.cost_usd", "$")):
+        for key, label in (("kit.cost.usd", "$"), ("kit.turn.cost_usd", "$"),
+                           ("kit.cost.notional_usd", "notional $"),
+                           ("kit.turn.cost.notional_usd", "notional $")):
             if key in a:
                 bits.append(f"{label}{a[key]:.4f}")
+        if a.get("kit.turn.subagent_count"):
+            bits.append(f"with subagents ${a['kit.turn.inclusive.cost_usd']:.4f}")
         if "kit.turn.stop_reason" in a:
             bits.append(f"stop={a['kit.turn.stop_reason']}")
         if a.get("kit.tool.blocked"):

@@ -42,6 +42,15 @@ class TurnAggregate:
         self.cache_write_tokens += cache_write
         self.cost_usd += cost
 
+    def add_usage_of(self, other: "TurnAggregate") -> None:
+        """Another agent loop's LLM usage (a subagent's), for totals that include it."""
+        self.llm_call_count += other.llm_call_count
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.cost_usd += other.cost_usd
+
     @classmethod
     def from_agent_end(cls, end: AgentEnd) -> "TurnAggregate":
         return cls(tool_call_count=end.ToolCallCount, tool_names=list(end.ToolNames or ()),

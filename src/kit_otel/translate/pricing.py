@@ -171,6 +171,11 @@ class RunCost:
         self.sources.add(call.source)
         self.notional_usd += call.notional_usd
 
+    def add_run(self, other: "RunCost") -> None:
+        """Another loop's provenance and notional spend (a subagent's)."""
+        self.sources |= other.sources
+        self.notional_usd += other.notional_usd
+
     @property
     def source(self) -> str:
         """One word for the loop: unknown if any call was unpriced, price_table if any was

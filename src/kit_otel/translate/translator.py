@@ -261,6 +261,10 @@ class _Turn(_Run):
     last_error: str = ""
     cancelled: bool = False  # the loop ended on the user's cancel (ESC), not on a failure
     state_at_start: dict[str, str] = field(default_factory=dict)
+    # the usage of its subagents' child agents, which KIT's AgentEnd leaves out
+    subagent_usage: TurnAggregate = field(default_factory=TurnAggregate)
+    subagent_cost: RunCost = field(default_factory=RunCost)
+    subagent_count: int = 0
 
 
 @dataclass(eq=False)
@@ -692,6 +696,7 @@ class Translator:
         }
         self._model_attributes(session, attrs)
         attrs.update(run_cost_attributes(turn.cost, self.prices.version))
+        attrs.update(self._inclusive_attributes(turn, final))
         attrs.update(self.settings.state.turn_attributes(turn.state_at_start, session.state))
         span.set_attributes(attrs)
         if stop_reason in ("error", "incomplete"):
@@ -723,10 +728,32 @@ class Translator:
             record = {"session_id": session.session_id, "project": session.project,
                       "stop_reason": stop_reason, "provider": session.provider,
                       "model": session.model, "aggregate": final, "cost": turn.cost,
+                      "subagent_usage": turn.subagent_usage,
+                      "subagent_cost": turn.subagent_cost,
                       "start_ns": turn.start_ns,
                       "end_ns": end_ns, "span": span}
             for hook in self.on_turn_end:
                 hook(record)
+
+    @staticmethod
+    def _inclusive_attributes(turn: _Turn, own: TurnAggregate) -> dict[str, object]:
+        """The turn's usage with its subagents': KIT's own numbers plus each child agent's."""
+        total = TurnAggregate()
+        total.add_usage_of(own)
+        total.add_usage_of(turn.subagent_usage)
+        attrs: dict[str, object] = {
+            n.KIT_TURN_SUBAGENT_COUNT: turn.subagent_count,
+            n.KIT_TURN_INCLUSIVE_LLM_CALL_COUNT: total.llm_call_count,
+            n.KIT_TURN_INCLUSIVE_INPUT_TOKENS: total.input_tokens,
+            n.KIT_TURN_INCLUSIVE_OUTPUT_TOKENS: total.output_tokens,
+            n.KIT_TURN_INCLUSIVE_CACHE_READ_TOKENS: total.cache_read_tokens,
+            n.KIT_TURN_INCLUSIVE_CACHE_WRITE_TOKENS: total.cache_write_tokens,
+            n.KIT_TURN_INCLUSIVE_COST_USD: total.cost_usd,
+        }
+        notional = turn.cost.notional_usd + turn.subagent_cost.notional_usd
+        if notional:
+            attrs[n.KIT_TURN_INCLUSIVE_NOTIONAL_USD] = notional
+        return attrs
 
     # ── out-of-turn events ───────────────────────────────────────────────────────────────────
 
@@ -1320,14 +1347,20 @@ class Translator:
         open_list = self.open_subagents.get(session.pid, [])
         if subagent in open_list:
             open_list.remove(subagent)
+        turn.subagent_count += 1
         if subagent.child is not None:
             self._end_step(session, subagent.child, end_ns)
             child = subagent.child.aggregate
+            turn.subagent_usage.add_usage_of(child)
+            turn.subagent_cost.add_run(subagent.child.cost)
             subagent.span.set_attributes({
                 n.KIT_TURN_LLM_CALL_COUNT: child.llm_call_count,
                 **self._usage_attributes(child.input_tokens, child.output_tokens,
                                          child.cache_read_tokens, child.cache_write_tokens),
-                n.KIT_COST_USD: child.cost_usd})
+                n.KIT_COST_USD: child.cost_usd, n.KIT_COST_SOURCE: subagent.child.cost.source})
+            if subagent.child.cost.notional_usd:
+                subagent.span.set_attribute(n.KIT_COST_NOTIONAL_USD,
+                                            subagent.child.cost.notional_usd)
         for queue in subagent.chunk_tools.values():
             for tool in queue:
                 self._end_tool_span(tool, end_ns, unfinished=True)
