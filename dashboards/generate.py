@@ -36,8 +36,9 @@ PROM = {"type": "prometheus", "uid": "${datasource}"}
 TEMPO = {"type": "tempo", "uid": "${tempo}"}
 
 # label filters per metric family (only where the metric has the label)
-F_COST = 'project=~"$project", model=~"$model", provider=~"$provider"'
-F_TOKENS = F_COST
+F_TOKENS = 'project=~"$project", model=~"$model", provider=~"$provider"'
+# cost_source: kit (KIT's number) | price_table (notional, where KIT said 0) | unknown
+F_COST = F_TOKENS + ', cost_source=~"$cost_source"'
 F_LLM = 'model=~"$model", provider=~"$provider"'
 F_GENAI = 'gen_ai_request_model=~"$model", gen_ai_provider_name=~"$provider"'
 F_PROJECT = 'project=~"$project"'
@@ -427,6 +428,12 @@ def overview() -> dict:
                      "sum by (project) of the kit_cost_usd_total rate, in USD per hour.",
                      [target(q(f'sum by (project) (rate(kit_cost_usd_total{{{F_COST}}}[$__rate_interval])) * 3600'), "{{project}}")],
                      usd_per_h, stack=True, legend_calcs=["mean", "max"]), 8, 8)
+    L.add(timeseries("Cost rate by cost source (USD/hour)",
+                     "Whose price each cost is (docs/cost.md): kit = what KIT reported; "
+                     "price_table = notional list price (genai-prices) of calls KIT priced at 0, "
+                     "e.g. subscription (OAuth) use; unknown = unpriced calls (0).",
+                     [target(q(f'sum by (cost_source) (rate(kit_cost_usd_total{{{F_COST}}}[$__rate_interval])) * 3600'), "{{cost_source}}")],
+                     usd_per_h, stack=True, legend_calcs=["mean", "max"]), 24, 8)
 
     L.row("Tokens")
     L.add(timeseries("Tokens by type (tokens/s)",
@@ -601,6 +608,7 @@ def overview() -> dict:
         query_var("model", "Model", "label_values(kit_tokens_total, model)"),
         query_var("provider", "Provider", "label_values(kit_tokens_total, provider)"),
         custom_var("expensive_usd", "Expensive turn above (USD)", EXPENSIVE_CHOICES, "0.5"),
+        query_var("cost_source", "Cost source", "label_values(kit_cost_usd_total, cost_source)"),
     ]
     return dashboard("kit-overview", "KIT agents — overview",
                      "Cost, tokens, latency, tools, errors and exporter health of KIT coding agents "

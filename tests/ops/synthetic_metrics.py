@@ -75,7 +75,11 @@ def families(times: list[int]) -> list[_Family]:
                 for ttype, rate in (("input", 300), ("output", 60), ("cache_read", 2000), ("cache_write", 100)):
                     tokens.series.append((f"kit_tokens_total{_labels(provider=provider, model=model, type=ttype, agent=agent, project=project)}",
                                           _counter(times, rate * scale, i)))
-                cost.series.append((f"kit_cost_usd_total{_labels(provider=provider, model=model, agent=agent, project=project)}",
+                # subscription (OAuth) use of Anthropic in the first project: notional cost
+                source = ({"cost_source": "price_table", "price_data": "genai-prices 0.2.3"}
+                          if provider == "anthropic" and project == PROJECTS[0]
+                          else {"cost_source": "kit"})
+                cost.series.append((f"kit_cost_usd_total{_labels(provider=provider, model=model, agent=agent, project=project, **source)}",
                                     _counter(times, 0.002 * scale * (i + 1), i)))
         for reason in ("tool-calls", "stop"):
             calls.series.append((f"kit_llm_calls_total{_labels(provider=provider, model=model, finish_reason=reason)}",
