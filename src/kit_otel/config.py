@@ -79,6 +79,8 @@ class Settings:
     budget_month_usd: float = 0.0
     budget_turn_usd: float = 0.0
     budgets: tuple[Budget, ...] = ()
+    # which costs count against budgets (budget-status.json): kit, price_table
+    budget_cost_sources: tuple[str, ...] = ("kit", "price_table")
     git_attribution: bool = True  # repository/branch/commit of the session's cwd on turns
     price_table: bool = True  # notional cost (genai-prices) for calls KIT priced at 0
     subscription_providers: tuple[str, ...] = ("anthropic",)  # KIT's 0 there = OAuth plan

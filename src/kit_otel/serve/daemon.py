@@ -34,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from kit_otel.serve.budget_status import STATUS_FILE, BudgetStatus
 from kit_otel.serve.checkpoint import (AttributedCounters, CheckpointError, CheckpointStore, Totals,
                          bounded_values, copy_totals, is_quiescent, restore_bounded_values,
                          restore_sessions, snapshot_sessions)
@@ -261,6 +262,10 @@ class Server:
         self.translator = self.pipeline.translator
         self.translator.auto_sweep = False
         self.translator.prices.preload()
+        self.budget_status = BudgetStatus(self.spool_dir / STATUS_FILE,
+                                          self.settings.all_budgets(),
+                                          self.settings.budget_cost_sources)
+        self.translator.on_llm_call.append(self.budget_status.add_call)
         # sessions whose state changes outside the bridge (another process, a StateStore)
         self.sidecars = SidecarFollower(self.translator, self.settings.sessions_root)
         metrics = self.translator.metrics
@@ -429,6 +434,7 @@ class Server:
                 self._sweep()
                 self._retention()
                 next_sweep = now + opts.sweep_interval_s
+            self.budget_status.maybe_write(now)
             if now >= next_house:
                 self._set_lag(time.time_ns())
                 self.sidecars.poll()
@@ -947,6 +953,7 @@ class Server:
                         "after the next start", self.processor.queued_spans)
         self._set_lag(time.time_ns())
         self.pipeline.shutdown(close_turns=False)  # final metric export
+        self.budget_status.maybe_write(force=True)
         try:
             self.store.save()
         except OSError as exc:

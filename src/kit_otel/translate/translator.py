@@ -1048,7 +1048,8 @@ class Translator:
             hook({"provider": provider, "model": model, "agent": run.agent, "tokens": tokens,
                   "cost": cost, "cost_source": call_cost.source,
                   "notional_cost": call_cost.notional_usd,
-                  "duration_ns": max(end_ns - step.start_ns, 0), "project": session.project})
+                  "duration_ns": max(end_ns - step.start_ns, 0), "ts_ns": end_ns,
+                  "project": session.project})
         labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                                                 n.L_AGENT: run.agent})
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
