@@ -762,6 +762,15 @@ def budget() -> dict:
                    [target(q('sum by (provider) (increase(kit_cost_usd_total{project=~"$project"}[$__range]))'),
                            "{{provider}}", instant=True)],
                    "currencyUSD", decimals=2), 8, 8)
+    L.add(bargauge("Spend by team (selected range)",
+                   "Spend per `team` resource attribute (OTEL_RESOURCE_ATTRIBUTES=team=... on each "
+                   "kit-otel), joined from target_info: one series per kit-otel process, so teams "
+                   "never multiply the cost series (docs/cost.md).",
+                   [target(q('sum by (team) (increase(kit_cost_usd_total{project=~"$project"}[$__range]) '
+                             '* on (job, instance) group_left (team) '
+                             'max by (job, instance, team) (target_info{team=~"$team"}))'),
+                           "{{team}}", instant=True)],
+                   "currencyUSD", decimals=2), 24, 6)
     L.add(timeseries("Cost rate by project (USD/hour)",
                      "sum by (project) of the kit_cost_usd_total rate.",
                      [target(q('sum by (project) (rate(kit_cost_usd_total{project=~"$project"}[$__rate_interval])) * 3600'), "{{project}}")],
@@ -788,6 +797,7 @@ def budget() -> dict:
         datasource_var("datasource", "Prometheus", "prometheus", PROM_UID, "Prometheus"),
         datasource_var("tempo", "Tempo", "tempo", TEMPO_UID, "Tempo"),
         query_var("project", "Project", "label_values(kit_cost_usd_total, project)"),
+        query_var("team", "Team", "label_values(target_info, team)"),
         custom_var("turn_limit", "Turn limit bucket (USD)", TURN_COST_BUCKETS, "1"),
         custom_var("expensive_usd", "Expensive turn above (USD)", EXPENSIVE_CHOICES, "0.5"),
     ]

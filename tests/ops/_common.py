@@ -36,8 +36,9 @@ COLLECTOR_SERIES = frozenset({
     "otelcol_exporter_send_failed_metric_points_total",
     "otelcol_processor_tail_sampling_sampling_trace_dropped_too_early_total",
 })
-# Series Prometheus itself provides.
-STANDARD = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE"})
+# Series Prometheus itself provides, and the OTel→Prometheus translation's resource series
+# (target_info: the resource attributes of each kit-otel process, e.g. team).
+STANDARD = frozenset({"up", "ALERTS", "ALERTS_FOR_STATE", "target_info"})
 
 CONTRACT_SERIES = (COUNTERS | GAUGES | STANDARD
                    | {f"{h}{suffix}" for h in HISTOGRAMS for suffix in ("_bucket", "_sum", "_count")})

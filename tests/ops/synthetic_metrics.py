@@ -149,6 +149,9 @@ def families(times: list[int]) -> list[_Family]:
     lag.series.append((f"kit_otel_lag_seconds{_labels()}", [0.5] * len(times)))
     ext = family("kit_ext_state_value", "gauge")
     ext.series.append((f'kit_ext_state_value{_labels(key="usage-budget:warn-at-usd", project="alpha")}', [5] * len(times)))
+    target_info = family("target_info", "gauge")  # OTEL_RESOURCE_ATTRIBUTES=team=payments
+    target_info.series.append((f'target_info{_labels(service_name="kit-otel", team="payments")}',
+                               [1] * len(times)))
     up = family("up", "gauge")
     up.series.append((f"up{_labels()}", [1] * len(times)))
     alerts = family("ALERTS", "gauge")

@@ -78,7 +78,8 @@ class Scenario:
         env.update({"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "prometheus",
                     "KIT_OTEL_CONFIG": str(config), "KIT_OTEL_PROMETHEUS_PORT": str(self.metrics_port),
                     "KIT_OTEL_SPOOL_DIR": str(self.spool), "KIT_OTEL_STATE_DIR": str(self.state),
-                    "KIT_OTEL_SESSIONS_ROOT": str(self.sessions)})
+                    "KIT_OTEL_SESSIONS_ROOT": str(self.sessions),
+                    "OTEL_RESOURCE_ATTRIBUTES": "team=platform"})  # the dashboards' team
         self.serve_log = work / "serve.log"
         self.serve = subprocess.Popen([sys.executable, "-m", "kit_otel.cli.main", "serve"], env=env,
                                       stdout=self.serve_log.open("w"), stderr=subprocess.STDOUT)
