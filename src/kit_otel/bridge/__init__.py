@@ -12,6 +12,8 @@ from pathlib import Path
 
 BRIDGE_FILENAME = "kit_otel_bridge.go"
 BRIDGE_PATH: Path = Path(__file__).resolve().with_name(BRIDGE_FILENAME)
+# the opt-in budget extension: spend against budgets inside KIT (docs/cost.md)
+BUDGET_PATH: Path = Path(__file__).resolve().with_name("kit_otel_budget.go")
 
 # Extension options the bridge registers (env: KIT_OPT_<NAME upper-cased, "-" -> "_">).
 OPTIONS: dict[str, str] = {
@@ -39,5 +41,5 @@ def option_env_name(option: str) -> str:
     return "KIT_OPT_" + option.upper().replace("-", "_")
 
 
-__all__ = ["BRIDGE_FILENAME", "BRIDGE_PATH", "OPTIONS", "bridge_source", "bridge_sha256",
+__all__ = ["BRIDGE_FILENAME", "BRIDGE_PATH", "BUDGET_PATH", "OPTIONS", "bridge_source", "bridge_sha256",
            "option_env_name"]

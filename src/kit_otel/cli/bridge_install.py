@@ -19,7 +19,8 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from kit_otel.bridge import BRIDGE_FILENAME, BRIDGE_PATH, OPTIONS, bridge_source, option_env_name
+from kit_otel.bridge import (BRIDGE_FILENAME, BRIDGE_PATH, BUDGET_PATH, OPTIONS, bridge_source,
+                             option_env_name)
 
 HASH_SUFFIX = ".sha256"
 
@@ -243,7 +244,7 @@ def _cmd_uninstall(args) -> int:
 
 
 def _cmd_path(args) -> int:
-    print(BRIDGE_PATH)
+    print(BUDGET_PATH if args.budget else BRIDGE_PATH)
     return 0
 
 
@@ -302,6 +303,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_uninstall)
 
     p = sub.add_parser("path", help="print where the shipped bridge file is (for kit -e)")
+    p.add_argument("--budget", action="store_true",
+                   help="the budget extension instead: spend against budgets inside KIT")
     p.set_defaults(func=_cmd_path)
 
     p = sub.add_parser("status", help="show where the bridge is installed and where it writes")

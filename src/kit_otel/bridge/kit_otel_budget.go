@@ -1,0 +1,261 @@
+//go:build ignore
+
+// kit-otel budget: an opt-in KIT extension that shows spend against the
+// configured kit-otel budgets inside KIT — a status-bar entry, a notice when
+// a threshold is crossed (default 50/75/90/100 %), and, if asked, a refusal of
+// new tool calls once a budget is spent.
+//
+// It reads budget-status.json, which `kit-otel serve` writes into the spool
+// directory (the one the bridge writes to), and nothing else: no network, no
+// waiting. The file is read at most every few seconds, from the handlers
+// KIT calls at session start, turn end and tool call, and is a few hundred
+// bytes. With serve down or the file missing or stale, the extension says so
+// once and does nothing else: telemetry never breaks the agent.
+//
+// Load it with `kit -e "$(kit-otel bridge path --budget)"`, or copy it next to
+// the bridge. Documentation: docs/cost.md.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"kit/ext"
+)
+
+const (
+	budgetOptSpoolDir   = "kit-otel-spool-dir"
+	budgetOptThresholds = "kit-otel-budget-thresholds"
+	budgetOptBlock      = "kit-otel-budget-block"
+	budgetStatusFile    = "budget-status.json"
+	budgetStatusKey     = "kit-otel:budget"
+	budgetMaxFileBytes  = 64 * 1024
+	budgetReadEvery     = 3 * time.Second
+	budgetStaleAfter    = 10 * time.Minute
+)
+
+type budgetEntry struct {
+	Window  string  `json:"window"`
+	Scope   string  `json:"scope"`
+	USD     float64 `json:"usd"`
+	Project string  `json:"project"`
+}
+
+type budgetStatus struct {
+	Version       int                           `json:"version"`
+	WrittenUnixMs int64                         `json:"written_unix_ms"`
+	Windows       map[string]string             `json:"windows"`
+	Spend         map[string]map[string]float64 `json:"spend"`
+	Budgets       []budgetEntry                 `json:"budgets"`
+}
+
+// budgetUse is one budget that applies to this session, with its spend.
+type budgetUse struct {
+	label string // "day", "month", "day (project payments)"
+	key   string // window + scope + project + window period: one warning set each
+	spent float64
+	limit float64
+}
+
+var budgetState struct {
+	sync.Mutex
+	readAt   time.Time
+	uses     []budgetUse
+	problem  string          // why there is nothing to show ("" when fine)
+	said     map[string]bool // problems and threshold warnings already shown
+	warnedAt map[string]int  // budget key -> highest threshold warned
+}
+
+func Init(api ext.API) {
+	api.RegisterOption(ext.OptionDef{Name: budgetOptThresholds, Default: "50,75,90,100",
+		Description: "kit-otel budget: percentages of a budget at which to warn"})
+	api.RegisterOption(ext.OptionDef{Name: budgetOptBlock, Default: "false",
+		Description: "kit-otel budget: refuse new tool calls while a budget is spent"})
+	api.OnSessionStart(func(_ ext.SessionStartEvent, c ext.Context) { budgetRefresh(c, true) })
+	api.OnAgentEnd(func(_ ext.AgentEndEvent, c ext.Context) { budgetRefresh(c, true) })
+	api.OnToolCall(func(_ ext.ToolCallEvent, c ext.Context) *ext.ToolCallResult {
+		return budgetGate(c)
+	})
+}
+
+func budgetOption(c ext.Context, name, def string) string {
+	v := ""
+	if c.GetOption != nil {
+		v = c.GetOption(name)
+	}
+	if v == "" {
+		v = os.Getenv("KIT_OPT_" + strings.ToUpper(strings.Replace(name, "-", "_", -1)))
+	}
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func budgetSpoolDir(c ext.Context) string {
+	if d := budgetOption(c, budgetOptSpoolDir, ""); d != "" {
+		return d
+	}
+	state := os.Getenv("XDG_STATE_HOME")
+	if state == "" {
+		home := os.Getenv("HOME")
+		if home == "" {
+			home, _ = os.UserHomeDir()
+		}
+		state = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(state, "kit-otel", "spool")
+}
+
+func budgetProject(c ext.Context) string {
+	cwd := strings.TrimRight(c.CWD, "/")
+	if cwd == "" {
+		cwd, _ = os.Getwd()
+	}
+	if base := filepath.Base(cwd); base != "" && base != "." && base != "/" {
+		return base
+	}
+	return "unknown"
+}
+
+// budgetRead loads the status file into budgetState (caller holds the lock).
+func budgetRead(c ext.Context, now time.Time) {
+	budgetState.readAt = now
+	budgetState.uses = nil
+	path := filepath.Join(budgetSpoolDir(c), budgetStatusFile)
+	f, err := os.Open(path)
+	if err != nil {
+		budgetState.problem = "no " + path + " (is `kit-otel serve` running?): budgets not shown"
+		return
+	}
+	data, err := io.ReadAll(io.LimitReader(f, budgetMaxFileBytes))
+	f.Close()
+	var st budgetStatus
+	if err != nil || json.Unmarshal(data, &st) != nil || st.Version != 1 {
+		budgetState.problem = path + " is not a budget status kit-otel wrote: budgets not shown"
+		return
+	}
+	if now.Sub(time.UnixMilli(st.WrittenUnixMs)) > budgetStaleAfter {
+		budgetState.problem = path + " is stale (is `kit-otel serve` running?): budgets not shown"
+		return
+	}
+	budgetState.problem = ""
+	project := budgetProject(c)
+	for _, b := range st.Budgets {
+		if b.USD <= 0 || (b.Window != "day" && b.Window != "month") {
+			continue // turn budgets are per turn, not spend to date; model ones are not in the file
+		}
+		label, who := b.Window, "*"
+		switch b.Scope {
+		case "global":
+		case "project":
+			if b.Project != project {
+				continue
+			}
+			label, who = b.Window+" ("+project+")", project
+		default:
+			continue
+		}
+		budgetState.uses = append(budgetState.uses, budgetUse{
+			label: label, key: b.Window + "/" + b.Scope + "/" + b.Project + "/" + st.Windows[b.Window],
+			spent: st.Spend[b.Window][who], limit: b.USD})
+	}
+}
+
+// budgetRefresh re-reads the status (at most every budgetReadEvery unless
+// forced), updates the status bar and prints each newly crossed threshold once.
+func budgetRefresh(c ext.Context, force bool) {
+	defer func() { _ = recover() }() // never break KIT over a budget display
+	budgetState.Lock()
+	defer budgetState.Unlock()
+	now := time.Now()
+	if !force && now.Sub(budgetState.readAt) < budgetReadEvery {
+		return
+	}
+	budgetRead(c, now)
+	if budgetState.said == nil {
+		budgetState.said, budgetState.warnedAt = map[string]bool{}, map[string]int{}
+	}
+	if budgetState.problem != "" {
+		if !budgetState.said[budgetState.problem] && c.PrintInfo != nil {
+			budgetState.said[budgetState.problem] = true
+			c.PrintInfo("kit-otel budget: " + budgetState.problem)
+		}
+		if c.RemoveStatus != nil {
+			c.RemoveStatus(budgetStatusKey)
+		}
+		return
+	}
+	parts := []string{}
+	thresholds := budgetThresholds(budgetOption(c, budgetOptThresholds, "50,75,90,100"))
+	for _, u := range budgetState.uses {
+		pct := int(u.spent*100/u.limit + 1e-9) // 7.8 of 10 is 78 %, not 77.99…
+		parts = append(parts, fmt.Sprintf("%s $%.2f/$%.2f (%d%%)", u.label, u.spent, u.limit, pct))
+		crossed := 0
+		for _, t := range thresholds {
+			if pct >= t {
+				crossed = t
+			}
+		}
+		if crossed > budgetState.warnedAt[u.key] {
+			budgetState.warnedAt[u.key] = crossed
+			if c.PrintInfo != nil {
+				c.PrintInfo(fmt.Sprintf("kit-otel budget: %d%% of the %s budget spent ($%.2f of $%.2f)",
+					crossed, u.label, u.spent, u.limit))
+			}
+		}
+	}
+	if c.SetStatus != nil && len(parts) > 0 {
+		c.SetStatus(budgetStatusKey, "budget "+strings.Join(parts, " · "), 50)
+	}
+}
+
+func budgetThresholds(s string) []int {
+	out := []int{}
+	for _, p := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(p), "%"))); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// budgetGate refuses a tool call while a budget is spent, when asked to.
+func budgetGate(c ext.Context) (result *ext.ToolCallResult) {
+	defer func() {
+		if recover() != nil {
+			result = nil
+		}
+	}()
+	if !budgetTruthy(budgetOption(c, budgetOptBlock, "false")) {
+		return nil
+	}
+	budgetRefresh(c, false)
+	budgetState.Lock()
+	defer budgetState.Unlock()
+	for _, u := range budgetState.uses {
+		if u.spent >= u.limit {
+			return &ext.ToolCallResult{Block: true, Reason: fmt.Sprintf(
+				"kit-otel budget: the %s budget is spent ($%.2f of $%.2f); tool calls are refused "+
+					"until it resets or is raised (option %s=false turns this off)",
+				u.label, u.spent, u.limit, budgetOptBlock)}
+		}
+	}
+	return nil
+}
+
+func budgetTruthy(s string) bool {
+	switch strings.ToLower(s) {
+	case "1", "true", "yes", "on":
+		return true
+	}
+	return false
+}
