@@ -88,8 +88,10 @@ def test_a_healthy_setup_is_all_ok_and_sends_one_real_test_span(setup):
     assert by_status(findings, FAIL) == [] and by_status(findings, WARN) == [], render(findings)
     assert exit_code(findings) == 0
     topics = {f.topic for f in findings}
-    assert {"config", "bridge", "spool", "serve", "events", "export", "metrics", "content",
-            "pricing"} <= topics
+    assert {"config", "bridge", "spool", "serve", "events", "export", "metrics", "budgets",
+            "content", "pricing"} <= topics
+    budgets, = [f for f in findings if f.topic == "budgets"]
+    assert "budget-status.json, written" in budgets.message
     events, = [f for f in findings if f.topic == "events"]
     assert f"KIT process {os.getpid()} (running)" in events.message
     assert [s.name for s in setup.receiver.spans() if s.name == TEST_SPAN_NAME] == \

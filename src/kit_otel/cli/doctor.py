@@ -52,6 +52,7 @@ def diagnose(settings: Settings, env: Mapping[str, str] | None = None, cwd: Path
     findings += _processes(settings)
     findings += _exporters(settings, timeout_s)
     findings += _metrics_port(settings, serve.status == OK, timeout_s)
+    findings.append(_budget_status(settings, serve.status == OK))
     findings.append(_content(settings, env))
     findings.append(_price_table(settings))
     return findings
@@ -276,6 +277,23 @@ def _metrics_port(settings: Settings, serve_running: bool, timeout_s: float) -> 
     return [Finding(FAIL, "metrics", f"{url} answers, but not with kit-otel's metrics: the port "
                     "belongs to something else",
                     "KIT_OTEL_PROMETHEUS_PORT=<a free port> for serve, and scrape that")]
+
+
+def _budget_status(settings: Settings, serve_running: bool) -> Finding:
+    """The spend serve hands to the budget extension inside KIT (docs/cost.md)."""
+    from .budget_status import STATUS_FILE
+    path = Path(settings.spool_dir).expanduser() / STATUS_FILE
+    try:
+        age = time.time() - path.stat().st_mtime
+    except OSError:
+        if serve_running:
+            return Finding(WARN, "budgets", f"{path} missing although serve runs: budgets "
+                           "inside KIT show nothing", "restart `kit-otel serve`")
+        return Finding(OK, "budgets", f"no {path} (written by serve while it runs)")
+    if age > 600 and serve_running:
+        return Finding(WARN, "budgets", f"{path} last written {_age(age)} ago although serve "
+                       "runs", "check serve's log for 'not written'")
+    return Finding(OK, "budgets", f"spend against budgets in {path}, written {_age(age)} ago")
 
 
 def _content(settings: Settings, env: Mapping[str, str]) -> Finding:
