@@ -259,3 +259,19 @@ def test_summary_shows_kit_notional_and_with_subagents_per_turn_project_and_mode
     model_rows = {tuple(line.split()[:2]): line.split()
                   for line in text.split("Per model")[1].splitlines() if "/" in line}
     assert model_rows[(f"anthropic/{SONNET}", "subagent")][-2] == f"{child:.4f}"
+
+
+def test_demo_has_a_subscription_session_whose_cost_is_notional_and_labelled():
+    from kit_otel.generator import demo_stream
+    events = demo_stream(7, subscription=(1,))
+    h = make_harness().feed(events).close()
+    pid_of_trace = {sp.context.trace_id: sp.attributes[n.KIT_PID]
+                    for sp in h.spans_named(n.SPAN_TURN)}
+    by_pid: dict[int, set] = {}
+    for sp in h.spans:
+        if sp.name.startswith("chat") and n.KIT_COST_SOURCE in sp.attributes:
+            by_pid.setdefault(pid_of_trace[sp.context.trace_id], set()).add(
+                sp.attributes[n.KIT_COST_SOURCE])
+    assert CostSource.PRICE_TABLE in by_pid[4001]  # the subscription session
+    assert CostSource.PRICE_TABLE not in by_pid[4000] | by_pid[4002]
+    assert h.total("kit.cost.usd", cost_source="price_table") > 0

@@ -392,12 +392,12 @@ def _tool(rng: random.Random, name: str, kind: str, **kw) -> Tool:
 
 def demo_session(rng: random.Random, *, pid: int, session_path: str, start_ns: int,
                  provider: str, model: str, turns: int = 6, rich: bool = True,
-                 words_per_step: int = 0) -> KitScript:
+                 words_per_step: int = 0, oauth: bool = False) -> KitScript:
     """A realistic multi-turn session. With `rich`, it includes every feature the demo shows:
     parallel tools, a subagent, a retry, an error turn, an automatic compaction, a model change
     and a hot reload."""
     s = KitScript(pid=pid, session_path=session_path, start_ns=start_ns, provider=provider,
-                  model=model, rng=rng, words_per_step=words_per_step)
+                  model=model, rng=rng, words_per_step=words_per_step, oauth=oauth)
     s.session_start()
     for t in range(turns):
         s.advance(2000, 20000)  # the user thinks
@@ -446,10 +446,11 @@ def demo_session(rng: random.Random, *, pid: int, session_path: str, start_ns: i
 
 def demo_stream(seed: int = 7, *, sessions: int = 3, turns: int = 6,
                 sessions_root: Path | None = None, start_ns: int | None = None,
-                words_per_step: int = 0) -> list[Event]:
+                words_per_step: int = 0, subscription: tuple[int, ...] = ()) -> list[Event]:
     """Several KIT processes (each its own session, project and model) interleaved by time, as
     a spool directory or a replay would deliver them. With `sessions_root`, session files with a
-    header line are written there so session ids resolve the way they do on a KIT machine."""
+    header line are written there so session ids resolve the way they do on a KIT machine.
+    Sessions numbered in `subscription` use an Anthropic OAuth credential (KIT reports Cost 0)."""
     rng = random.Random(seed)
     start = start_ns if start_ns is not None else 1_781_000_000 * 1_000_000_000
     projects = ["/home/alice/src/payments", "/home/alice/src/kit-otel", "/srv/ci/webapp",
@@ -465,7 +466,7 @@ def demo_stream(seed: int = 7, *, sessions: int = 3, turns: int = 6,
             write_session_header(path, cwd, uuid.UUID(int=rng.getrandbits(128)).hex, begin)
         script = demo_session(rng, pid=4000 + i, session_path=str(path), start_ns=begin,
                               provider=provider, model=model, turns=turns,
-                              words_per_step=words_per_step)
+                              words_per_step=words_per_step, oauth=i in subscription)
         streams.append(script.events)
     merged = [e for stream in streams for e in stream]
     merged.sort(key=lambda e: (e.ts_ns, e.pid, e.seq))

@@ -311,8 +311,9 @@ def cmd_demo(args) -> int:
         settings.prometheus_port = args.port
     sessions_root = (out / "sessions").resolve()  # session paths in events are absolute, as KIT writes them
     start = time.time_ns() - 3600 * 1_000_000_000  # the session ran in the last hour
+    # the second session is a Claude subscription (KIT says $0): its notional cost shows
     events = demo_stream(args.seed, sessions=args.sessions, turns=args.turns,
-                         sessions_root=sessions_root, start_ns=start)
+                         sessions_root=sessions_root, start_ns=start, subscription=(1,))
     settings.sessions_root = str(sessions_root)
     if args.save_events:
         try:
