@@ -198,18 +198,22 @@ def test_turn_carries_its_own_usage_and_the_total_with_its_subagents():
     h = make_harness().feed(s.events).close()
     turn, = h.spans_named(n.SPAN_TURN)
     a = turn.attributes
-    own_cost = sum(e.data.Cost for e in s.events if e.type == "llm_usage" and e.session_path)
+    own_cost = sum(e.data.Cost for e in s.events
+                   if e.type == "llm_usage" and not e.parent_tool_call_id)
     child_cost = sum(e.data.Cost for e in s.events
-                     if e.type == "llm_usage" and not e.session_path)
+                     if e.type == "llm_usage" and e.parent_tool_call_id)
     assert child_cost > 0 and own_cost > 0
     # the turn's own numbers are KIT's AgentEnd (children excluded) ...
-    agent_end, = [e.data for e in s.events if e.type == "agent_end" and e.session_path]
-    assert a[n.GEN_AI_USAGE_INPUT_TOKENS] == agent_end.InputTokensDelta == 1800
+    agent_end, = [e.data for e in s.events
+                  if e.type == "agent_end" and not e.parent_tool_call_id]
+    # (the conventions' input_tokens include the cached ones, KIT's InputTokens do not)
+    assert a[n.GEN_AI_USAGE_INPUT_TOKENS] == agent_end.InputTokensDelta + \
+        agent_end.CacheReadTokensDelta + agent_end.CacheWriteTokensDelta == 1800 + 500
     assert a[n.KIT_TURN_COST_USD] == pytest.approx(agent_end.CostDelta)
     # ... the inclusive ones add every child agent's call
     assert a[n.KIT_TURN_SUBAGENT_COUNT] == 1
     assert a[n.KIT_TURN_INCLUSIVE_LLM_CALL_COUNT] == 4
-    assert a[n.KIT_TURN_INCLUSIVE_INPUT_TOKENS] == 1800 + 4500
+    assert a[n.KIT_TURN_INCLUSIVE_INPUT_TOKENS] == (1800 + 500) + (4500 + 1000)
     assert a[n.KIT_TURN_INCLUSIVE_OUTPUT_TOKENS] == 70 + 300
     assert a[n.KIT_TURN_INCLUSIVE_CACHE_READ_TOKENS] == 500 + 1000
     assert a[n.KIT_TURN_INCLUSIVE_COST_USD] == pytest.approx(own_cost + child_cost, rel=1e-12)

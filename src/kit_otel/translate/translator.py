@@ -737,14 +737,16 @@ class Translator:
 
     @staticmethod
     def _inclusive_attributes(turn: _Turn, own: TurnAggregate) -> dict[str, object]:
-        """The turn's usage with its subagents': KIT's own numbers plus each child agent's."""
+        """The turn's usage with its subagents': KIT's own numbers plus each child agent's.
+        Input tokens include cached ones, like the turn's gen_ai.usage.input_tokens beside it."""
         total = TurnAggregate()
         total.add_usage_of(own)
         total.add_usage_of(turn.subagent_usage)
         attrs: dict[str, object] = {
             n.KIT_TURN_SUBAGENT_COUNT: turn.subagent_count,
             n.KIT_TURN_INCLUSIVE_LLM_CALL_COUNT: total.llm_call_count,
-            n.KIT_TURN_INCLUSIVE_INPUT_TOKENS: total.input_tokens,
+            n.KIT_TURN_INCLUSIVE_INPUT_TOKENS: (total.input_tokens + total.cache_read_tokens
+                                                + total.cache_write_tokens),
             n.KIT_TURN_INCLUSIVE_OUTPUT_TOKENS: total.output_tokens,
             n.KIT_TURN_INCLUSIVE_CACHE_READ_TOKENS: total.cache_read_tokens,
             n.KIT_TURN_INCLUSIVE_CACHE_WRITE_TOKENS: total.cache_write_tokens,
