@@ -242,7 +242,7 @@ def test_inclusive_notional_cost_of_a_subscription_turn_with_a_subagent():
 
 
 def test_summary_shows_kit_notional_and_with_subagents_per_turn_project_and_model():
-    from kit_otel.summary import RichestTurnKeeper, Summary
+    from kit_otel.cli.summary import RichestTurnKeeper, Summary
     s = script()
     s.oauth = True
     s.session_start()
@@ -266,7 +266,7 @@ def test_summary_shows_kit_notional_and_with_subagents_per_turn_project_and_mode
 
 
 def test_demo_has_a_subscription_session_whose_cost_is_notional_and_labelled():
-    from kit_otel.generator import demo_stream
+    from kit_otel.cli.generator import demo_stream
     events = demo_stream(7, subscription=(1,))
     h = make_harness().feed(events).close()
     pid_of_trace = {sp.context.trace_id: sp.attributes[n.KIT_PID]

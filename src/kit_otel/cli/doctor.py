@@ -281,7 +281,7 @@ def _metrics_port(settings: Settings, serve_running: bool, timeout_s: float) -> 
 
 def _budget_status(settings: Settings, serve_running: bool) -> Finding:
     """The spend serve hands to the budget extension inside KIT (docs/cost.md)."""
-    from .budget_status import STATUS_FILE
+    from kit_otel.serve.budget_status import STATUS_FILE
     path = Path(settings.spool_dir).expanduser() / STATUS_FILE
     try:
         age = time.time() - path.stat().st_mtime
