@@ -199,7 +199,7 @@ class Pipeline:
                                      translator_settings(settings), event_log)
         self._set_budgets()
         self._gauge_keys = set(settings.state_gauge_keys)
-        self.translator.state_changed = self._export_state_gauges  # type: ignore[method-assign]
+        self.translator.on_state_change.append(self._export_state_gauges)
         self._spans_at_flush = 0
 
     # ── construction ─────────────────────────────────────────────────────────────────────────

@@ -34,7 +34,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from kit_otel.model import events as ev
-from kit_otel.translate.translator import remote_parent, split_model
+from kit_otel.translate.classify import remote_parent, split_model
 from ._core import Emitter, Frame, FRAME_KEY, instrumentation_enabled, leave, log
 from .baggage import ext_state_context, read_ext_state
 from .entry_points import normalize_usage

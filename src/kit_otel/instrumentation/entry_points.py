@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterable
 import wrapt
 
 from kit_otel.model import events as ev
-from kit_otel.translate.translator import split_model
+from kit_otel.translate.classify import split_model
 from ._core import (Emitter, Frame, current_frame, current_role, enter,
                     instrumentation_enabled, leave)
 from .baggage import ext_state_context, read_ext_state

@@ -2,9 +2,8 @@
 translator state needed to continue from there, and the counter totals that went with them.
 
 A checkpoint of one KIT process (a *stream*, see spool.py) is taken at a quiescent point (no open
-turn in any of its sessions), so the state to carry over is small and session-level: session id
-and project, model and provider, the previous turn's span context (the next turn links to it),
-the `started` flag (a later session_start is a hot reload), and the extension-state map.
+turn in any of its sessions), so the state to carry over is small and session-level: the
+translator's `SessionSnapshot` records (translate/snapshot.py), an explicit, versioned schema.
 
 Counter totals come from a per-stream ledger: every counter add made while translating a
 stream's events is also added to that stream's ledger (`AttributedCounters`). A checkpoint saves
@@ -18,24 +17,23 @@ rename, fsync of the directory) each time exported spans let a checkpoint advanc
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-
-from opentelemetry.trace import SpanContext, TraceFlags
+from typing import Any, Iterator
 
 from kit_otel.state import atomic_file
 from kit_otel.state.atomic_file import remove_stale_temps
 from kit_otel.translate.instruments import KitInstruments, LabelKey, LedgerCounter
-from kit_otel.translate.translator import Translator, _Session
+from kit_otel.translate.snapshot import SESSION_SCHEMA, SessionSnapshot
 
 log = logging.getLogger("kit_otel.serve")
 
-STATE_VERSION = 1
+# the file's format; its session records follow the session schema of that version
+STATE_VERSION = 2
+SESSION_SCHEMA_OF_VERSION = {1: 1, 2: SESSION_SCHEMA}
 STATE_FILE = "serve-checkpoint.json"
 
 Totals = dict[str, dict[LabelKey, float]]  # counter name → label set → total
@@ -133,78 +131,20 @@ class AttributedCounters:
 
 # ── session state ───────────────────────────────────────────────────────────────────────────
 
-def _span_context_to_json(ctx: SpanContext | None) -> dict | None:
-    if ctx is None:
-        return None
-    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}",
-            "flags": int(ctx.trace_flags)}
+def encode_sessions(snapshots: list[SessionSnapshot]) -> list[dict[str, Any]]:
+    return [snap.to_checkpoint() for snap in snapshots]
 
 
-def _span_context_from_json(data: dict | None) -> SpanContext | None:
-    if not data:
-        return None
-    return SpanContext(int(data["trace_id"], 16), int(data["span_id"], 16), is_remote=False,
-                       trace_flags=TraceFlags(data.get("flags", 1)))
-
-
-_SKIPPED_FIELDS = {"turn"}  # a checkpoint is only taken with no open turn
-
-
-def session_state(session: _Session) -> dict[str, Any]:
-    """The session-level state of one translator session, as JSON-able values. Every field of
-    the session record is kept (new ones too), so the checkpoint follows the translator."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(session):
-        if f.name in _SKIPPED_FIELDS:
-            continue
-        value = getattr(session, f.name)
-        if f.name == "previous_turn":
-            value = _span_context_to_json(value)
-        out[f.name] = value
-    return out
-
-
-def snapshot_sessions(translator: Translator,
-                      keys: Iterable[tuple[int, str]]) -> list[dict[str, Any]]:
-    """The state of the translator sessions with these (pid, session path) keys."""
-    sessions = translator.sessions
-    return [session_state(sessions[key]) for key in keys if key in sessions]
-
-
-def restore_sessions(translator: Translator, sessions: list[dict[str, Any]]) -> None:
-    names = {f.name for f in dataclasses.fields(_Session)}
-    for data in sessions:
-        kwargs = {k: v for k, v in data.items() if k in names and k not in _SKIPPED_FIELDS}
-        kwargs["previous_turn"] = _span_context_from_json(kwargs.get("previous_turn"))
-        session = _Session(**kwargs)
-        translator.sessions[(session.pid, session.path)] = session
-        translator.state_changed(session)  # numeric state gauges come back too
-
-
-def is_quiescent(translator: Translator, pids: set[int],
-                 keys: Iterable[tuple[int, str]] | None = None) -> bool:
-    """No open turn (hence no open span) in any session of these processes. `keys`, when
-    given, are all the session keys those processes can have (faster than a full scan)."""
-    for pid in pids:
-        if translator.open_subagents.get(pid):
-            return False
-    sessions = translator.sessions
-    if keys is not None:
-        for key in keys:
-            session = sessions.get(key)
-            if session is not None and session.turn is not None:
-                return False
-        return True
-    for key, session in sessions.items():
-        if session.turn is not None and key[0] in pids:
-            return False
-    return True
+def decode_sessions(records: list[Any], schema: int) -> list[SessionSnapshot]:
+    """The session records of a stream checkpoint written with `schema`; ValueError names
+    what is wrong (CheckpointStore.load turns it into one line for the user)."""
+    return [SessionSnapshot.from_checkpoint(record, schema) for record in records]
 
 
 def bounded_values(instruments: KitInstruments) -> dict[str, list[str]]:
     """The label values each cardinality limiter has let through (so `other` folds the same
     values after a restart)."""
-    return {name: sorted(getattr(instruments, name)._seen.copy())
+    return {name: getattr(instruments, name).values()
             for name in ("tool_value", "model_value", "event_type_value", "project_value")}
 
 
@@ -212,7 +152,7 @@ def restore_bounded_values(instruments: KitInstruments, saved: dict[str, list[st
     for name, values in saved.items():
         limiter = getattr(instruments, name, None)
         if limiter is not None:
-            limiter._seen.update(values[: max(limiter.limit - len(limiter._seen), 0)])
+            limiter.admit(values)
 
 
 # ── the state file ──────────────────────────────────────────────────────────────────────────
@@ -255,11 +195,17 @@ class CheckpointStore:
             return False
         try:
             data = json.loads(raw)
-            if data.get("version") != STATE_VERSION:
-                raise ValueError(f"unsupported version {data.get('version')!r}")
+            version = data.get("version")
+            schema = SESSION_SCHEMA_OF_VERSION.get(version) if isinstance(version, int) else None
+            if schema is None:
+                raise ValueError(f"version {version!r} is not one this kit-otel reads "
+                                 f"({', '.join(map(str, SESSION_SCHEMA_OF_VERSION))})")
             self.streams = dict(data["streams"])
             for snap in self.streams.values():
                 snap["ledger"] = totals_from_json(snap.get("ledger", {}))
+                # checked now, and rewritten in today's schema at the next save
+                snap["sessions"] = encode_sessions(decode_sessions(snap.get("sessions", []),
+                                                                   schema))
             self.retired = totals_from_json(data.get("retired", {}))
             self.daemon_totals.clear()
             merge_totals(self.daemon_totals, totals_from_json(data.get("daemon", {})))

@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from kit_otel.serve.budget_status import STATUS_FILE, BudgetStatus
-from kit_otel.serve.checkpoint import (AttributedCounters, CheckpointError, CheckpointStore, Totals,
-                         bounded_values, copy_totals, is_quiescent, restore_bounded_values,
-                         restore_sessions, snapshot_sessions)
+from kit_otel.serve.checkpoint import (AttributedCounters, CheckpointError, CheckpointStore,
+                                       Totals, bounded_values, copy_totals, decode_sessions,
+                                       encode_sessions, restore_bounded_values)
+from kit_otel.translate.snapshot import SESSION_SCHEMA
 from kit_otel.config import Settings, load_settings
 from kit_otel.model.decoder import DecodeError
 from kit_otel.export.instance_id import service_instance_id
@@ -337,8 +338,10 @@ class Server:
         stream.released = snap.get("serial", 0)
         self.committed_serial[key] = stream.released
         self.counters.restore(snap["ledger"])
-        restore_sessions(self.translator, snap.get("sessions", []))
-        stream.session_keys = {(s["pid"], s["path"]) for s in snap.get("sessions", [])}
+        # load() checked the records and wrote them in today's schema
+        sessions = decode_sessions(snap.get("sessions", []), SESSION_SCHEMA)
+        self.translator.restore_sessions(sessions)
+        stream.session_keys = {(s.pid, s.path) for s in sessions}
         for name, (offset, lineno) in snap.get("files", {}).items():
             path = self.spool_dir / name
             spool_file = SpoolFile(str(path), offset=offset, lineno=lineno,
@@ -480,7 +483,7 @@ class Server:
         return stream.ledger if stream.files else self.counters.fallback
 
     def _quiescent(self, stream: Stream) -> bool:
-        return is_quiescent(self.translator, stream.pids, stream.session_keys)
+        return self.translator.is_quiescent(stream.pids, stream.session_keys)
 
     def _handle(self, stream: Stream, item: Item) -> None:
         stream.dirty = True
@@ -532,7 +535,7 @@ class Server:
             "ordered": stream.ordered, "created_ns": stream.created_ns,
             "last_type": stream.last_type,
             "files": dict(stream.positions),  # name → (offset, line number)
-            "sessions": snapshot_sessions(self.translator, stream.session_keys),
+            "sessions": encode_sessions(self.translator.snapshot_sessions(stream.session_keys)),
             "ledger": copy_totals(stream.ledger),
         }
         spans = list(stream.pending_spans)
@@ -854,11 +857,11 @@ class Server:
             with self.counters.attribute(self._ledger(stream)):
                 self.processor.collect_into(stream.pending_spans)
                 try:
-                    sessions = len(self.translator.sessions)
+                    sessions = len(self.translator.session_keys())
                     if (self.translator.sweep(now_ns, pids=stream.pids, keys=stream.session_keys)
-                            or len(self.translator.sessions) != sessions):
+                            or len(self.translator.session_keys()) != sessions):
                         stream.dirty = True  # turns closed or quiet sessions forgotten
-                        stream.session_keys &= self.translator.sessions.keys()
+                        stream.session_keys &= self.translator.session_keys()
                     if (stream.dirty or stream.pending_spans) and self._quiescent(stream):
                         self._release(stream)
                 finally:
@@ -921,9 +924,7 @@ class Server:
             self.store.retire(stream.key)
 
     def _forget_sessions(self, stream: Stream) -> None:
-        sessions = self.translator.sessions
-        for key in stream.session_keys:
-            sessions.pop(key, None)
+        self.translator.forget_sessions(stream.session_keys)
 
     # ── stop ─────────────────────────────────────────────────────────────────────────────────
 

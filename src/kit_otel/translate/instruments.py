@@ -149,6 +149,15 @@ class BoundedValues:
         self._seen.add(value)
         return value
 
+    def values(self) -> list[str]:
+        """The values let through so far (a checkpoint saves them, so that after a restart the
+        same values fold into `other`)."""
+        return sorted(self._seen.copy())
+
+    def admit(self, values: list[str]) -> None:
+        """Let these values through again, as far as the limit allows."""
+        self._seen.update(values[: max(self.limit - len(self._seen), 0)])
+
 
 class KitInstruments:
     def __init__(self, meter: Meter, *, max_tools: int = 100, max_models: int = 100,

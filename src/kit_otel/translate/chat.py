@@ -1,0 +1,227 @@
+"""Chat spans (`chat {model}`): one per LLM call (KIT's step), its streaming (first chunk,
+coalesced deltas), and its end once both `step_finish` and `llm_usage` are in — with the usage,
+cost and GenAI client metrics of the call, counted exactly once."""
+
+from __future__ import annotations
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from kit_otel.model import events as ev, names as n
+from kit_otel.translate.classify import chat_span_name, error_type
+from kit_otel.translate.instruments import WindowSpend
+from kit_otel.translate.logs import EVENT_INFERENCE_DETAILS, INFO, WARN
+from kit_otel.translate.pricing import call_cost_attributes, cost_metric_labels
+from kit_otel.translate.span_state import Deltas, NS_PER_S, Run, Session, Step, Turn
+
+class ChatSpans:
+    """The ChatSpans part of the translator (translate/translator.py), which holds the
+    state these methods use: `sessions`, `tracer`, `metrics`, `content`, `settings`,
+    `prices`, `event_log`."""
+
+    def _start_step(self, session: Session, run: Run, number: int, ts_ns: int) -> Step:
+        model = session.model
+        attrs = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT, n.KIT_STEP_NUMBER: number,
+                 n.GEN_AI_CONVERSATION_ID: session.session_id}
+        self._model_attributes(session, attrs)
+        if run.agent != "main":
+            attrs[n.GEN_AI_AGENT_NAME] = n.AGENT_SUBAGENT
+        span = self.tracer.start_span(chat_span_name(model),
+                                      context=trace.set_span_in_context(run.span),
+                                      kind=SpanKind.CLIENT, attributes=attrs, start_time=ts_ns)
+        step = Step(span=span, number=number, start_ns=ts_ns, request_model=model)
+        run.step = step
+        return step
+
+    def _on_step_start(self, session: Session, run: Run, event: ev.Event) -> None:
+        self._end_step(session, run, event.ts_ns)
+        self._start_step(session, run, event.data.StepNumber, event.ts_ns)
+
+    def _step_for(self, session: Session, run: Run, event: ev.Event) -> Step:
+        step = run.step
+        if step is None:  # usage/finish without step_start (stream began mid-step)
+            step = self._start_step(session, run, getattr(event.data, "StepNumber", 0),
+                                    event.ts_ns)
+        return step
+
+    def _on_step_finish(self, session: Session, run: Run, event: ev.Event) -> None:
+        step = self._step_for(session, run, event)
+        if isinstance(run, Turn):
+            self._end_blocked_tools(session, run, step, event.ts_ns)
+        step.finish = event.data
+        step.finish_ns = event.ts_ns
+        if not step.stream_end_ns:
+            step.stream_end_ns = event.ts_ns
+        if step.usage is not None:
+            self._end_step(session, run, event.ts_ns)
+
+    def _on_llm_usage(self, session: Session, run: Run, event: ev.Event) -> None:
+        step = self._step_for(session, run, event)
+        step.usage = event.data
+        if not step.stream_end_ns:
+            step.stream_end_ns = event.ts_ns
+        if step.finish is not None:
+            self._end_step(session, run, event.ts_ns)
+
+    def _end_step(self, session: Session, run: Run, now_ns: int) -> None:
+        """Finish the open chat span: attributes, end time, and its metrics, exactly once."""
+        step = run.step
+        if step is None:
+            return
+        run.step = None
+        usage, finish = step.usage, step.finish
+        if usage is not None:
+            tokens = (usage.InputTokens, usage.OutputTokens, usage.CacheReadTokens,
+                      usage.CacheWriteTokens)
+            cost = usage.Cost
+            finish_reason = usage.FinishReason or (finish.FinishReason if finish else "")
+            provider_model = (usage.Provider, usage.Model)
+            usage_source = "llm_usage"
+        elif finish is not None:
+            tokens = (finish.InputTokens, finish.OutputTokens, finish.CacheReadTokens,
+                      finish.CacheWriteTokens)
+            cost, finish_reason, provider_model = 0.0, finish.FinishReason, ("", "")
+            usage_source = "step_finish"
+        else:
+            tokens, cost, finish_reason, provider_model, usage_source = None, 0.0, "", ("", ""), ""
+        if provider_model[0]:
+            session.provider = provider_model[0]
+        if provider_model[1]:
+            session.model = provider_model[1]
+        provider = session.provider or "unknown"
+        model = session.model or "unknown"
+        span = step.span
+        end_ns = step.stream_end_ns or now_ns
+        attrs: dict[str, object] = {}
+        if session.model:
+            span.update_name(chat_span_name(session.model))
+            # the model asked for when the call started, else the one that answered
+            attrs[n.GEN_AI_REQUEST_MODEL] = step.request_model or session.model
+        if provider_model[1]:
+            attrs[n.GEN_AI_RESPONSE_MODEL] = provider_model[1]
+        if session.provider:
+            attrs[n.GEN_AI_PROVIDER_NAME] = n.provider_name(session.provider)
+        if usage is not None and usage.RequestID:
+            attrs[n.GEN_AI_RESPONSE_ID] = usage.RequestID
+        if step.error:
+            span.set_status(Status(StatusCode.ERROR, self._error_description(step.error)))
+            attrs[n.ERROR_TYPE] = error_type(step.error)
+        if step.first_chunk_ns:
+            attrs[n.GEN_AI_REQUEST_STREAM] = True  # chunks arrived: the call was streamed
+            attrs[n.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = \
+                max(step.first_chunk_ns - step.start_ns, 0) / NS_PER_S
+        self._delta_attributes(attrs, n.KIT_DELTAS_MESSAGE, step.message)
+        self._delta_attributes(attrs, n.KIT_DELTAS_TOOL_INPUT, step.tool_input)
+        if tokens is not None:
+            attrs.update(self._usage_attributes(*tokens))
+            attrs[n.KIT_COST_USD] = cost
+            attrs[n.KIT_LLM_USAGE_SOURCE] = usage_source
+            if finish_reason:
+                attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
+        call_cost = None
+        if tokens is not None:
+            call_cost = self.prices.cost_of(cost, session.provider, session.model, tokens, end_ns)
+            attrs.update(call_cost_attributes(call_cost, self.prices.version))
+        span.set_attributes(attrs)
+        span.end(end_time=max(end_ns, step.start_ns))
+        if self.event_log.logger is not None and (tokens is not None or step.error):
+            self.event_log.emit(EVENT_INFERENCE_DETAILS, end_ns, span, {
+                **self._log_attributes(session), n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
+                n.KIT_STEP_NUMBER: step.number, **attrs},
+                WARN if step.error else INFO)
+        m = self.metrics
+        bounded_model = m.model_value(model)
+        semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
+                   n.GEN_AI_PROVIDER_NAME: n.provider_name(provider),
+                   n.GEN_AI_REQUEST_MODEL: bounded_model}
+        in_call = trace.set_span_in_context(span)
+        duration_s = max(end_ns - step.start_ns, 0) / NS_PER_S
+        if tokens is None:
+            if step.error:  # a failed call: its duration counts, with its error.type
+                m.operation_duration.record(duration_s, {**semconv, n.ERROR_TYPE: attrs[n.ERROR_TYPE]},
+                                            context=in_call)
+            return  # an LLM call that never reported back (abandoned turn): no usage to count
+        run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], cost)
+        run.cost.add(call_cost)
+        for hook in self.on_llm_call:
+            hook({"provider": provider, "model": model, "agent": run.agent, "tokens": tokens,
+                  "cost": cost, "cost_source": call_cost.source,
+                  "notional_cost": call_cost.notional_usd,
+                  "duration_ns": max(end_ns - step.start_ns, 0), "ts_ns": end_ns,
+                  "project": session.project})
+        labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
+                                                n.L_AGENT: run.agent})
+        for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
+            m.tokens.add(value, {**labels, n.L_TYPE: token_type})
+        m.cost.add(cost + call_cost.notional_usd,
+                   {**labels, **cost_metric_labels(call_cost, self.prices.version)})
+        for key in WindowSpend.keys(end_ns, labels):  # KIT's plus notional, as the counter
+            m.spend_to_date.add_key(key, cost + call_cost.notional_usd)
+        m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
+                            n.L_FINISH_REASON: finish_reason or "unknown"})
+        input_tokens = tokens[0] + tokens[2] + tokens[3]  # cached included, as on the span
+        if m.token_usage is not None:
+            m.token_usage.record(input_tokens, {**semconv, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT})
+            m.token_usage.record(tokens[1], {**semconv, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_OUTPUT})
+        else:
+            m.inference_input_tokens.record(input_tokens, semconv)
+            m.inference_output_tokens.record(tokens[1], semconv)
+        duration_labels = {**semconv, n.ERROR_TYPE: attrs[n.ERROR_TYPE]} if step.error else semconv
+        m.operation_duration.record(duration_s, duration_labels, context=in_call)
+        if step.first_chunk_ns:
+            m.time_to_first_chunk.record(max(step.first_chunk_ns - step.start_ns, 0) / NS_PER_S,
+                                         semconv, context=in_call)
+
+    def _stream_target(self, run: Run) -> tuple[trace.Span, Step | None]:
+        step = run.step
+        if step is not None and not step.stream_end_ns:
+            return step.span, step
+        return run.span, None
+
+    def _mark_first_chunk(self, step: Step | None, ts_ns: int) -> None:
+        if step is not None and not step.first_chunk_ns:
+            step.first_chunk_ns = ts_ns
+
+    def _on_stream_marker(self, session: Session, run: Run, event: ev.Event) -> None:
+        span, step = self._stream_target(run)
+        if event.type in ("reasoning_start", "tool_call_input_start"):
+            self._mark_first_chunk(step, event.ts_ns)
+            if event.type == "tool_call_input_start" and run.step is not None:
+                data = event.data
+                run.step.streamed_calls[data.ToolCallID] = (data.ToolName, data.ToolKind,
+                                                            event.ts_ns)
+        self._span_event(span, event)
+
+    def _on_message_update(self, session: Session, run: Run, event: ev.Event) -> None:
+        step = run.step
+        if step is not None and not step.stream_end_ns:  # the common case, kept short
+            if not step.first_chunk_ns:
+                step.first_chunk_ns = event.ts_ns
+            deltas = step.message
+            chunk = event.data.Chunk
+            deltas.count += 1
+            deltas.bytes += len(chunk) if chunk.isascii() else len(chunk.encode())
+            if deltas.count == 1 or self.settings.record_all_deltas:
+                self._span_event(step.span, event)
+            return
+        span, step = self._stream_target(run)
+        self._mark_first_chunk(step, event.ts_ns)
+        deltas = step.message if step is not None else Deltas()
+        self._coalesce(span, deltas, event, event.data.Chunk)
+
+    def _on_tool_input_delta(self, session: Session, run: Run, event: ev.Event) -> None:
+        span, step = self._stream_target(run)
+        deltas = step.tool_input if step is not None else Deltas()
+        self._coalesce(span, deltas, event, event.data.Delta)
+
+    def _coalesce(self, span: trace.Span, deltas: Deltas, event: ev.Event, text: str) -> None:
+        deltas.count += 1
+        deltas.bytes += len(text.encode()) if not text.isascii() else len(text)
+        if deltas.count == 1 or self.settings.record_all_deltas:
+            self._span_event(span, event)
+
+    @staticmethod
+    def _delta_attributes(attrs: dict, prefix: str, deltas: Deltas) -> None:
+        if deltas.count:
+            attrs[prefix + ".count"] = deltas.count
+            attrs[prefix + ".bytes"] = deltas.bytes
