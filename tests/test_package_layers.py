@@ -87,6 +87,23 @@ def test_sources_never_import_a_sink_or_the_translator():
                 f"{path.relative_to(PACKAGE)}:{line} imports {target}"
 
 
+def test_no_module_imports_private_names_of_another():
+    wrong = []
+    for name, path, is_package in modules():
+        package = name if is_package else name.rpartition(".")[0]
+        for target, names, line in imports(name, path, is_package):
+            if not target.startswith("kit_otel"):
+                continue
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            # a package's private module (instrumentation/_core.py) is for that package only
+            module_private = any(part.startswith("_") and not part.startswith("__")
+                                 for part in target.split("."))
+            if private or (module_private and target.rpartition(".")[0] != package):
+                wrong.append(f"{path.relative_to(PACKAGE)}:{line}: from {target} import "
+                             f"{', '.join(private) or '...'}")
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize("source, bad", [
     ("from kit_otel.translate.translator import _Session\n", "private"),
     ("from kit_otel.export.pipeline import Pipeline\n", "layer"),

@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.trace import StatusCode
 
 from kit_otel.model.names import SPAN_TURN
+from kit_otel.translate.records import LlmCallRecord, TurnRecord
 from kit_otel.translate.translator import Translator
 
 
@@ -98,11 +99,10 @@ class _ProjectSpend:
         self.with_subagents += with_subagents
 
 
-def _turn_spend(turn: dict) -> tuple[float, float, float]:
+def _turn_spend(turn: TurnRecord) -> tuple[float, float, float]:
     """(KIT's cost, notional cost, both with the subagents') of a turn record."""
-    own, notional = turn["aggregate"].cost_usd, turn["cost"].notional_usd
-    inclusive = (own + notional + turn["subagent_usage"].cost_usd
-                 + turn["subagent_cost"].notional_usd)
+    own, notional = turn.aggregate.cost_usd, turn.cost.notional_usd
+    inclusive = own + notional + turn.subagent_usage.cost_usd + turn.subagent_cost.notional_usd
     return own, notional, inclusive
 
 
@@ -111,7 +111,7 @@ class Summary:
     rows, a count of the others, totals per (provider, model, agent) and one span tree."""
 
     def __init__(self, translator: Translator, keeper: RichestTurnKeeper, max_turns: int = 40):
-        self.turns: list[dict] = []
+        self.turns: list[TurnRecord] = []
         self.turn_count = 0
         self.sessions: set[str] = set()
         self.max_turns = max_turns
@@ -122,16 +122,16 @@ class Summary:
         translator.on_turn_end.append(self._turn_end)
         translator.on_llm_call.append(self._llm_call)
 
-    def _turn_end(self, turn: dict) -> None:
+    def _turn_end(self, turn: TurnRecord) -> None:
         self.turn_count += 1
-        self.sessions.add(turn["session_id"])
-        self.projects[turn["project"]].add(*_turn_spend(turn))
+        self.sessions.add(turn.session_id)
+        self.projects[turn.project].add(*_turn_spend(turn))
         if len(self.turns) < self.max_turns:
             self.turns.append(turn)
 
-    def _llm_call(self, call: dict) -> None:
-        self.models[(call["provider"], call["model"], call["agent"])].add(
-            call["tokens"], call["cost"], call["notional_cost"], call["duration_ns"] / 1e9)
+    def _llm_call(self, call: LlmCallRecord) -> None:
+        self.models[(call.provider, call.model, call.agent)].add(
+            call.tokens, call.cost, call.notional_cost, call.duration_ns / 1e9)
 
     def render(self, max_turns: int = 40) -> str:
         t = self.translator
@@ -143,11 +143,11 @@ class Summary:
                 f"{'cost $':>9} {'notional $':>10} {'w/ subag $':>10}")
         out.append(head)
         for turn in self.turns[:max_turns]:
-            a = turn["aggregate"]
+            a = turn.aggregate
             _, notional, inclusive = _turn_spend(turn)
             # the end of an id tells sessions apart (file-name ids all start with the date)
-            out.append(f"  {turn['session_id'][-12:]:<12} {turn['project'][:12]:<12} "
-                       f"{turn['stop_reason'][:11]:<11} {a.duration_ms / 1000:>7.2f} "
+            out.append(f"  {turn.session_id[-12:]:<12} {turn.project[:12]:<12} "
+                       f"{turn.stop_reason[:11]:<11} {a.duration_ms / 1000:>7.2f} "
                        f"{a.llm_call_count:>4} {a.tool_call_count:>5} {a.input_tokens:>8} "
                        f"{a.output_tokens:>7} {a.cache_read_tokens:>8} "
                        f"{a.cache_write_tokens:>7} {a.cost_usd:>9.4f} {notional:>10.4f} "

@@ -12,6 +12,7 @@ from kit_otel.translate.classify import chat_span_name, error_type
 from kit_otel.translate.instruments import WindowSpend
 from kit_otel.translate.logs import EVENT_INFERENCE_DETAILS, INFO, WARN
 from kit_otel.translate.pricing import call_cost_attributes, cost_metric_labels
+from kit_otel.translate.records import LlmCallRecord
 from kit_otel.translate.span_state import Deltas, NS_PER_S, Run, Session, Step, Turn
 
 class ChatSpans:
@@ -143,12 +144,14 @@ class ChatSpans:
             return  # an LLM call that never reported back (abandoned turn): no usage to count
         run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], cost)
         run.cost.add(call_cost)
-        for hook in self.on_llm_call:
-            hook({"provider": provider, "model": model, "agent": run.agent, "tokens": tokens,
-                  "cost": cost, "cost_source": call_cost.source,
-                  "notional_cost": call_cost.notional_usd,
-                  "duration_ns": max(end_ns - step.start_ns, 0), "ts_ns": end_ns,
-                  "project": session.project})
+        if self.on_llm_call:
+            call_record = LlmCallRecord(
+                provider=provider, model=model, agent=run.agent, tokens=tokens, cost=cost,
+                cost_source=call_cost.source, notional_cost=call_cost.notional_usd,
+                duration_ns=max(end_ns - step.start_ns, 0), ts_ns=end_ns,
+                project=session.project)
+            for hook in self.on_llm_call:
+                hook(call_record)
         labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                                                 n.L_AGENT: run.agent})
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):

@@ -41,6 +41,7 @@ from kit_otel.translate.ext_state import StatePolicy
 from kit_otel.translate.instruments import KitInstruments
 from kit_otel.translate.logs import EventLog
 from kit_otel.translate.pricing import PriceTable
+from kit_otel.translate.records import LlmCallRecord, TurnRecord
 from kit_otel.translate.snapshot import SessionSnapshot
 from kit_otel.translate.span_state import NS_PER_S, Run, Session, Subagent, Turn
 from kit_otel.translate.turns import TurnSpans
@@ -105,8 +106,8 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
         self.events_seen = 0
         self.rejected = 0
         self.turns_closed = 0
-        self.on_turn_end: list[Callable[[dict], None]] = []  # summary hooks
-        self.on_llm_call: list[Callable[[dict], None]] = []
+        self.on_turn_end: list[Callable[[TurnRecord], None]] = []  # summary hooks
+        self.on_llm_call: list[Callable[[LlmCallRecord], None]] = []
         self.on_state_change: list[Callable[[Session], None]] = []  # numeric-state gauges
         self._idle_ns = int(self.settings.idle_timeout_s * NS_PER_S)
         self._forget_ns = int(max(self.settings.session_forget_s,

@@ -16,6 +16,7 @@ from kit_otel.translate.aggregate import has_enriched_fields, TurnAggregate
 from kit_otel.translate.classify import error_type
 from kit_otel.translate.logs import EVENT_TURN_END, INFO, WARN
 from kit_otel.translate.pricing import run_cost_attributes
+from kit_otel.translate.records import TurnRecord
 from kit_otel.translate.span_state import EMPTY_CONTEXT, Session, Turn
 from kit_otel.translate.subagents import TURN_ENDED_FIRST
 from kit_otel.translate.vcs import read_checkout
@@ -177,15 +178,13 @@ class TurnSpans:
         session.turn = None
         self.turns_closed += 1
         if self.on_turn_end:
-            record = {"session_id": session.session_id, "project": session.project,
-                      "stop_reason": stop_reason, "provider": session.provider,
-                      "model": session.model, "aggregate": final, "cost": turn.cost,
-                      "subagent_usage": turn.subagent_usage,
-                      "subagent_cost": turn.subagent_cost,
-                      "start_ns": turn.start_ns,
-                      "end_ns": end_ns, "span": span}
+            turn_record = TurnRecord(
+                session_id=session.session_id, project=session.project, stop_reason=stop_reason,
+                provider=session.provider, model=session.model, aggregate=final, cost=turn.cost,
+                subagent_usage=turn.subagent_usage, subagent_cost=turn.subagent_cost,
+                start_ns=turn.start_ns, end_ns=end_ns, span=span)
             for hook in self.on_turn_end:
-                hook(record)
+                hook(turn_record)
 
     @staticmethod
     def _inclusive_attributes(turn: Turn, own: TurnAggregate) -> dict[str, object]:
