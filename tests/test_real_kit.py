@@ -24,7 +24,7 @@ from kit_otel.cli.bridge_install import spool_dir as bridge_default_spool
 from kit_otel.cli.main import replay_items
 from kit_otel.config import load_settings
 from kit_otel.model.decoder import DEFAULT_MAX_LINE_BYTES, DecodeError
-from kit_otel.serve.daemon import resolve_socket_path
+from kit_otel.serve.socket_input import resolve_socket_path
 from kit_otel.sources.tail import FileTailer
 from kit_otel.translate.translator import TranslatorSettings
 

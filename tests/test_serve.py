@@ -17,7 +17,8 @@ from test_serve_helpers import (ServeProcess, SpoolWriter, assert_each_span_once
                                 received_spans, reference_spans, serve_env, write_all)
 
 from kit_otel.config import Settings
-from kit_otel.serve.daemon import ServeOptions, Server
+from kit_otel.serve.daemon import Server
+from kit_otel.serve.options import ServeOptions
 
 COUNTERS = ("kit.tokens", "kit.cost.usd", "kit.llm.calls", "kit.turns", "kit.tool.calls",
             "kit.errors", "kit.retries", "kit.compactions", "kit.subagents", "kit.sessions",

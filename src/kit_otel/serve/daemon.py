@@ -25,137 +25,41 @@ import os
 import selectors
 import signal
 import socket
-import stat
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
-from dataclasses import dataclass, replace
+from collections import deque, OrderedDict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from kit_otel.serve.budget_status import STATUS_FILE, BudgetStatus
-from kit_otel.serve.checkpoint import (AttributedCounters, CheckpointError, CheckpointStore,
-                                       Totals, bounded_values, copy_totals, decode_sessions,
-                                       encode_sessions, restore_bounded_values)
-from kit_otel.translate.snapshot import SESSION_SCHEMA
-from kit_otel.config import Settings, load_settings
-from kit_otel.model.decoder import DecodeError
+from kit_otel.config import load_settings, Settings
 from kit_otel.export.instance_id import service_instance_id
 from kit_otel.export.pipeline import Pipeline
+from kit_otel.export.reliable_export import (
+    DeadLetterFile, DeterministicIdGenerator, event_seed, ReliableSpanProcessor,
+)
 from kit_otel.model import names as n
-from kit_otel.state.regular_file import open_regular
-from kit_otel.export.reliable_export import (DeadLetterFile, DeterministicIdGenerator, ReliableSpanProcessor,
-                              event_seed)
+from kit_otel.model.decoder import DecodeError
+from kit_otel.serve.budget_status import BudgetStatus, STATUS_FILE
+from kit_otel.serve.checkpoint import (
+    AttributedCounters, bounded_values, CheckpointError, CheckpointStore, copy_totals,
+    decode_sessions, encode_sessions, restore_bounded_values, Totals,
+)
+from kit_otel.serve.options import NEVER_NS, ServeError, ServeOptions
 from kit_otel.sources.sidecar_follow import SidecarFollower
-from kit_otel.sources.spool import (MAX_SEQ_JUMP, Item, SpoolFile, Stream, decode_item, peek_first, pid_alive,
-                    seq_jump_error, spool_names)
+from kit_otel.sources.spool import Item, SpoolFile, Stream
+from kit_otel.state.regular_file import open_regular
+from kit_otel.translate.snapshot import SESSION_SCHEMA
+from kit_otel.serve.socket_input import Connection, SocketInput
+from kit_otel.serve.spool_directory import SpoolDirectory, check_spool_dir, private_dir
 
 log = logging.getLogger("kit_otel.serve")
-
-_NEVER_NS = 1 << 62  # "now" far enough in the future to close every open turn
-
-
-@dataclass
-class ServeOptions:
-    poll_interval_s: float = 0.1  # how often files are checked for new lines
-    scan_interval_s: float = 1.0  # how often the spool directory is listed for new files
-    gap_wait_s: float = 5.0  # how long a missing seq is waited for before it is skipped
-    housekeeping_interval_s: float = 1.0  # lag gauge
-    sweep_interval_s: float = 10.0  # idle turns closed by wall clock, spool retention
-    shutdown_timeout_s: float = 15.0  # SIGTERM: how long queued spans may take to export
-    max_queue_spans: int = 16384  # spans waiting for export before input is paused
-    max_batch_spans: int = 512  # spans per export request
-    lines_per_round: int = 2000  # lines one stream may take before the others get a turn
-    backoff_initial_s: float = 0.5
-    backoff_max_s: float = 30.0
-    max_connections: int = 256
-    bad_lines_before_disconnect: int = 100
-    # one socket client (a bridge instance speaks for 1 process, a Python source for a few)
-    max_pids_per_connection: int = 16
-    max_sessions_per_connection: int = 1024
-    max_lines_per_connection_s: int = 20000  # beyond: not read until the next second
-    max_socket_streams: int = 1024  # processes known only from sockets, all clients together
-
-
-class _Connection:
-    __slots__ = ("sock", "peer", "buf", "lines", "bad_in_row", "rejected", "pids", "sessions",
-                 "window_start", "window_lines")
-
-    def __init__(self, sock: socket.socket, peer: str):
-        self.sock = sock
-        self.peer = peer
-        self.buf = bytearray()
-        self.lines = 0
-        self.bad_in_row = 0
-        self.rejected = 0
-        self.pids: set[int] = set()
-        self.sessions: set[tuple[int, str]] = set()
-        self.window_start = 0.0  # the rate limit's current one-second window
-        self.window_lines = 0
-
-
-class ServeError(RuntimeError):
-    """A problem that prevents the daemon from starting (clear message, exit status 2)."""
-
-
-def resolve_socket_path(settings: Settings) -> str:
-    """`socket_path`: "" or "off" → none; "auto" → where the bridge looks by default."""
-    value = settings.socket_path.strip()
-    if value in ("", "off", "none"):
-        return ""
-    if value == "auto":
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        if runtime:
-            return os.path.join(runtime, "kit-otel", "bridge.sock")
-        spool = os.path.expanduser(settings.spool_dir)
-        return os.path.join(os.path.dirname(spool.rstrip("/")), "bridge.sock")
-    return os.path.expanduser(value)
-
-
-def _private_dir(path: Path, what: str, tighten: bool = False) -> None:
-    """Create `path` 0700, or check that an existing one is ours and not open to others
-    (with `tighten`, one of ours that is open to others is made 0700)."""
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
-        os.chmod(path, 0o700)
-        return
-    st = path.stat()
-    if not stat.S_ISDIR(st.st_mode):
-        raise ServeError(f"{what} {path} is not a directory")
-    if st.st_uid != os.getuid():
-        raise ServeError(f"{what} {path} belongs to uid {st.st_uid}, not to us")
-    if st.st_mode & 0o077 and tighten:
-        log.info("%s %s was mode %04o: made private (0700)", what, path,
-                 stat.S_IMODE(st.st_mode))
-        os.chmod(path, 0o700)
-    elif st.st_mode & 0o077:
-        raise ServeError(f"{what} {path} is accessible to others (mode "
-                         f"{stat.S_IMODE(st.st_mode):04o}); it must be private (0700)")
-
-
-def _check_spool_dir(path: Path) -> None:
-    """The spool directory is created 0700; an existing one must be ours and writable by
-    nobody else (whoever can write there can plant files that serve would read)."""
-    if not path.exists():
-        path.mkdir(parents=True, mode=0o700)
-        os.chmod(path, 0o700)
-        return
-    st = path.stat()
-    if not stat.S_ISDIR(st.st_mode):
-        raise ServeError(f"spool directory {path} is not a directory")
-    if st.st_uid != os.getuid():
-        raise ServeError(f"spool directory {path} belongs to uid {st.st_uid}, not to us")
-    if st.st_mode & 0o022:
-        raise ServeError(f"spool directory {path} is writable by others (mode "
-                         f"{stat.S_IMODE(st.st_mode):04o}): another user could plant files in "
-                         f"it; make it private (chmod 700 {path})")
-
 
 SPOOL_LOCK = ".kit-otel-serve.lock"  # a dot-file: not a spool file, the bridge never reads it
 
 
-class Server:
+class Server(SocketInput, SpoolDirectory):
     """The daemon. `run()` blocks until `stop()` (thread- and signal-safe) is called."""
 
     def __init__(self, settings: Settings, options: ServeOptions | None = None):
@@ -181,8 +85,8 @@ class Server:
         os.set_blocking(self._wake_w, False)
         self._selector = selectors.DefaultSelector()
         self._listeners: list[socket.socket] = []
-        self._connections: dict[int, _Connection] = {}
-        self._throttled: dict[int, tuple[float, _Connection]] = {}  # fd → (resume at, client)
+        self._connections: dict[int, Connection] = {}
+        self._throttled: dict[int, tuple[float, Connection]] = {}  # fd → (resume at, client)
         self.socket_streams = 0  # streams that exist only on sockets (bounded)
         self._socket_lru: OrderedDict[str, Stream] = OrderedDict()  # of those, by last input
         self.throttles = 0  # times a socket client was paused for its rate
@@ -227,8 +131,8 @@ class Server:
     # ── start ────────────────────────────────────────────────────────────────────────────────
 
     def _start(self) -> None:
-        _private_dir(self.state_dir, "state directory", tighten=True)
-        _check_spool_dir(self.spool_dir)
+        private_dir(self.state_dir, "state directory", tighten=True)
+        check_spool_dir(self.spool_dir)
         self._lock_fd = self._lock(self.state_dir / "serve.lock", "state directory")
         # two daemons on one spool directory would each delete what the other has not exported
         self._spool_lock_fd = self._lock(self.spool_dir / SPOOL_LOCK, "spool directory")
@@ -365,50 +269,6 @@ class Server:
         if current is None or current.created_ns < stream.created_ns:
             self.by_pid[stream.pid] = stream
 
-    # ── listening ────────────────────────────────────────────────────────────────────────────
-
-    def _listen(self) -> None:
-        path = resolve_socket_path(self.settings)
-        if path:
-            parent = Path(path).parent
-            _private_dir(parent, "socket directory")
-            if os.path.lexists(path):
-                if not stat.S_ISSOCK(os.lstat(path).st_mode):
-                    raise ServeError(f"socket path {path} exists and is not a socket")
-                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                try:
-                    probe.connect(path)
-                    raise ServeError(f"another process is listening on {path}")
-                except (ConnectionRefusedError, FileNotFoundError):
-                    os.unlink(path)  # stale socket of a daemon that died
-                finally:
-                    probe.close()
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            old_umask = os.umask(0o177)  # the socket is 0600 from the moment it exists
-            try:
-                sock.bind(path)
-            finally:
-                os.umask(old_umask)
-            os.chmod(path, 0o600)
-            sock.listen(64)
-            sock.setblocking(False)
-            self._selector.register(sock, selectors.EVENT_READ, "listener")
-            self._listeners.append(sock)
-            self.socket_path = path
-        if self.settings.tcp_port:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind(("127.0.0.1", self.settings.tcp_port))
-            except OSError as exc:
-                sock.close()
-                raise ServeError(f"cannot listen on 127.0.0.1:{self.settings.tcp_port}: "
-                                 f"{exc.strerror}") from None
-            sock.listen(64)
-            sock.setblocking(False)
-            self._selector.register(sock, selectors.EVENT_READ, "listener")
-            self._listeners.append(sock)
-            self.tcp_port = sock.getsockname()[1]
 
     # ── the loop ─────────────────────────────────────────────────────────────────────────────
 
@@ -551,295 +411,7 @@ class Server:
             if snap["serial"] > self.committed_serial.get(key, 0):
                 self.committed_serial[key] = snap["serial"]
 
-    # ── spool directory ──────────────────────────────────────────────────────────────────────
 
-    def _scan(self) -> None:
-        new: list[tuple[str, Item]] = []
-        for name in spool_names(str(self.spool_dir)):
-            if name in self.file_owner or name in self._ignored_names:
-                continue
-            if not self._acceptable(name):
-                continue
-            first = peek_first(str(self.spool_dir / name), self.max_bytes)
-            if first is not None:
-                new.append((name, first))
-
-        def order(entry: tuple[str, Item]):
-            event = entry[1].event
-            return (event.pid, event.seq, entry[0]) if event is not None else (-1, 0, entry[0])
-
-        for name, first in sorted(new, key=order):
-            self._attach(name, first)
-
-    def _acceptable(self, name: str) -> bool:
-        """Only regular files of ours are spool files: a FIFO would block a read, a device never
-        end, a link lead anywhere; a file of another user was not written by our bridge."""
-        try:
-            st = os.lstat(self.spool_dir / name)
-        except FileNotFoundError:
-            return False
-        why = ""
-        if not stat.S_ISREG(st.st_mode):
-            why = "is a symbolic link" if stat.S_ISLNK(st.st_mode) else "is not a regular file"
-        elif st.st_uid != os.getuid():
-            why = f"belongs to uid {st.st_uid}"
-        if why:
-            self._ignored_names.add(name)
-            log.warning("spool: ignoring %s: it %s", self.spool_dir / name, why)
-            return False
-        return True
-
-    def _attach(self, name: str, first: Item) -> None:
-        path = str(self.spool_dir / name)
-        spool_file = SpoolFile(path, max_bytes=self.max_bytes)
-        event = first.event
-        if event is None or not event.seq:
-            # not a bridge file (no seq, or no readable first line): its lines in file order
-            stream = Stream(name[: -len(".ndjson")], event.pid if event else 0, ordered=False)
-            log.info("spool: new file %s (no seq: read in file order)", name)
-            self._register(stream)
-        else:
-            stream = self.by_pid.get(event.pid)
-            if stream is not None and event.seq == 1 and (
-                    (stream.first_file and stream.first_file != name) or
-                    (stream.first_started and event.type == "bridge_start"
-                     and getattr(event.data, "StartedAt", "") != stream.first_started)):
-                self._supersede(stream)
-                stream = None
-            if stream is None:
-                stream = Stream(name[: -len(".ndjson")], event.pid)
-                self._register(stream)
-                log.info("spool: KIT process %d: new file %s", event.pid, name)
-            else:
-                log.info("spool: KIT process %d: another file %s", event.pid, name)
-            if event.seq == 1:
-                stream.first_file = name
-        if stream.socket_only and stream.key in self.streams:
-            self.socket_streams -= 1  # it has a spool file now: durable, checkpointed
-            self._socket_lru.pop(stream.key, None)
-        stream.add_file(spool_file)
-        self.file_owner[name] = stream
-
-    def _register(self, stream: Stream) -> None:
-        self.streams[stream.key] = stream
-        if stream.ordered:
-            self.by_pid[stream.pid] = stream
-
-    def _supersede(self, old: Stream) -> None:
-        """The pid of `old` now belongs to a new KIT process: finish the old one's turns and
-        forget its sessions (they stay in its checkpoint)."""
-        log.info("KIT process %d started again (a new process with the same pid): closing the "
-                 "old one's open turns", old.pid)
-        with self.counters.attribute(self._ledger(old)):
-            self.processor.collect_into(old.pending_spans)
-            try:  # closes turns, forgets sessions
-                self.translator.sweep(_NEVER_NS, pids=old.pids, keys=old.session_keys)
-            finally:
-                self.processor.collect_into(None)
-        self._forget_sessions(old)
-        old.dirty = True
-        self._release(old)
-        if self.by_pid.get(old.pid) is old:
-            del self.by_pid[old.pid]
-
-    # ── sockets ──────────────────────────────────────────────────────────────────────────────
-
-    def _poll_sockets(self, timeout: float) -> None:
-        for key, _mask in self._selector.select(timeout):
-            if key.data is None:  # the wake-up pipe
-                try:
-                    os.read(self._wake_r, 4096)
-                except BlockingIOError:
-                    pass
-            elif key.data == "listener":
-                self._accept(key.fileobj)
-            elif key.data == "sidecars":  # a session directory changed: read its sidecar now
-                self.sidecars.poll()
-            else:
-                self._read(key.data)
-
-    def _accept(self, listener: socket.socket) -> None:
-        try:
-            sock, address = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        peer = f"unix:{self.socket_path}" if sock.family == socket.AF_UNIX else \
-            f"tcp:{address[0]}:{address[1]}"
-        if len(self._connections) >= self.options.max_connections:
-            log.warning("socket client %s refused: %d connections already open", peer,
-                        len(self._connections))
-            sock.close()
-            return
-        sock.setblocking(False)
-        conn = _Connection(sock, f"{peer}#{sock.fileno()}")
-        self._connections[sock.fileno()] = conn
-        self._selector.register(sock, selectors.EVENT_READ, conn)
-        log.debug("socket client %s connected", conn.peer)
-
-    def _disconnect(self, conn: _Connection, reason: str = "") -> None:
-        if reason:
-            log.warning("socket client %s: %s; disconnected", conn.peer, reason)
-        else:
-            log.debug("socket client %s disconnected", conn.peer)
-        self._connections.pop(conn.sock.fileno(), None)
-        self._throttled.pop(conn.sock.fileno(), None)
-        try:
-            self._selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            pass
-        conn.sock.close()
-
-    def _read(self, conn: _Connection) -> None:
-        now = time.monotonic()
-        if now - conn.window_start >= 1.0:
-            conn.window_start, conn.window_lines = now, conn.lines
-        for _ in range(16):  # at most 1 MiB per connection per round: others get their turn
-            if conn.lines - conn.window_lines >= self.options.max_lines_per_connection_s:
-                self._throttle(conn, conn.window_start + 1.0)
-                return
-            try:
-                data = conn.sock.recv(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self._disconnect(conn, f"read error: {exc.strerror}")
-                return
-            if not data:  # a partial last line is dropped: the spool file has it
-                self._disconnect(conn)
-                return
-            conn.buf += data
-            start = 0
-            while True:
-                newline = conn.buf.find(b"\n", start)
-                if newline < 0:
-                    break
-                line = bytes(conn.buf[start: newline + 1])
-                start = newline + 1
-                if not self._socket_line(conn, line):
-                    return
-            if start:
-                del conn.buf[:start]
-            if len(conn.buf) > self.max_bytes:
-                error = DecodeError(conn.peer, conn.lines + 1, "", f"line exceeds the limit of "
-                                    f"{self.max_bytes} bytes", "oversize")
-                self.rejected += 1
-                self.translator.reject(error)
-                self._disconnect(conn, f"line {conn.lines + 1} is longer than "
-                                 f"{self.max_bytes} bytes")
-                return
-
-    def _socket_line(self, conn: _Connection, line: bytes) -> bool:
-        """One line from a socket client; False when the client was disconnected."""
-        conn.lines += 1
-        item = decode_item(line, conn.peer, conn.lines, self.max_bytes, from_socket=True)
-        if item is None:
-            return True
-        if item.error is not None:
-            return self._socket_reject(conn, item.error)
-        event = item.event
-        over = self._over_peer_limits(conn, event)
-        stream = None if over else self._route(event)
-        if stream is None:
-            return self._socket_reject(conn, DecodeError(
-                conn.peer, conn.lines, "pid", over or "too many KIT processes are followed over "
-                f"sockets (limit {self.options.max_socket_streams}, none idle)", "peer_limit"))
-        conn.pids.add(event.pid)
-        conn.sessions.add((event.pid, event.session_path))
-        if not stream.offer(event):
-            return self._socket_reject(conn, seq_jump_error(
-                conn.peer, conn.lines, event.seq, stream.next_seq,
-                f"more than {MAX_SEQ_JUMP} ahead"))
-        conn.bad_in_row = 0
-        return True
-
-    def _socket_reject(self, conn: _Connection, error: DecodeError) -> bool:
-        """Count and log (the first five per client) one refused socket line; False when the
-        client was disconnected for sending nothing but bad lines."""
-        conn.rejected += 1
-        conn.bad_in_row += 1
-        self.rejected += 1
-        self.socket_rejected += 1
-        self.translator.reject(error)
-        # five per client, fifty in all, then every 1000th (many clients must not flood)
-        if conn.rejected <= 5 and self.socket_logged < 50 or self.socket_rejected % 1000 == 0:
-            self.socket_logged += 1
-            log.warning("socket client rejected line: %s%s", error,
-                        f" ({self.socket_rejected} socket lines rejected so far)"
-                        if self.socket_logged > 50 else "")
-        if conn.bad_in_row >= self.options.bad_lines_before_disconnect:
-            self._disconnect(conn, f"{conn.bad_in_row} bad lines in a row")
-            return False
-        return True
-
-    def _over_peer_limits(self, conn: _Connection, event) -> str:
-        """Why this client may not speak for this event's process or session ("" if it may):
-        one client must not make the daemon hold state for thousands of processes."""
-        opts = self.options
-        if event.pid not in conn.pids and len(conn.pids) >= opts.max_pids_per_connection:
-            return (f"pid {event.pid} would be KIT process number "
-                    f"{opts.max_pids_per_connection + 1} on this connection (limit "
-                    f"{opts.max_pids_per_connection})")
-        if (len(conn.sessions) >= opts.max_sessions_per_connection
-                and (event.pid, event.session_path) not in conn.sessions):
-            return (f"more than {opts.max_sessions_per_connection} sessions on this connection")
-        return ""
-
-    def _route(self, event) -> Stream | None:
-        """The stream a socket event belongs to (made for it if its pid has none; None when
-        no more socket-only streams may be made)."""
-        stream = self.by_pid.get(event.pid)
-        if stream is None:
-            self._scan()  # the bridge creates its spool file before it connects
-            stream = self.by_pid.get(event.pid)
-        elif (event.type == "bridge_start" and event.seq == 1 and stream.first_started
-              and getattr(event.data, "StartedAt", "") != stream.first_started):
-            self._scan()  # a new process with a known pid
-            if self.by_pid.get(event.pid) is stream:
-                self._supersede(stream)
-            stream = self.by_pid.get(event.pid)
-        if stream is None:
-            if self.socket_streams >= self.options.max_socket_streams \
-                    and not self._evict_socket_stream():
-                return None
-            stream = Stream(f"socket-{event.pid}-{time.time_ns()}", event.pid)
-            self._register(stream)
-            self.socket_streams += 1
-        if stream.socket_only:  # the least recently heard first, for _evict_socket_stream
-            self._socket_lru[stream.key] = stream
-            self._socket_lru.move_to_end(stream.key)
-            log.info("socket: KIT process %d has no spool file: following it over the socket "
-                     "only (not durable across restarts)", event.pid)
-        return stream
-
-    def _evict_socket_stream(self) -> bool:
-        """Make room for a new socket-only stream: forget the one quiet the longest (no open
-        turn, nothing waiting). Its spans were handed to the exporter already and its counts
-        are in the daemon's totals; only its session state (turn links) goes."""
-        oldest = next((s for s in self._socket_lru.values()
-                       if s.socket_only and not s.pending_spans and not s.socket_items
-                       and not s.socket_unordered and self._quiescent(s)), None)
-        if oldest is None:
-            return False
-        log.debug("socket: forgetting quiet KIT process %d to follow another", oldest.pid)
-        self._remove(oldest, "socket-only stream limit reached; it was the quietest")
-        return True
-
-    def _throttle(self, conn: _Connection, until: float) -> None:
-        """Stop reading a client over its rate until `until` (the kernel's buffers, then the
-        client's own writes, hold what it sends meanwhile: nothing is dropped here)."""
-        try:
-            self._selector.unregister(conn.sock)
-        except (KeyError, ValueError):
-            return
-        self._throttled[conn.sock.fileno()] = (until, conn)
-        self.throttles += 1
-
-    def _resume_throttled(self, now: float) -> None:
-        for fd, (until, conn) in list(self._throttled.items()):
-            if now >= until:
-                del self._throttled[fd]
-                if fd in self._connections:
-                    self._selector.register(conn.sock, selectors.EVENT_READ, conn)
 
     # ── housekeeping ─────────────────────────────────────────────────────────────────────────
 
@@ -876,56 +448,6 @@ class Server:
                 and self.committed_serial.get(stream.key, 0) >= stream.released
                 and stream.fully_consumed())
 
-    def _retention(self) -> None:
-        retention = self.settings.spool_retention_s
-        now = time.time()
-        for stream in list(self.streams.values()):
-            if not self._exported(stream):
-                stream.ended_since = None
-                continue
-            if all(f.missing for f in stream.files.values()) and stream.files:
-                self._remove(stream, "its files were removed")
-                continue
-            ended = stream.last_type == "session_shutdown" and not pid_alive(stream.pid)
-            if not ended:
-                stream.ended_since = None
-            elif stream.ended_since is None:
-                stream.ended_since = now
-            idle = now - stream.last_activity()
-            if ended and now - stream.ended_since >= retention:
-                self._remove(stream, "process ended")
-            elif idle >= retention:
-                self._remove(stream, f"idle for {idle:.0f}s")
-
-    def _remove(self, stream: Stream, why: str) -> None:
-        names = sorted(stream.files)
-        if names:
-            log.info("spool: removing %s of KIT process %d (%s; everything exported)",
-                     ", ".join(names), stream.pid, why)
-        else:
-            log.info("stream %s of KIT process %d forgotten (%s)", stream.key, stream.pid, why)
-        stream.close()
-        for name in names:  # files first: a crash before the commit below finds them gone
-            try:
-                os.unlink(self.spool_dir / name)
-            except FileNotFoundError:
-                pass
-            self.file_owner.pop(name, None)
-            self._reject_logs.pop(str(self.spool_dir / name), None)
-            self.removed_files.append(name)
-        if self.by_pid.get(stream.pid) is stream:
-            del self.by_pid[stream.pid]
-            self._forget_sessions(stream)
-        if self.streams.pop(stream.key, None) is not None and stream.socket_only:
-            self.socket_streams -= 1
-        self._socket_lru.pop(stream.key, None)
-        self.committed_serial.pop(stream.key, None)
-        if stream.key in self.store.streams:
-            self.store.retire(stream.key)
-
-    def _forget_sessions(self, stream: Stream) -> None:
-        self.translator.forget_sessions(stream.session_keys)
-
     # ── stop ─────────────────────────────────────────────────────────────────────────────────
 
     def _shutdown(self) -> None:
@@ -939,7 +461,7 @@ class Server:
                 self.processor.collect_into(stream.pending_spans)
                 try:
                     if stream.socket_only and self.translator.sweep(
-                            _NEVER_NS, pids=stream.pids, keys=stream.session_keys):
+                            NEVER_NS, pids=stream.pids, keys=stream.session_keys):
                         stream.dirty = True  # no spool file to resume from: end its turns now
                     if (stream.dirty or stream.pending_spans) and self._quiescent(stream):
                         self._release(stream)
@@ -964,21 +486,6 @@ class Server:
         self._close_quietly()
         self.sidecars.close()
         log.info("stopped")
-
-    def _close_listeners(self) -> None:
-        for sock in self._listeners:
-            try:
-                self._selector.unregister(sock)
-            except (KeyError, ValueError):
-                pass
-            sock.close()
-        self._listeners.clear()
-        if self.socket_path:
-            try:
-                os.unlink(self.socket_path)
-            except FileNotFoundError:
-                pass
-            self.socket_path = ""
 
     def _abort_start(self) -> None:
         self._close_listeners()
