@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from harness import Harness, span_tree
 from kit_otel.instrumentation import (BaggageStateSpanProcessor, EntryPoint, EntryPointError,
                                       KitInstrumentor, ext_state_baggage, normalize_usage)
-from kit_otel.instrumentation.entry_points import Call, _Params, compile_extractor
+from kit_otel.instrumentation.extractors import Call, Params, compile_extractor
 from kit_otel.translate.ext_state import StatePolicy
 from kit_otel.translate.translator import TranslatorSettings
 
@@ -767,7 +767,7 @@ def test_ext_state_baggage_helper_and_processor(tmp_path):
 def test_extractor_paths_and_usage_shapes():
     def target(request, model="m1", *, stream=False, **extra):
         pass
-    params = _Params(target, drop_first=False)
+    params = Params(target, drop_first=False)
 
     class Req:
         messages = [{"role": "user", "content": "hi"}]
@@ -800,7 +800,7 @@ def test_extractor_paths_and_usage_shapes():
     assert normalize_usage((9, 8)) == (9, 8, None, None)
     assert normalize_usage(None) == (None, None, None, None)
     with pytest.raises(EntryPointError):
-        compile_extractor("requests.model", _Params(lambda request: None, False), "test")
+        compile_extractor("requests.model", Params(lambda request: None, False), "test")
     with pytest.raises(EntryPointError):
         compile_extractor("result..x", params, "test")
 

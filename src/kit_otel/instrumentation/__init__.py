@@ -37,8 +37,9 @@ from ._core import Emitter, instrumentation_enabled
 from .acp import AcpInstrumentation, acp_session_path
 from .baggage import (BaggageStateSpanProcessor, ext_state_baggage, ext_state_context,
                       read_ext_state)
-from .entry_points import (EntryPoint, EntryPointError, EntryPointInstrumentation,
-                           load_entry_points, normalize_usage, parse_entry_points)
+from .declarations import EntryPoint, EntryPointError, load_entry_points, parse_entry_points
+from .entry_points import EntryPointInstrumentation
+from .extractors import normalize_usage
 
 __all__ = ["KitInstrumentor", "EntryPoint", "EntryPointError", "BaggageStateSpanProcessor",
            "ext_state_baggage", "ext_state_context", "read_ext_state", "load_entry_points",

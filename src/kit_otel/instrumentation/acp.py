@@ -18,6 +18,10 @@ call finished (starting when the last of them finished), and its stream ends at 
 call. The turn's usage (tokens from `PromptResponse.usage`, cost = the increase of the
 cumulative USD cost during the turn) is reported once, on the turn's last chat span.
 docs/instrumentation.md has the full mapping table.
+
+Longer than kit-otel's other modules on purpose: it is one instrumentation whose hooks, session
+bookkeeping and update translation share one per-connection state (the contrib layout: one
+instrumentation, one module); split, the state would only be spread across files.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from kit_otel.model import events as ev
 from kit_otel.translate.classify import remote_parent, split_model
 from ._core import Emitter, Frame, FRAME_KEY, instrumentation_enabled, leave, log
 from .baggage import ext_state_context, read_ext_state
-from .entry_points import normalize_usage
+from .extractors import normalize_usage
 
 SOURCE = "acp"
 TRACEPARENT, TRACESTATE = "traceparent", "tracestate"  # W3C names, keys of the request's _meta

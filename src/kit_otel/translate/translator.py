@@ -399,8 +399,6 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
             labels[n.L_SESSION_ID] = session.session_id
         return labels
 
-    # ── turns ────────────────────────────────────────────────────────────────────────────────
-
     @staticmethod
     def _model_attributes(session: Session, attrs: dict) -> dict:
         """gen_ai.provider.name (the conventions' value) and gen_ai.request.model, when known."""
@@ -409,8 +407,6 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
         if session.model:
             attrs[n.GEN_AI_REQUEST_MODEL] = session.model
         return attrs
-
-    # ── out-of-turn events ───────────────────────────────────────────────────────────────────
 
     def _log_attributes(self, session: Session) -> dict[str, object]:
         """What every log record of a session carries."""
