@@ -8,6 +8,7 @@ import io
 import pytest
 import scenarios as sc
 from harness import make_harness, names_tree
+from ports import free_port
 
 from kit_otel.model.decoder import DecodeError, Event, decode_line, encode_event, iter_stream
 from kit_otel.model.events import MAX_COUNT, MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS
@@ -225,9 +226,7 @@ def test_poison_lines_over_tcp_neither_stop_serve_nor_cost_a_span(tmp_path):
     ]
     spool, state, root = tmp_path / "spool", tmp_path / "state", tmp_path / "sessions"
     spool.mkdir()
-    with socketlib.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     good = kit_process(93, 40701, root, turns=3, index=0)
     expected = reference_spans([good], root)
     with OTLPReceiver() as receiver:

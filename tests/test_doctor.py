@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,8 @@ import pytest
 from otlp_receiver import OTLPReceiver
 from test_serve import InProcess
 
+from ports import free_port
+
 from kit_otel.cli import bridge_install as bridge_cli
 from kit_otel.bridge import BRIDGE_FILENAME, option_env_name
 from kit_otel.config import Settings
@@ -26,10 +27,6 @@ from kit_otel.cli.doctor import FAIL, OK, TEST_SPAN_NAME, WARN, diagnose, exit_c
 from kit_otel.model.events import SessionStart, make_event
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclasses.dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from otlp_receiver import OTLPReceiver
+from ports import free_port
 from test_serve import InProcess, assert_exact_usage, settings_for
 from test_serve_helpers import (ServeProcess, assert_each_span_once, kit_process,
                                 received_spans, reference_spans, serve_env, write_all)
@@ -300,7 +301,7 @@ def test_tcp_peer_with_a_huge_seq_cannot_blind_a_spool_stream(dirs, receiver, ca
     for name, line in proc.lines[:half]:
         with open(spool / name, "ab") as fh:
             fh.write(line)
-    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=1), gap_wait_s=0.3)
+    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=free_port()), gap_wait_s=0.3)
     receiver.wait_for(lambda: run.server.processed >= half, timeout=30)
     with socketlib.create_connection(("127.0.0.1", run.server.tcp_port)) as peer:
         peer.sendall(_with_seq(proc.lines[half][1], 10**9))
@@ -394,7 +395,7 @@ def test_ten_thousand_pids_over_tcp_are_bounded_and_delay_nobody(dirs, receiver)
     import json
     import socket as socketlib
     spool, state, root = dirs
-    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=1))
+    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=free_port()))
     server = run.server
     opts = server.options
     now = time.time_ns()
@@ -432,7 +433,7 @@ def test_ten_thousand_pids_over_tcp_are_bounded_and_delay_nobody(dirs, receiver)
 def test_a_fast_socket_client_is_throttled_not_dropped(dirs, receiver):
     import socket as socketlib
     spool, state, root = dirs
-    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=1),
+    run = InProcess(settings_for(receiver, spool, state, root, tcp_port=free_port()),
                     max_lines_per_connection_s=500)
     server = run.server
     now = time.time_ns()

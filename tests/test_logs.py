@@ -21,6 +21,8 @@ from opentelemetry.semconv.attributes import error_attributes
 from otlp_receiver import OTLPReceiver
 
 import scenarios as sc
+from ports import free_port
+
 from kit_otel.translate import logs
 from kit_otel.config import load_settings
 from kit_otel.translate.content import ContentPolicy
@@ -167,11 +169,6 @@ def find_otelcol() -> str | None:
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_logs_pass_a_real_collectors_logs_pipeline(tmp_path):
@@ -179,7 +176,7 @@ def test_logs_pass_a_real_collectors_logs_pipeline(tmp_path):
     if otelcol is None:
         pytest.skip("no OpenTelemetry Collector (set KIT_OTEL_OTELCOL; CI has ../shared/tools)")
     with OTLPReceiver() as backend:
-        port = _free_port()
+        port = free_port()
         config = tmp_path / "collector.yaml"
         config.write_text(f"""
 receivers:

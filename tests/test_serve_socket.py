@@ -16,6 +16,8 @@ from test_serve import InProcess, assert_exact_usage, settings_for
 from test_serve_helpers import (assert_each_span_once, kit_process, received_spans,
                                 reference_spans)
 
+from ports import free_port
+
 from kit_otel.serve.daemon import Server
 
 
@@ -32,10 +34,6 @@ def receiver():
         yield rx
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def unix_client(path) -> socket.socket:
