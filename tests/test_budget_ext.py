@@ -8,10 +8,11 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from test_budget_status import call
 
 from kit_otel.serve.budget_status import STATUS_FILE, BudgetStatus
 from kit_otel.config import Budget
@@ -33,11 +34,9 @@ def status_file(tmp_path: Path, name: str, spent_day: float, *, project_spent: f
                            Budget("day", "project", 2.0, "payments"),
                            Budget("day", "project", 1.0, "elsewhere"),
                            Budget("turn", "global", 0.5)))
-    status.add_call({"project": "other", "cost": spent_day - project_spent,
-                     "cost_source": "kit", "ts_ns": time.time_ns()})
+    status.add_call(call("other", cost=spent_day - project_spent))
     if project_spent:
-        status.add_call({"project": "payments", "cost": 0.0, "notional_cost": project_spent,
-                         "cost_source": "price_table", "ts_ns": time.time_ns()})
+        status.add_call(call("payments", notional=project_spent, source="price_table"))
     snap = status.snapshot()
     snap["written_unix_ms"] -= int(written_ago_s * 1000)
     (tmp_path / name).write_text(json.dumps(snap))

@@ -12,6 +12,7 @@ from scenarios import script
 from otlp_receiver import OTLPReceiver
 from test_serve import InProcess, settings_for
 
+from kit_otel.translate.records import LlmCallRecord
 from kit_otel.serve.budget_status import STATUS_FILE, BudgetStatus
 from kit_otel.config import Budget
 from kit_otel.model.decoder import encode_event
@@ -20,9 +21,11 @@ from kit_otel.cli.generator import Step, Usage
 DAY_NS = 86_400 * 10**9
 
 
-def call(project="alpha", cost=0.0, notional=0.0, source="kit", ts_ns=None):
-    return {"project": project, "cost": cost, "notional_cost": notional, "cost_source": source,
-            "ts_ns": ts_ns or time.time_ns()}
+def call(project="alpha", cost=0.0, notional=0.0, source="kit", ts_ns=None) -> LlmCallRecord:
+    return LlmCallRecord(provider="anthropic", model="claude-sonnet-4-5", agent="main",
+                         tokens=(0, 0, 0, 0), cost=cost, cost_source=source,
+                         notional_cost=notional, duration_ns=0, ts_ns=ts_ns or time.time_ns(),
+                         project=project)
 
 
 def test_day_and_month_spend_per_project_and_in_all(tmp_path):

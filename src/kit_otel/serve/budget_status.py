@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kit_otel.state.atomic_file import write_atomically
 from kit_otel.config import Budget
+from kit_otel.translate.records import LlmCallRecord
 
 log = logging.getLogger("kit_otel.budget_status")
 
@@ -67,15 +68,15 @@ class BudgetStatus:
                 self.spend[window] = {str(k): float(v) for k, v in values.items()
                                       if isinstance(v, (int, float)) and v >= 0}
 
-    def add_call(self, call: dict) -> None:
+    def add_call(self, call: LlmCallRecord) -> None:
         """translator.on_llm_call hook: one LLM call's cost, in the windows of its own time."""
-        source = call.get("cost_source", "kit")
+        source = call.cost_source
         if source not in self.cost_sources:
             return
-        usd = call["cost"] if source == "kit" else call.get("notional_cost", 0.0)
+        usd = call.cost if source == "kit" else call.notional_cost
         if usd <= 0:
             return
-        windows = _windows(call.get("ts_ns") or time.time_ns())
+        windows = _windows(call.ts_ns or time.time_ns())
         for window in ("day", "month"):
             if windows[window] > self.windows[window]:  # a new day (or month) began
                 self.windows[window] = windows[window]
@@ -83,7 +84,7 @@ class BudgetStatus:
             elif windows[window] < self.windows[window]:
                 continue  # a late call of a window already over
             totals = self.spend[window]
-            project = call.get("project") or "unknown"
+            project = call.project or "unknown"
             if project not in totals and len(totals) > _MAX_PROJECTS:
                 project = "other"
             totals[project] = totals.get(project, 0.0) + usd
