@@ -104,6 +104,22 @@ def test_no_module_imports_private_names_of_another():
     assert not wrong, "\n".join(wrong)
 
 
+LONG_MODULE_LINES = 500
+
+
+def test_a_long_module_says_why_at_its_top():
+    """One concept per module: a module past ~500 lines is split, or its docstring says why
+    it is not (a sentence starting "Longer than")."""
+    unexplained = []
+    for name, path, _ in modules():
+        text = path.read_text()
+        if text.count("\n") > LONG_MODULE_LINES * 1.1:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if "Longer than" not in doc:
+                unexplained.append(f"{path.relative_to(PACKAGE)} ({text.count(chr(10))} lines)")
+    assert not unexplained, unexplained
+
+
 @pytest.mark.parametrize("source, bad", [
     ("from kit_otel.translate.translator import _Session\n", "private"),
     ("from kit_otel.export.pipeline import Pipeline\n", "layer"),

@@ -13,6 +13,11 @@ No loss, no double counting (docs/serve.md has the full design):
 - after a restart, counters get the saved totals back, sessions their state, and every file is
   read again from its checkpointed offset: the same spans (same ids) and the same totals as an
   uninterrupted run.
+
+Longer than most modules on purpose: what is left here is one thread's loop and the state it
+keeps per stream (start, reading, quiescent points and checkpoints, sweeping, shutdown); the
+spool directory and the sockets, which only feed it, are in spool_directory.py and
+socket_input.py.
 """
 
 from __future__ import annotations
