@@ -53,9 +53,9 @@ if [ "$mode" = latest ]; then venv=.venv-latest; else venv=.venv; fi
 "$venv/bin/pip" install -q --upgrade pip >/dev/null
 if [ "$mode" = latest ]; then
   # eager: every dependency, not only the direct ones, moves to its newest release
-  "$venv/bin/pip" install -q --upgrade --upgrade-strategy eager -e '.[test]'
+  "$venv/bin/pip" install -q --upgrade --upgrade-strategy eager -e '.[test,bench]'
 else
-  "$venv/bin/pip" install -q -c constraints.txt -e '.[test]'
+  "$venv/bin/pip" install -q -c constraints.txt -e '.[test,bench]'
 fi
 
 if [ -f dashboards/typecheck/package.json ] && [ ! -d dashboards/typecheck/node_modules ]; then

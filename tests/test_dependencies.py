@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -26,8 +27,11 @@ def _pins() -> dict[str, Version]:
 
 
 def _requirements() -> list[Requirement]:
+    # every extra, not only `test`: what CI installs (test, bench) and what users install
+    # (grpc, acp) must be the versions the suite ran against
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    extras = [r for group in project["optional-dependencies"].values() for r in group]
+    return [Requirement(r) for r in project["dependencies"] + extras]
 
 
 def test_every_requirement_is_pinned_to_a_version_its_bound_allows():
@@ -60,6 +64,20 @@ def test_ci_runs_the_readme_command_with_every_tool_required():
     assert "bash scripts/test.sh" in (ROOT / "README.md").read_text()
     script = (ROOT / "scripts" / "test.sh").read_text()
     assert "-c constraints.txt" in script
+
+
+def test_the_test_script_installs_the_extras_ci_and_the_benchmarks_use():
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    installs = re.findall(r"pip\" install .*-e '\.\[([a-z,]+)\]'", script)
+    assert len(installs) == 2  # pinned and --latest
+    assert all(set(extras.split(",")) == {"test", "bench"} for extras in installs), installs
+
+
+def test_the_installed_packages_agree_with_each_others_requirements():
+    # the pins (or --latest's picks) must be installable together: pip's own consistency check
+    run = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_freeze_without_latest_is_refused_before_installing_anything():
