@@ -3,6 +3,7 @@ semantic-conventions package (never retyped here), issue 14's S1–S12 and M1–
 
 import json
 
+import pytest
 from harness import make_harness
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv._incubating.attributes import session_attributes
@@ -10,6 +11,7 @@ from opentelemetry.semconv._incubating.metrics import gen_ai_metrics as gm
 from opentelemetry.semconv.attributes import error_attributes
 
 import scenarios as sc
+from kit_otel.translate import logs
 from kit_otel.model import names as n
 from kit_otel.translate.content import ContentPolicy
 from kit_otel.cli.generator import Step, Tool, Usage
@@ -43,12 +45,91 @@ def test_names_come_from_the_package():
             (n.TIME_TO_FIRST_CHUNK.otel_name, gm.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK),
             (n.TOKEN_USAGE.otel_name, gm.GEN_AI_CLIENT_TOKEN_USAGE)]:
         assert ours is theirs
-    # and the ones it lacks really are missing from it (else they must be imported)
-    package_names = {v for v in vars(ga).values() if isinstance(v, str)}
-    assert n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS not in package_names
-    metric_names = {v for v in vars(gm).values() if isinstance(v, str)}
-    for spec in n.LATEST_TOKEN_METRICS:
-        assert spec.otel_name not in metric_names
+
+
+# the newer conventions' names that no semantic-conventions release has yet, with the constant
+# the package would give each (its generator names constants after the name, upper-cased)
+NOT_IN_THE_PACKAGE = {
+    n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: (ga, "GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS"),
+    n.INFERENCE_INPUT_TOKENS.otel_name: (gm, "GEN_AI_CLIENT_INFERENCE_USAGE_INPUT_TOKENS"),
+    n.INFERENCE_OUTPUT_TOKENS.otel_name: (gm, "GEN_AI_CLIENT_INFERENCE_USAGE_OUTPUT_TOKENS"),
+    logs.EVENT_INFERENCE_DETAILS: (None, "GEN_AI_CLIENT_INFERENCE_OPERATION_DETAILS"),
+    logs.EVENT_OPERATION_EXCEPTION: (None, "GEN_AI_CLIENT_OPERATION_EXCEPTION"),
+}
+
+
+def _every_semconv_constant():
+    """{constant name: value} of every module of the installed semantic-conventions package."""
+    import importlib
+    from pathlib import Path
+
+    import opentelemetry.semconv as semconv
+    root = Path(semconv.__file__).parent
+    found = {}
+    # by file, not pkgutil: _incubating/ is a namespace package, which pkgutil does not walk
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        module = importlib.import_module(".".join((semconv.__name__, *parts)).removesuffix(".__init__"))
+        found.update({f"{module.__name__}.{k}": v for k, v in vars(module).items()
+                      if isinstance(v, str) and k.isupper()})
+    return found
+
+
+def test_names_missing_from_the_package_are_missing_under_any_constant():
+    # once a release has one of them (under its constant or any other), this fails: then it must
+    # be imported from there, and a different spelling there is the one to follow
+    constants = _every_semconv_constant()
+    assert constants[f"{ga.__name__}.GEN_AI_PROVIDER_NAME"] == ga.GEN_AI_PROVIDER_NAME  # it read
+    assert len(constants) > 1000  # the incubating modules too
+    values = set(constants.values())
+    for ours, (module, constant) in NOT_IN_THE_PACKAGE.items():
+        same_constant = {k: v for k, v in constants.items() if k.rsplit(".", 1)[1] == constant}
+        assert not same_constant, f"{same_constant} is in the package now (ours: {ours!r}): import it"
+        assert ours not in values, f"{ours!r} is in the package now: import it"
+        if module is not None:
+            assert not hasattr(module, constant)
+
+
+def test_opt_in_value_is_the_instrumentation_packages():
+    from opentelemetry.instrumentation._semconv import _StabilityMode
+    value = _StabilityMode.GEN_AI_LATEST_EXPERIMENTAL.value
+    assert n.gen_ai_latest(value) and n.gen_ai_latest(f"http/dup, {value} ")
+    assert not n.gen_ai_latest(value.upper()) and not n.gen_ai_latest("gen_ai")
+
+
+def test_util_genai_emits_the_newer_names_as_we_spell_them(monkeypatch):
+    """opentelemetry-util-genai (the bench extra, installed by scripts/test.sh) is the one package
+    that emits two of the newer names: its inference span and its details event must use our
+    spelling, else one of us follows another version of the conventions."""
+    handler_module = pytest.importorskip("opentelemetry.util.genai.handler",
+                                         reason="the bench extra is not installed")
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_EMIT_EVENT", "true")
+    spans, records = InMemorySpanExporter(), InMemoryLogRecordExporter()
+    tracer_provider, logger_provider = TracerProvider(), LoggerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    logger_provider.add_log_record_processor(SimpleLogRecordProcessor(records))
+    handler = handler_module.TelemetryHandler(tracer_provider=tracer_provider,
+                                              meter_provider=MeterProvider(),
+                                              logger_provider=logger_provider)
+    invocation = handler.inference("anthropic", request_model=SONNET)
+    invocation.input_tokens, invocation.output_tokens = 40, 2
+    invocation.cache_write_input_tokens = 7
+    invocation.stop()
+    (span,) = spans.get_finished_spans()
+    assert span.attributes[n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] == 7
+    assert {r.log_record.event_name for r in records.get_finished_logs()} == \
+        {logs.EVENT_INFERENCE_DETAILS}
+    # and in the latest mode our chat span carries the very key util-genai wrote
+    h = run(sc.tools_turn(), gen_ai_latest=True)
+    chat = next(sp for sp in h.spans if sp.name.startswith("chat"))
+    assert set(span.attributes) & set(chat.attributes) >= {n.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS}
 
 
 def test_s1_subagent_span_has_provider_and_model():

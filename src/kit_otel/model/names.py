@@ -44,8 +44,11 @@ GEN_AI_USAGE_INPUT_TOKENS = _ga.GEN_AI_USAGE_INPUT_TOKENS
 GEN_AI_USAGE_OUTPUT_TOKENS = _ga.GEN_AI_USAGE_OUTPUT_TOKENS
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = _ga.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = _ga.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS
-# not in the package: the newer GenAI conventions' name for cache_creation
-# (emitted instead of it with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental)
+# not in the semantic-conventions package (newest on PyPI: 0.66b2): the newer GenAI conventions'
+# name for cache_creation, emitted instead of it with gen_ai_latest_experimental. Its spelling is
+# the semantic-conventions-genai registry's; opentelemetry-util-genai emits it too, as a private
+# constant (tests/test_semconv.py fails if util-genai spells it otherwise, and once the
+# semantic-conventions package has it, so that it is imported from there instead)
 GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 GEN_AI_TOOL_NAME = _ga.GEN_AI_TOOL_NAME
 GEN_AI_TOOL_CALL_ID = _ga.GEN_AI_TOOL_CALL_ID
@@ -96,12 +99,15 @@ def provider_name(kit_provider: str) -> str:
 
 
 # ── OTEL_SEMCONV_STABILITY_OPT_IN ──────────────────────────────────────────────────────────
-SEMCONV_OPT_IN_GEN_AI_LATEST = "gen_ai_latest_experimental"
 
 
 def gen_ai_latest(opt_in: str) -> bool:
     """Whether OTEL_SEMCONV_STABILITY_OPT_IN (comma-separated) asks for the newest GenAI names."""
-    return SEMCONV_OPT_IN_GEN_AI_LATEST in {v.strip() for v in opt_in.split(",")}
+    # the value is the one every OTel Python instrumentation reads (opentelemetry-instrumentation's
+    # stability modes); imported here, not at the top: that module costs tens of milliseconds
+    # that the commands which never build a pipeline should not pay
+    from opentelemetry.instrumentation._semconv import _StabilityMode
+    return _StabilityMode.GEN_AI_LATEST_EXPERIMENTAL.value in {v.strip() for v in opt_in.split(",")}
 
 
 # ── kit.* attributes ────────────────────────────────────────────────────────────────────────
@@ -204,8 +210,9 @@ TIME_TO_FIRST_CHUNK = MetricSpec(_gm.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK
                                  "(semantic conventions)",
                                  "gen_ai_client_operation_time_to_first_chunk_seconds",
                                  _GEN_AI_SECONDS)
-# not in the package: the newer GenAI conventions split token usage by type into metrics of
-# their own (no gen_ai.token.type); emitted instead of gen_ai.client.token.usage with
+# not in any package: the newer GenAI conventions split token usage by type into histograms of
+# their own (no gen_ai.token.type; semantic-conventions-genai, gen-ai-inference-usage-metrics.md,
+# Development); emitted instead of gen_ai.client.token.usage with
 # OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental
 INFERENCE_INPUT_TOKENS = MetricSpec("gen_ai.client.inference.usage.input_tokens", "{token}",
                                     "histogram", "Input tokens used per inference, cached included",
