@@ -896,7 +896,10 @@ resolves.
   `project` on kit_cost_usd_total, kit_tokens_total, kit_turns_total, kit_turn_cost_usd,
   kit_sessions_total; `model`/`provider` on kit_cost_usd_total, kit_tokens_total,
   kit_llm_calls_total, and as `gen_ai_request_model` /
-  `gen_ai_provider_name` on the semantic-convention histograms. Panels on metrics without those
+  `gen_ai_provider_name` on the semantic-convention histograms. Both provider labels hold the
+  same vocabulary, the GenAI conventions' `gen_ai.provider.name` values (`anthropic`, `openai`,
+  `gcp.gemini`, `aws.bedrock`, …; KIT's `google` is `gcp.gemini`), so one `provider` selection
+  filters every panel. Panels on metrics without those
   labels (turn duration, tools, errors, retries, compactions, subagents, exporter health) always
   show everything.
 * **Rates** use `$__rate_interval`; "per minute" / "per hour" panels multiply the per-second rate

@@ -137,3 +137,60 @@ def require_otelcol() -> str:
         pytest.skip("no OpenTelemetry Collector: set KIT_OTEL_OTELCOL, put otelcol-contrib on "
                     "PATH, or provide ../shared/tools/otelcol")
     return found
+
+
+def backfilled_prometheus(work: Path, openmetrics_lines):
+    """A real Prometheus on 127.0.0.1 serving a TSDB made by `promtool tsdb create-blocks-from
+    openmetrics` from the given lines; a context manager yielding its base URL (a skip without
+    prometheus/promtool, which CI turns into a failure)."""
+    import contextlib
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+
+    prom, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if not prom or not promtool:
+        pytest.skip("prometheus/promtool not installed (Debian package prometheus)")
+
+    @contextlib.contextmanager
+    def running():
+        data = work / "data.om"
+        with data.open("w") as fh:
+            fh.writelines(openmetrics_lines)
+        tsdb = work / "tsdb"
+        proc = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(data),
+                               str(tsdb)], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        config = work / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1m\n")
+        port = free_port()
+        log_path = work / "prometheus.log"
+        with log_path.open("w") as log:
+            server = subprocess.Popen(
+                [prom, f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=10y"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=work)
+            base = f"http://127.0.0.1:{port}"
+            try:
+                deadline = time.time() + 60
+                while True:
+                    try:
+                        with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as resp:
+                            if resp.status == 200:
+                                break
+                    except OSError:
+                        pass
+                    if server.poll() is not None or time.time() > deadline:
+                        pytest.fail("prometheus did not start:\n" + log_path.read_text())
+                    time.sleep(0.3)
+                yield base
+            finally:
+                server.terminate()
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+
+    return running()

@@ -23,7 +23,7 @@ import urllib.request
 
 import pytest
 
-from ._common import (CONTRACT_SERIES, DASHBOARDS_DIR, free_port, get_json, load_yaml,
+from ._common import (CONTRACT_SERIES, DASHBOARDS_DIR, backfilled_prometheus, get_json, load_yaml,
                       promql_metric_names)
 from .dashboard_queries import BUILTIN_DEFAULTS, iter_panels, panel_queries, panel_query_specs
 
@@ -297,50 +297,13 @@ def test_provisioning_files():
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    prom, promtool = shutil.which("prometheus"), shutil.which("promtool")
-    if not prom or not promtool:
-        pytest.skip("prometheus/promtool not installed (Debian package prometheus)")
     from .synthetic_metrics import openmetrics
 
     work = tmp_path_factory.mktemp("prometheus")
     end = int(time.time()) // 60 * 60 - 60
-    data = work / "data.om"
-    with data.open("w") as fh:
-        # one sample a minute: what the fleet path delivers (kit-otel pushes every 60 s)
-        fh.writelines(openmetrics(end - 2 * 3600, end, step=PUSH_INTERVAL_S))
-    tsdb = work / "tsdb"
-    proc = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(data), str(tsdb)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    config = work / "prometheus.yml"
-    config.write_text("global:\n  scrape_interval: 1m\n")
-    port = free_port()
-    log = (work / "prometheus.log").open("w")
-    server = subprocess.Popen([prom, f"--config.file={config}", f"--storage.tsdb.path={tsdb}",
-                               f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=10y"],
-                              stdout=log, stderr=subprocess.STDOUT, cwd=work)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                pytest.fail("prometheus did not start:\n" + (work / "prometheus.log").read_text())
-            time.sleep(0.3)
+    # one sample a minute: what the fleet path delivers (kit-otel pushes every 60 s)
+    with backfilled_prometheus(work, openmetrics(end - 2 * 3600, end, step=PUSH_INTERVAL_S)) as base:
         yield base, end
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 PUSH_INTERVAL_S = 60

@@ -132,8 +132,11 @@ class ChatSpans:
                 WARN if step.error else INFO)
         m = self.metrics
         bounded_model = m.model_value(model)
+        # one provider vocabulary on every metric: the `provider` label is the conventions'
+        # name too, so a dashboard's one $provider filters kit_* and gen_ai_* panels alike
+        provider_label = n.provider_name(provider)
         semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
-                   n.GEN_AI_PROVIDER_NAME: n.provider_name(provider),
+                   n.GEN_AI_PROVIDER_NAME: provider_label,
                    n.GEN_AI_REQUEST_MODEL: bounded_model}
         in_call = trace.set_span_in_context(span)
         duration_s = max(end_ns - step.start_ns, 0) / NS_PER_S
@@ -152,15 +155,15 @@ class ChatSpans:
                 project=session.project)
             for hook in self.on_llm_call:
                 hook(call_record)
-        labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
-                                                n.L_AGENT: run.agent})
+        labels = self._labels_project(session, {n.L_PROVIDER: provider_label,
+                                                n.L_MODEL: bounded_model, n.L_AGENT: run.agent})
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
             m.tokens.add(value, {**labels, n.L_TYPE: token_type})
         m.cost.add(cost + call_cost.notional_usd,
                    {**labels, **cost_metric_labels(call_cost, self.prices.version)})
         for key in WindowSpend.keys(end_ns, labels):  # KIT's plus notional, as the counter
             m.spend_to_date.add_key(key, cost + call_cost.notional_usd)
-        m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
+        m.llm_calls.add(1, {n.L_PROVIDER: provider_label, n.L_MODEL: bounded_model,
                             n.L_FINISH_REASON: finish_reason or "unknown"})
         input_tokens = tokens[0] + tokens[2] + tokens[3]  # cached included, as on the span
         if m.token_usage is not None:
