@@ -517,15 +517,14 @@ def test_names_derived_for_unknown_event_methods(hosts, tmp_path, mode):
 
 
 @pytest.mark.parametrize("mode,variant", params())
-def test_traceparent_reaches_the_header_where_kit_gives_the_environment(hosts, tmp_path, mode,
-                                                                        variant):
+def test_traceparent_reaches_the_header(hosts, tmp_path, mode, variant):
     traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     run = hosts(mode, variant).run("roundtrip", tmp_path,
                                    env={"TRACEPARENT": traceparent, "TRACESTATE": "ci=1"})
     header = decode_all(run.lines())[0]
     check_header(header, run.result["pid"])
     # these harnesses give yaegi the process environment; KIT's own loader at the seed commit
-    # does not (docs/bridge.md): there the header has no trace context and turns are roots
+    # does not, and the bridge reads /proc/self/environ there (test_real_kit.py proves it)
     assert (header.data.Traceparent, header.data.Tracestate) == (traceparent, "ci=1")
     assert header.data.Model == "anthropic/claude-sonnet-4-5-20250929"  # the Context's model
     assert decode_all(run.lines())[1:] and all(

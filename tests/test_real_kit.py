@@ -267,3 +267,44 @@ def test_state_change_lands_on_the_tool_that_made_it(host, tmp_path):
               if l.get("state") and l["type"] not in ("session_start", "agent_start", "agent_end")]
     assert states[0] == ("tool_execution_end", "toolu_state_1", {"counter": "toolu_state_1"})
     assert states[1] == ("tool_execution_end", "toolu_state_2", {"counter": "toolu_state_2"})
+
+
+CI_TRACE, CI_SPAN = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+def test_a_ci_jobs_traceparent_parents_every_turn_at_both_commits(host, tmp_path):
+    """KIT HEAD gives the interpreter os.Environ(); at the seed commit os.Getenv sees nothing and
+    the bridge reads /proc/self/environ instead (the header says which). Either way the job's
+    TRACEPARENT/TRACESTATE reach the header, and the turns — of the main agent and of every
+    subagent's child Kit — are exported as children of the job's span, in its trace."""
+    variant, binary = host
+    run = run_host(binary, "subagents", tmp_path / "home",
+                   env={"TRACEPARENT": f"00-{CI_TRACE}-{CI_SPAN}-01", "TRACESTATE": "ci=run-7"})
+    headers = [l for l in spool_lines(run.spool) if l["type"] == "bridge_start"]
+    assert len(headers) == 3  # main + two subagents
+    for h in headers:
+        assert h["data"]["Traceparent"] == f"00-{CI_TRACE}-{CI_SPAN}-01"
+        assert h["data"]["Tracestate"] == "ci=run-7"
+        assert h["data"]["Options"]["environment"] == \
+            {"head": "process", "seed": "/proc/self/environ"}[variant]
+    harness = translate(run.spool)
+    turns = harness.spans_named(n.SPAN_TURN)
+    assert turns
+    for turn in turns:
+        assert f"{turn.context.trace_id:032x}" == CI_TRACE
+        assert turn.parent is not None and turn.parent.is_remote
+        assert f"{turn.parent.span_id:016x}" == CI_SPAN
+        assert turn.context.trace_state.get("ci") == "run-7"
+    in_turns = [s for s in harness.spans if not s.name.startswith("kit.")]
+    assert len(in_turns) > len(turns)  # chats, tools and the subagents' spans came along
+    assert {s.context.trace_id for s in in_turns} == {int(CI_TRACE, 16)}
+
+
+def test_a_malformed_traceparent_leaves_the_turns_roots(host, tmp_path):
+    _, binary = host
+    run = run_host(binary, "parallel-tools", tmp_path / "home", env={"TRACEPARENT": "00-zz-01"})
+    (header,) = [l for l in spool_lines(run.spool) if l["type"] == "bridge_start"]
+    assert header["data"]["Traceparent"] == "00-zz-01"  # passed on as it came; judged by serve
+    harness = translate(run.spool)
+    assert_turns_complete(harness, ["stop"])
+    assert all(t.parent is None for t in harness.spans_named(n.SPAN_TURN))

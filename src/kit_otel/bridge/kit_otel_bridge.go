@@ -154,8 +154,9 @@ type headerData struct {
 	StartedAt     string
 	Options       map[string]string
 	// The W3C trace context KIT was started with (a CI job's TRACEPARENT):
-	// the exporter makes this process's turns children of it. Empty where
-	// the interpreter has no environment (KIT before its yaegi got one).
+	// the exporter makes this process's turns children of it. Read from the
+	// process environment like every variable here (processEnv), so it also
+	// arrives from KIT versions whose interpreter has no environment.
 	Traceparent string `json:",omitempty"`
 	Tracestate  string `json:",omitempty"`
 	// The model KIT had selected when the bridge began ("provider/model"),
@@ -1034,8 +1035,8 @@ func begin(b *bridge, c ext.Context) *writer {
 		started:      time.Now(),
 		pid:          os.Getpid(),
 		model:        c.Model,
-		traceparent:  os.Getenv("TRACEPARENT"),
-		tracestate:   os.Getenv("TRACESTATE"),
+		traceparent:  env["TRACEPARENT"], // processEnv: /proc/self/environ where Getenv is blind
+		tracestate:   env["TRACESTATE"],
 		openWait:     minRetry,
 		dialWait:     minRetry,
 	}
