@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
-from opentelemetry.semconv.attributes import error_attributes
+from opentelemetry.semconv.attributes import error_attributes, exception_attributes
 from otlp_receiver import OTLPReceiver
 
 import scenarios as sc
@@ -91,6 +91,13 @@ def test_one_record_per_lifecycle_moment_in_its_spans_context():
     exception = next(r for r in records if r.event_name == logs.EVENT_OPERATION_EXCEPTION)
     assert exception.severity_number == logs.WARN
     assert exception.attributes[error_attributes.ERROR_TYPE] == "overloaded"
+    # the exception event requires exception.type where exception.message is left out
+    # (content off): semantic-conventions-genai, gen-ai-exceptions.md
+    assert exception_attributes.EXCEPTION_MESSAGE not in exception.attributes
+    assert exception.attributes[exception_attributes.EXCEPTION_TYPE] == "overloaded"
+    _, captured = translate(lifecycle(), content=ContentPolicy(capture=True))
+    exception = next(r for r in captured if r.event_name == logs.EVENT_OPERATION_EXCEPTION)
+    assert "529 overloaded" in exception.attributes[exception_attributes.EXCEPTION_MESSAGE]
 
 
 def test_content_only_when_captured():

@@ -165,3 +165,27 @@ def test_bad_settings_are_one_line_and_an_exit_code(tmp_path, variable, value, s
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and variable in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("opt_in", ["", "http/dup,gen_ai_latest_experimental"])
+def test_semconv_stability_opt_in_switches_the_exported_names(tmp_path, opt_in):
+    """OTEL_SEMCONV_STABILITY_OPT_IN as an operator sets it, through `kit-otel replay` into the
+    OTLP-JSON files: the newest GenAI names instead of today's, never both."""
+    from kit_otel.decoder import encode_event
+    events = tmp_path / "events.ndjson"
+    events.write_bytes(b"".join(encode_event(e) for e in demo_stream(3, sessions=1, turns=6)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update(OTEL_TRACES_EXPORTER="otlp_json_file", OTEL_METRICS_EXPORTER="otlp_json_file",
+               OTEL_SEMCONV_STABILITY_OPT_IN=opt_in)
+    result = subprocess.run([sys.executable, "-m", "kit_otel.cli", "replay", "-q", str(events)],
+                            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    traces = (tmp_path / "kit-otel-out" / "traces.jsonl").read_text()
+    metrics = (tmp_path / "kit-otel-out" / "metrics.jsonl").read_text()
+    latest = bool(opt_in)
+    assert ('"gen_ai.usage.cache_write.input_tokens"' in traces) is latest
+    assert ('"gen_ai.usage.cache_creation.input_tokens"' in traces) is not latest
+    assert ('"gen_ai.client.inference.usage.input_tokens"' in metrics) is latest
+    assert ('"gen_ai.client.inference.usage.output_tokens"' in metrics) is latest
+    assert ('"gen_ai.client.token.usage"' in metrics) is not latest
+    assert '"gen_ai.client.operation.duration"' in metrics  # the same in both

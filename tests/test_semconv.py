@@ -288,6 +288,13 @@ def test_m2_m3_bucket_boundaries_follow_the_conventions_advice():
     assert tuple(usage.explicit_bounds) == tuple(4 ** i for i in range(14))  # 1, 4, … 67108864
     (duration,) = h.points(gm.GEN_AI_CLIENT_OPERATION_DURATION)
     assert tuple(duration.explicit_bounds) == tuple(round(0.01 * 2 ** i, 2) for i in range(14))
+    # time to first chunk: the duration's advice; the newer token histograms: the token advice
+    (first_chunk,) = h.points(gm.GEN_AI_CLIENT_OPERATION_TIME_TO_FIRST_CHUNK)
+    assert tuple(first_chunk.explicit_bounds) == tuple(duration.explicit_bounds)
+    latest = run(sc.simple_turn(), gen_ai_latest=True)
+    for spec in n.LATEST_TOKEN_METRICS:
+        (point,) = latest.points(spec.otel_name)
+        assert tuple(point.explicit_bounds) == tuple(usage.explicit_bounds), spec.otel_name
 
 
 def test_stability_opt_in_switches_to_the_newest_names():

@@ -100,9 +100,12 @@ class SessionEvents:
 
     def _log_error(self, session: Session, span: trace.Span | None, event: ev.Event) -> None:
         message = event.data.Error
-        # the message is free text: only with content capture (redacted, cut)
+        kind = error_type(message)
+        # the message is free text: only with content capture (redacted, cut); the event then
+        # needs exception.type (required without a message), and KIT's error has no class
+        # name: its class is the best type there is
         self.event_log.emit(EVENT_OPERATION_EXCEPTION, event.ts_ns, span, {
-            **self._log_attributes(session), n.ERROR_TYPE: error_type(message),
+            **self._log_attributes(session), n.ERROR_TYPE: kind, n.EXCEPTION_TYPE: kind,
             n.EXCEPTION_MESSAGE: self.content.text(message)}, WARN)
 
     def _current_span(self, session: Session) -> trace.Span | None:
