@@ -357,3 +357,10 @@ def test_telemetry_md_names_every_name():
               for x in (spec.otel_name, spec.prometheus_name)]
     names += list(logs.ALL_EVENTS)
     assert [name for name in names if f"`{name}" not in doc] == []
+    # and every name that is not ours is listed with its convention status
+    conventions = [name for name in names if not name.startswith(("kit.", "kit_"))]
+    conventions += [v for k, v in vars(n).items() if k.startswith("VCS_")]
+    assert len(conventions) > 30
+    lines = doc.splitlines()
+    assert [name for name in conventions
+            if not any(f"`{name}`" in line and "semconv" in line for line in lines)] == []
