@@ -171,14 +171,15 @@ def test_bad_settings_are_one_line_and_an_exit_code(tmp_path, variable, value, s
 def test_semconv_stability_opt_in_switches_the_exported_names(tmp_path, opt_in):
     """OTEL_SEMCONV_STABILITY_OPT_IN as an operator sets it, through `kit-otel replay` into the
     OTLP-JSON files: the newest GenAI names instead of today's, never both."""
-    from kit_otel.decoder import encode_event
+    from kit_otel.model.decoder import encode_event
     events = tmp_path / "events.ndjson"
     events.write_bytes(b"".join(encode_event(e) for e in demo_stream(3, sessions=1, turns=6)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.update(OTEL_TRACES_EXPORTER="otlp_json_file", OTEL_METRICS_EXPORTER="otlp_json_file",
                OTEL_SEMCONV_STABILITY_OPT_IN=opt_in)
-    result = subprocess.run([sys.executable, "-m", "kit_otel.cli", "replay", "-q", str(events)],
-                            env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = subprocess.run([sys.executable, "-m", "kit_otel.cli.main", "replay", "-q",
+                             str(events)], env=env, capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     traces = (tmp_path / "kit-otel-out" / "traces.jsonl").read_text()
     metrics = (tmp_path / "kit-otel-out" / "metrics.jsonl").read_text()

@@ -39,8 +39,8 @@ def _translator_scrapes(end: int) -> list[str]:
     from prometheus_client.openmetrics.exposition import generate_latest
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-    from kit_otel.generator import KitScript, Step, Subagent, Tool, Usage, demo_session
-    from kit_otel.translator import Translator, TranslatorSettings
+    from kit_otel.cli.generator import KitScript, Step, Subagent, Tool, Usage, demo_session
+    from kit_otel.translate.translator import Translator, TranslatorSettings
 
     registry = CollectorRegistry()
     meter_provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
