@@ -364,3 +364,15 @@ def test_telemetry_md_names_every_name():
     lines = doc.splitlines()
     assert [name for name in conventions
             if not any(f"`{name}`" in line and "semconv" in line for line in lines)] == []
+
+
+def test_design_md_metrics_table_names_only_metrics_that_exist():
+    import re
+    from pathlib import Path
+    doc = (Path(__file__).parents[1] / "docs" / "design.md").read_text()
+    table = doc[doc.index("## Metrics"):]
+    table = table[:table.index("\n\n", table.index("| Prometheus name"))]
+    cited = set(re.findall(r"`((?:kit|gen_ai)_[a-z_]+)`", table))
+    known = {spec.prometheus_name for spec in vars(n).values() if isinstance(spec, n.MetricSpec)}
+    assert len(cited) > 15
+    assert cited - known == set()
