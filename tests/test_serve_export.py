@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -108,3 +109,96 @@ def test_atomic_write_and_stale_temp_files(tmp_path):
     store = CheckpointStore(tmp_path)
     assert store.load() is True
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def _reference_state_file(store: CheckpointStore) -> bytes:
+    """The state file as one `json.dumps` of the whole state (what each stream's cached entry
+    must add up to)."""
+    import json
+
+    from kit_otel.serve.checkpoint import STATE_VERSION, copy_totals, totals_to_json
+    streams = {key: {**snap, "ledger": totals_to_json(snap["ledger"])}
+               for key, snap in store.streams.items()}
+    return json.dumps({"version": STATE_VERSION, "streams": streams,
+                       "retired": totals_to_json(store.retired),
+                       "daemon": totals_to_json(copy_totals(store.daemon_totals)),
+                       "bounded": store.bounded}, separators=(",", ":")).encode()
+
+
+def test_state_file_is_the_whole_state_as_json_across_commits_retires_and_reloads(tmp_path):
+    ledger = {"kit.events": {frozenset({("event.type", "tool_call")}): 3.0},
+              "kit.tokens": {frozenset({("model", "é-ünïcode"), ("type", "input")}): 12.0}}
+    store = CheckpointStore(tmp_path, {"kit.rejected": {frozenset(): 2.0}})
+    store.bounded = {"tool_value": ["read", "write"]}
+    path = tmp_path / "serve-checkpoint.json"
+    for serial in (1, 2):
+        store.commit([{"key": f"kit-{i}", "serial": serial, "pid": i, "files": {"a": [serial, 1]},
+                       "ledger": {name: {k: v * serial for k, v in sums.items()}
+                                  for name, sums in ledger.items()}} for i in range(3)])
+        assert path.read_bytes() == _reference_state_file(store)
+    store.commit([{"key": "kit-1", "serial": 3, "pid": 1, "files": {}, "ledger": {}}])
+    assert path.read_bytes() == _reference_state_file(store)
+    assert json.loads(path.read_bytes())["streams"]["kit-1"]["serial"] == 3  # the new entry
+    store.retire("kit-0")
+    assert path.read_bytes() == _reference_state_file(store)
+    assert "kit-0" not in json.loads(path.read_bytes())["streams"]
+    reloaded = CheckpointStore(tmp_path)
+    assert reloaded.load() is True
+    reloaded.bounded = store.bounded
+    reloaded.save()
+    assert path.read_bytes() == _reference_state_file(reloaded)
+    assert list(json.loads(path.read_bytes())["streams"]) == ["kit-1", "kit-2"]
+    reloaded.retire("kit-2")
+    reloaded.commit([])
+    assert list(json.loads(path.read_bytes())["streams"]) == ["kit-1"]
+
+
+class _GatedExporter(FlakyExporter):
+    """Holds its first export until `gate` is set, so that units pile up behind it."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+
+    def export(self, spans):
+        self.gate.wait(10)
+        return super().export(spans)
+
+
+def test_commits_are_written_at_most_once_per_interval_and_never_before_their_spans():
+    exporter = _GatedExporter()
+    commits: list[list[str]] = []
+
+    def on_commit(payloads):  # every payload's spans were accepted already
+        accepted = {n for batch in exporter.accepted for n in batch}
+        assert all(f"{p}.0" in accepted and f"{p}.1" in accepted for p in payloads)
+        commits.append(list(payloads))
+
+    processor = ReliableSpanProcessor([exporter], on_commit=on_commit, max_batch_spans=4,
+                                      commit_interval_s=60)
+    provider = TracerProvider()
+    units = [f"cp{i}" for i in range(40)]
+    for unit in units:  # 40 units of 2 spans: 20 requests behind the held one
+        processor.submit(make_spans(provider, [f"{unit}.0", f"{unit}.1"]), unit)
+    exporter.gate.set()
+    assert not processor.wait_idle(1.0)  # exported, but the rest waits for its commit
+    assert commits == [["cp0", "cp1"]]  # the first batch after a quiet spell: at once
+    assert processor.queued_spans == 0 and len(exporter.accepted) == 20
+    assert processor.close(timeout=10)  # stopping commits what waits
+    assert [p for c in commits for p in c] == units and len(commits) == 2  # in order, once
+
+
+def test_a_commit_waits_for_the_interval_then_is_written_without_more_input():
+    exporter = FlakyExporter()
+    commits: list[list[str]] = []
+    processor = ReliableSpanProcessor([exporter], on_commit=commits.append,
+                                      commit_interval_s=1.5)
+    provider = TracerProvider()
+    processor.submit(make_spans(provider, ["a"]), "a")
+    assert processor.wait_idle(10) and commits == [["a"]]
+    processor.submit(make_spans(provider, ["b"]), "b")
+    processor.submit(make_spans(provider, ["c"]), "c")
+    assert not processor.wait_idle(0.2) and commits == [["a"]]  # exported, not yet committed
+    assert processor.wait_idle(10)  # the timer commits them, no more input needed
+    assert commits == [["a"], ["b", "c"]]
+    processor.close(timeout=10)

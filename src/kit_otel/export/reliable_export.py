@@ -95,8 +95,15 @@ class ReliableSpanProcessor(SpanProcessor):
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
                  dead_letter: "DeadLetterFile | None" = None,
                  on_dead_letter: Callable[[str], None] | None = None,
-                 max_request_bytes: int = 4 << 20):
+                 max_request_bytes: int = 4 << 20, commit_interval_s: float = 1.0):
         self.exporters = list(exporters)
+        # Payloads are committed at most once per interval (the first after a quiet spell at
+        # once): each commit rewrites the whole state file, so one per batch made catching up
+        # on many streams quadratic. A commit is never early (only exported units' payloads),
+        # only later; a crash meanwhile re-exports those spans from the spool, same ids.
+        self.commit_interval_s = commit_interval_s
+        self._uncommitted: list[Any] = []
+        self._last_commit = -float("inf")
         self.dead_letter = dead_letter
         self.on_dead_letter = on_dead_letter  # called with the reason: unencodable | too_large
         # gRPC's default limit on a received message, which the Collector keeps
@@ -166,8 +173,16 @@ class ReliableSpanProcessor(SpanProcessor):
     def _take_batch(self) -> list[_Unit] | None:
         with self._cond:
             while not self._units:
+                if self._abort.is_set():
+                    return None
+                if self._uncommitted:  # exported, waiting for the next commit: not idle yet
+                    due = self._commit_due()
+                    if due <= 0 or self._stopping:
+                        return []
+                    self._cond.wait(due)
+                    continue
                 self._idle.set()
-                if self._stopping or self._abort.is_set():
+                if self._stopping:
                     return None
                 self._cond.wait(0.5)
             batch, count = [], 0
@@ -183,23 +198,36 @@ class ReliableSpanProcessor(SpanProcessor):
             batch = self._take_batch()
             if batch is None:
                 return
+            if not batch:
+                self._commit()
+                continue
             spans = [s for unit in batch for s in unit.spans]
             step = self.max_batch_spans
             for start in range(0, len(spans), step):  # a big unit goes in several requests
                 if not self._deliver(spans[start: start + step]):
                     return  # aborted while retrying: nothing of this batch is committed
-            payloads = [u.payload for u in batch if u.payload is not None]
-            if payloads and self.on_commit is not None:
-                try:
-                    self.on_commit(payloads)
-                except Exception:  # noqa: BLE001 - a failed commit is retried by the next one
-                    log.exception("checkpoint commit failed")
+            self._uncommitted.extend(u.payload for u in batch if u.payload is not None)
+            if self._uncommitted and self._commit_due() <= 0:
+                self._commit()
             with self._cond:
                 for _ in batch:
                     self._units.popleft()
                 self._queued -= len(spans)
                 self.exported_spans += len(spans)
                 self._cond.notify_all()
+
+    def _commit_due(self) -> float:
+        """Seconds until the next commit may be written (<= 0: now)."""
+        return self._last_commit + self.commit_interval_s - time.monotonic()
+
+    def _commit(self) -> None:
+        payloads, self._uncommitted = self._uncommitted, []
+        self._last_commit = time.monotonic()
+        if self.on_commit is not None:
+            try:
+                self.on_commit(payloads)
+            except Exception:  # noqa: BLE001 - a failed commit is retried by the next one
+                log.exception("checkpoint commit failed")
 
     def _deliver(self, spans: list[ReadableSpan], pending: list[int] | None = None) -> bool:
         """Export to every exporter that has not accepted this batch yet, retrying with

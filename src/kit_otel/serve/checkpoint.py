@@ -164,6 +164,17 @@ def write_atomically(path: Path, data: bytes) -> None:
     atomic_file.write_atomically(path, data, mode=0o600)
 
 
+def _compact_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _encode_stream_entry(key: str, snap: dict[str, Any]) -> bytes:
+    """`"key":{...}` of one stream in the state file (its ledger as JSON rows)."""
+    snap = dict(snap)
+    snap["ledger"] = totals_to_json(snap["ledger"])
+    return _compact_json(key) + b":" + _compact_json(snap)
+
+
 class CheckpointStore:
     """The committed state: the latest exported checkpoint of every stream, the totals of
     streams whose spool files were removed, and the totals of input that belongs to no stream.
@@ -179,6 +190,10 @@ class CheckpointStore:
         self.bounded_source = None  # callable → current bounded values, set by the daemon
         self.commits = 0
         self.writes = 0
+        # each stream's entry of the state file, as JSON, made once when it is committed: a
+        # write joins these instead of converting every stream again (with a thousand streams,
+        # re-encoding all of them at every commit made catching up quadratic)
+        self._encoded: dict[str, bytes] = {}
         self._lock = threading.Lock()
 
     def load(self) -> bool:
@@ -201,6 +216,7 @@ class CheckpointStore:
                 raise ValueError(f"version {version!r} is not one this kit-otel reads "
                                  f"({', '.join(map(str, SESSION_SCHEMA_OF_VERSION))})")
             self.streams = dict(data["streams"])
+            self._encoded.clear()
             for snap in self.streams.values():
                 snap["ledger"] = totals_from_json(snap.get("ledger", {}))
                 # checked now, and rewritten in today's schema at the next save
@@ -216,16 +232,21 @@ class CheckpointStore:
         return True
 
     def _serialize(self) -> bytes:
-        streams = {}
+        """The state file: the same bytes as `json.dumps` of the whole state with compact
+        separators, each stream's entry taken from `_encoded` (made when missing)."""
+        encoded = self._encoded
+        entries = []
         for key, snap in self.streams.items():
-            snap = dict(snap)
-            snap["ledger"] = totals_to_json(snap["ledger"])
-            streams[key] = snap
+            entry = encoded.get(key)
+            if entry is None:
+                entry = encoded[key] = _encode_stream_entry(key, snap)
+            entries.append(entry)
         bounded = self.bounded_source() if self.bounded_source else self.bounded
-        data = {"version": STATE_VERSION, "streams": streams,
-                "retired": totals_to_json(self.retired),
-                "daemon": totals_to_json(copy_totals(self.daemon_totals)), "bounded": bounded}
-        return json.dumps(data, separators=(",", ":")).encode()
+        rest = _compact_json({"retired": totals_to_json(self.retired),
+                              "daemon": totals_to_json(copy_totals(self.daemon_totals)),
+                              "bounded": bounded})
+        return b"".join((b'{"version":', str(STATE_VERSION).encode(), b',"streams":{',
+                         b",".join(entries), b"},", rest[1:]))
 
     def _write(self) -> None:
         write_atomically(self.path, self._serialize())
@@ -236,6 +257,7 @@ class CheckpointStore:
         with self._lock:
             for snap in snapshots:
                 self.streams[snap["key"]] = snap
+                self._encoded.pop(snap["key"], None)
             self.commits += len(snapshots)
             self._write()
 
@@ -243,6 +265,7 @@ class CheckpointStore:
         """A stream's spool files are gone: keep its totals, forget the rest."""
         with self._lock:
             snap = self.streams.pop(key, None)
+            self._encoded.pop(key, None)
             if snap is not None:
                 merge_totals(self.retired, snap["ledger"])
             self._write()
