@@ -235,6 +235,52 @@ service:
                 proc.kill()
 
 
+def test_logs_pass_the_shipped_single_node_collectors_logs_pipeline(tmp_path):
+    """collector-config/single-node.yaml as shipped (only its ports overlaid): every record goes
+    through its logs pipeline (memory_limiter, batch, …) to KIT_LOGS_OTLP_ENDPOINT — Loki's OTLP
+    endpoint in production, a real OTLP/HTTP receiver here — still trace-correlated."""
+    from ops._common import free_port
+    from ops.collector_stack import (Collector, merge, otlp_receiver_overlay, shipped,
+                                     telemetry_overlay)
+    with OTLPReceiver(http=True) as loki:
+        grpc, http = free_port(), free_port()
+        collector = Collector(
+            "single-node", tmp_path, [shipped("single-node.yaml")],
+            merge(otlp_receiver_overlay(grpc, http), telemetry_overlay(free_port()),
+                  {"exporters": {"prometheus": {"endpoint": f"127.0.0.1:{free_port()}"}}}),
+            env={"KIT_LOGS_OTLP_ENDPOINT": loki.http_endpoint,
+                 "KIT_TRACES_OTLP_ENDPOINT": f"127.0.0.1:{loki.grpc_port}"}).start()
+        try:
+            settings = load_settings(env={}, config_file=os.devnull, overrides={
+                "traces_exporter": ("otlp",), "metrics_exporter": ("none",),
+                "logs_exporter": ("otlp",), "otlp_endpoint": f"http://127.0.0.1:{http}",
+                "otlp_protocol": "http/protobuf", "output_dir": str(tmp_path)})
+            events = demo_stream(5, sessions=1, turns=3)
+            turns = sum(1 for e in events if e.type == "agent_end" and e.session_path
+                        and not e.parent_tool_call_id)
+            pipe = Pipeline(settings)
+            for event in events:
+                pipe.feed(event)
+            pipe.shutdown()
+            loki.wait_for(lambda: sum(r.event_name == logs.EVENT_TURN_END
+                                      for r in loki.log_records()) == turns, timeout=60,
+                          message="the single-node Collector did not deliver every turn's record")
+            records = loki.log_records()
+            assert {logs.EVENT_INFERENCE_DETAILS, logs.EVENT_TOOL_RESULT} <= \
+                {r.event_name for r in records}
+            # the turn spans came through the traces pipeline to the same backend
+            loki.wait_for(lambda: all(r.span_id in {s.span_id for s in loki.spans()}
+                                      for r in records if r.event_name == logs.EVENT_TURN_END),
+                          timeout=60, message="the turn spans did not arrive")
+            spans = {s.span_id: s for s in loki.spans()}
+            for record in records:
+                if record.event_name == logs.EVENT_TURN_END:
+                    assert record.trace_id == spans[record.span_id].trace_id
+            assert records[0].resource["service.name"] == "kit-otel"
+        finally:
+            collector.stop()
+
+
 def _wait_for_port(port: int, proc: subprocess.Popen) -> None:
     import socket
     deadline = time.monotonic() + 120  # the first run unpacks the binary
