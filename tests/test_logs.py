@@ -3,7 +3,6 @@ delivered to a real OTLP receiver and through a real Collector's logs pipeline."
 
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ga
 from opentelemetry.semconv.attributes import error_attributes, exception_attributes
+from ops._common import require_otelcol
 from otlp_receiver import OTLPReceiver
 
 import scenarios as sc
@@ -167,21 +167,8 @@ def test_logs_to_otlp_json_file(tmp_path):
 
 # ── a real Collector ────────────────────────────────────────────────────────────────────────
 
-def find_otelcol() -> str | None:
-    """$KIT_OTEL_OTELCOL, otelcol-contrib / otelcol on PATH, ../shared/tools/otelcol relative to
-    the repo, /work/shared/tools/otelcol."""
-    candidates = [os.environ.get("KIT_OTEL_OTELCOL"), shutil.which("otelcol-contrib"),
-                  shutil.which("otelcol"), str(REPO.parent / "shared" / "tools" / "otelcol"),
-                  "/work/shared/tools/otelcol"]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-
-
 def test_logs_pass_a_real_collectors_logs_pipeline(tmp_path):
-    otelcol = find_otelcol()
-    if otelcol is None:
-        pytest.skip("no OpenTelemetry Collector (set KIT_OTEL_OTELCOL; CI has ../shared/tools)")
+    otelcol = require_otelcol()
     with OTLPReceiver() as backend:
         port = free_port()
         config = tmp_path / "collector.yaml"
@@ -310,9 +297,7 @@ def test_repo_collector_configs_have_a_logs_pipeline_from_the_otlp_receiver(name
 
 @pytest.mark.parametrize("name", ["single-node.yaml", "agent.yaml", "gateway.yaml"])
 def test_repo_collector_configs_validate_with_their_logs_pipeline(name):
-    otelcol = find_otelcol()
-    if otelcol is None:
-        pytest.skip("no OpenTelemetry Collector (set KIT_OTEL_OTELCOL; CI has ../shared/tools)")
+    otelcol = require_otelcol()
     result = subprocess.run([otelcol, "validate", "--config",
                              str(REPO / "collector-config" / name)],
                             capture_output=True, text=True, timeout=300)
