@@ -153,7 +153,10 @@ def test_budget_rules_read_kit_budget_usd(rules):
     for name in ("KitBudgetExceeded", "KitBudgetProjectedOverrun", "KitTurnCostOverLimit"):
         assert "kit:budget_usd:min" in by_name[name]["expr"], name
     assert 'window="turn"' in by_name["KitTurnCostOverLimit"]["expr"]
-    assert "kit_turn_cost_usd_bucket" in by_name["KitTurnCostOverLimit"]["expr"]
+    assert "kit:turn_cost_usd_bucket:increase10m" in by_name["KitTurnCostOverLimit"]["expr"]
+    turns, = [rule for _, rule in _all_rules(rules)
+              if rule.get("record") == "kit:turn_cost_usd_bucket:increase10m"]
+    assert "kit_turn_cost_usd_bucket" in turns["expr"]
 
 
 def _numbers(expr: str) -> set[float]:
