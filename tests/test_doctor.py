@@ -221,3 +221,135 @@ def test_cli_bad_config_is_one_line_and_exit_1(setup, tmp_path):
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert lines[0].startswith("fail  config") and "idle_timeout_s" in lines[0]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_an_edited_bridge_copy_is_a_warning_with_the_forced_install(setup, tmp_path):
+    env = other_user(setup, tmp_path)
+    target = bridge_cli.global_extensions_dir(env) / BRIDGE_FILENAME
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"package main\n// edited by hand\n")  # no checksum kit-otel wrote
+    findings = diagnose(setup.settings, env, setup.project, timeout_s=2.0)
+    edited, = [f for f in findings if f.topic == "bridge"]
+    assert edited.status == WARN and "differs from the shipped bridge" in edited.message
+    assert edited.fix == "kit-otel bridge install --force"
+
+
+def own_spool(setup, spool: Path) -> tuple[Settings, dict[str, str]]:
+    """serve's settings and KIT's environment agreeing on another spool directory."""
+    return (dataclasses.replace(setup.settings, spool_dir=str(spool)),
+            {**setup.env, option_env_name("kit-otel-spool-dir"): str(spool)})
+
+
+def test_no_spool_directory_yet(setup, tmp_path):
+    settings, env = own_spool(setup, tmp_path / "spool")
+    findings = diagnose(settings, env, setup.project, timeout_s=2.0)
+    events, = [f for f in findings if f.topic == "events"]
+    assert events.status == WARN and "does not exist yet" in events.message
+    budgets, = [f for f in findings if f.topic == "budgets"]
+    assert budgets.status == WARN and "missing although serve runs" in budgets.message
+    assert exit_code(findings) == 0
+
+
+def test_an_empty_spool_directory(setup, tmp_path):
+    settings, env = own_spool(setup, tmp_path / "spool")
+    (tmp_path / "spool").mkdir()
+    events, = [f for f in diagnose(settings, env, setup.project, timeout_s=2.0)
+               if f.topic == "events"]
+    assert events.status == WARN and "no spool files" in events.message
+
+
+def test_a_spool_path_that_is_no_directory_fails(setup, tmp_path):
+    settings, env = own_spool(setup, tmp_path / "spool")
+    (tmp_path / "spool").write_text("not a directory")
+    found = only_failure(diagnose(settings, env, setup.project, timeout_s=2.0), "events")
+    assert "cannot list" in found.message
+
+
+def test_many_kit_processes_are_listed_newest_first_and_counted(setup, tmp_path):
+    settings, env = own_spool(setup, tmp_path / "spool")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    for pid in range(4_000_000, 4_000_012):  # past pid_max: ended processes
+        path = spool / f"kit-{pid}-20260609T131810.000000000Z-1.ndjson"
+        path.write_text("{}\n")
+        os.utime(path, (1_700_000_000 + pid, 1_700_000_000 + pid))
+    events = [f for f in diagnose(settings, env, setup.project, timeout_s=2.0)
+              if f.topic == "events"]
+    assert len(events) == 11 and events[0].message.startswith("KIT process 4000011 (ended)")
+    assert events[-1].message == "... and 2 more processes"
+
+
+def test_a_stale_budget_status_while_serve_runs(setup, tmp_path):
+    settings, env = own_spool(setup, tmp_path / "spool")
+    (tmp_path / "spool").mkdir()
+    status = tmp_path / "spool" / "budget-status.json"
+    status.write_text("{}")
+    os.utime(status, (status.stat().st_atime, status.stat().st_mtime - 3600))
+    budgets, = [f for f in diagnose(settings, env, setup.project, timeout_s=2.0)
+                if f.topic == "budgets"]
+    assert budgets.status == WARN and "last written 1 h ago although serve runs" in \
+        budgets.message
+
+
+def test_metrics_port_closed_although_serve_runs(setup):
+    settings = dataclasses.replace(setup.settings, prometheus_port=free_port())
+    found = only_failure(diagnose(settings, setup.env, setup.project, timeout_s=2.0), "metrics")
+    assert "though serve runs" in found.message and "kit-otel config" in found.fix
+
+
+def test_every_exporter_none_is_a_warning(setup):
+    settings = dataclasses.replace(setup.settings, traces_exporter=("none",),
+                                   metrics_exporter=("none",))
+    findings = diagnose(settings, setup.env, setup.project, timeout_s=2.0)
+    export, = [f for f in findings if f.topic == "export"]
+    assert export.status == WARN and "nothing leaves kit-otel" in export.message
+    assert exit_code(findings) == 0
+
+
+def test_otlp_json_files(setup, tmp_path):
+    def export_finding(output: Path):
+        settings = dataclasses.replace(setup.settings, traces_exporter=("otlp_json_file",),
+                                       metrics_exporter=("otlp_json_file",),
+                                       output_dir=str(output))
+        found, = [f for f in diagnose(settings, setup.env, setup.project, timeout_s=2.0)
+                  if f.topic == "export"]
+        return found
+    # a folder serve will create (it makes the parents) is fine ...
+    assert export_finding(tmp_path / "not" / "yet" / "out").status == OK
+    # ... one under a regular file can never be made
+    (tmp_path / "file").write_text("")
+    blocked = export_finding(tmp_path / "file" / "out")
+    assert blocked.status == FAIL and "is not writable" in blocked.message
+    assert "KIT_OTEL_OUTPUT_DIR" in blocked.fix
+
+
+def test_notional_pricing_off(setup):
+    settings = dataclasses.replace(setup.settings, price_table=False)
+    pricing, = [f for f in diagnose(settings, setup.env, setup.project, timeout_s=2.0)
+                if f.topic == "pricing"]
+    assert pricing.status == OK and "calls KIT priced at 0 are `unknown`" in pricing.message
+
+
+def test_genai_prices_not_installed_is_a_warning(setup, tmp_path):
+    """A real environment without the package: the interpreter's site-packages minus
+    genai-prices, and kit-otel's source."""
+    import kit_otel
+    import genai_prices
+    site = Path(genai_prices.__file__).resolve().parent.parent
+    without = tmp_path / "site"
+    without.mkdir()
+    for entry in site.iterdir():
+        if not entry.name.lower().replace("-", "_").startswith("genai_prices"):
+            (without / entry.name).symlink_to(entry)
+    src = Path(kit_otel.__file__).resolve().parent.parent
+    env = {**setup.env_for_cli(), "PYTHONPATH": f"{src}{os.pathsep}{without}",
+           "PYTHONNOUSERSITE": "1"}
+    result = subprocess.run([sys.executable, "-S", "-m", "kit_otel.cli.main", "doctor",
+                             "--timeout", "2"], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    pricing = [line for line in lines if line.split()[1:2] == ["pricing"]]
+    assert pricing and pricing[0].startswith("warn") and "genai-prices is not installed" in \
+        pricing[0], result.stdout
+    assert result.returncode == 0  # a warning: telemetry still arrives

@@ -214,8 +214,7 @@ def _exporters(settings: Settings, timeout_s: float) -> list[Finding]:
         found.append(_test_export(settings, timeout_s))
     if "otlp_json_file" in wanted:
         out = Path(settings.output_dir).expanduser()
-        target = out if out.exists() else out.parent
-        if os.access(target, os.W_OK):
+        if _can_make_dir(out):
             found.append(Finding(OK, "export", f"OTLP-JSON files into {out.resolve()}"))
         else:
             found.append(Finding(FAIL, "export", f"OTLP-JSON output {out} is not writable",
@@ -224,6 +223,15 @@ def _exporters(settings: Settings, timeout_s: float) -> list[Finding]:
         found.append(Finding(WARN, "export", "every exporter is `none`: nothing leaves kit-otel",
                              "OTEL_TRACES_EXPORTER=otlp OTEL_METRICS_EXPORTER=otlp"))
     return found
+
+
+def _can_make_dir(path: Path) -> bool:
+    """serve creates the missing parents of its output: the nearest existing one must be a
+    folder it may write in."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate.is_dir() and os.access(candidate, os.W_OK | os.X_OK)
+    return False
 
 
 def _test_export(settings: Settings, timeout_s: float) -> Finding:
