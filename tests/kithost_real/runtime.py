@@ -22,6 +22,7 @@ OVERLAY = Path(__file__).parent
 REPO = OVERLAY.parent.parent
 BRIDGE = REPO / "src" / "kit_otel" / "bridge" / "kit_otel_bridge.go"
 BLOCKER = OVERLAY / "extensions" / "blocker.go"
+BUDGET = REPO / "src" / "kit_otel" / "bridge" / "kit_otel_budget.go"
 VARIANTS = ("head", "seed")
 
 
@@ -93,7 +94,7 @@ class Run:
 def run_host(binary: Path, scenario: str, home: Path, *, extensions=(BRIDGE,),
              session: str | None = None, env: dict | None = None,
              options: dict | None = None, spool: Path | None = None,
-             install=()) -> Run:
+             install=(), extra_args=()) -> Run:
     """Run one scenario as a KIT process would: a clean environment under `home`, no user
     extensions (XDG_CONFIG_HOME is empty), the socket off."""
     home.mkdir(parents=True, exist_ok=True)
@@ -111,6 +112,7 @@ def run_host(binary: Path, scenario: str, home: Path, *, extensions=(BRIDGE,),
         args += ["-install", str(ext)]
     for name, value in (options or {}).items():
         args += ["-option", f"{name}={value}"]
+    args += list(extra_args)
     done = subprocess.run(args, env=full_env, cwd=home, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, f"kithost {scenario}: {done.stderr}"

@@ -7,9 +7,8 @@
 //
 // It reads budget-status.json, which `kit-otel serve` writes into the spool
 // directory (the one the bridge writes to), and nothing else: no network, no
-// waiting. The file is read at most every few seconds, from the handlers
-// KIT calls at session start, turn end and tool call, and is a few hundred
-// bytes. With serve down or the file missing or stale, the extension says so
+// waiting. The file is a few hundred bytes, read at session start and at
+// each turn's start and end, and from tool calls at most every few seconds. With serve down or the file missing or stale, the extension says so
 // once and does nothing else: telemetry never breaks the agent.
 //
 // Load it with `kit -e "$(kit-otel bridge path --budget)"`, or copy it next to
@@ -69,6 +68,7 @@ var budgetState struct {
 	readAt   time.Time
 	uses     []budgetUse
 	problem  string          // why there is nothing to show ("" when fine)
+	showing  bool            // our status-bar entry is up
 	said     map[string]bool // problems and threshold warnings already shown
 	warnedAt map[string]int  // budget key -> highest threshold warned
 }
@@ -79,6 +79,8 @@ func Init(api ext.API) {
 	api.RegisterOption(ext.OptionDef{Name: budgetOptBlock, Default: "false",
 		Description: "kit-otel budget: refuse new tool calls while a budget is spent"})
 	api.OnSessionStart(func(_ ext.SessionStartEvent, c ext.Context) { budgetRefresh(c, true) })
+	// a new prompt sees what serve knows now, not what it knew at the last turn's end
+	api.OnAgentStart(func(_ ext.AgentStartEvent, c ext.Context) { budgetRefresh(c, true) })
 	api.OnAgentEnd(func(_ ext.AgentEndEvent, c ext.Context) { budgetRefresh(c, true) })
 	api.OnToolCall(func(_ ext.ToolCallEvent, c ext.Context) *ext.ToolCallResult {
 		return budgetGate(c)
@@ -91,7 +93,7 @@ func budgetOption(c ext.Context, name, def string) string {
 		v = c.GetOption(name)
 	}
 	if v == "" {
-		v = os.Getenv("KIT_OPT_" + strings.ToUpper(strings.Replace(name, "-", "_", -1)))
+		v = budgetEnv()["KIT_OPT_"+strings.ToUpper(strings.Replace(name, "-", "_", -1))]
 	}
 	v = strings.TrimSpace(v)
 	if v == "" {
@@ -104,15 +106,43 @@ func budgetSpoolDir(c ext.Context) string {
 	if d := budgetOption(c, budgetOptSpoolDir, ""); d != "" {
 		return d
 	}
-	state := os.Getenv("XDG_STATE_HOME")
+	env := budgetEnv()
+	state := env["XDG_STATE_HOME"]
 	if state == "" {
-		home := os.Getenv("HOME")
+		home := env["HOME"]
 		if home == "" {
 			home, _ = os.UserHomeDir()
 		}
 		state = filepath.Join(home, ".local", "state")
 	}
 	return filepath.Join(state, "kit-otel", "spool")
+}
+
+var budgetEnvOnce struct {
+	sync.Once
+	env map[string]string
+}
+
+// budgetEnv is the KIT process's environment, as the bridge reads it (each
+// extension is its own interpreter, so it cannot call the bridge's): KIT HEAD
+// gives an interpreter os.Environ(), KIT 49f8b485 gives it none, and then
+// /proc/self/environ (Linux) still names XDG_STATE_HOME, HOME and KIT_OPT_*.
+func budgetEnv() map[string]string {
+	budgetEnvOnce.Do(func() {
+		list := os.Environ()
+		if len(list) == 0 {
+			if data, err := os.ReadFile("/proc/self/environ"); err == nil {
+				list = strings.Split(string(data), "\x00")
+			}
+		}
+		budgetEnvOnce.env = map[string]string{}
+		for _, kv := range list {
+			if i := strings.Index(kv, "="); i > 0 {
+				budgetEnvOnce.env[kv[:i]] = kv[i+1:]
+			}
+		}
+	})
+	return budgetEnvOnce.env
 }
 
 func budgetProject(c ext.Context) string {
@@ -189,8 +219,9 @@ func budgetRefresh(c ext.Context, force bool) {
 			budgetState.said[budgetState.problem] = true
 			c.PrintInfo("kit-otel budget: " + budgetState.problem)
 		}
-		if c.RemoveStatus != nil {
-			c.RemoveStatus(budgetStatusKey)
+		if budgetState.showing && c.RemoveStatus != nil {
+			budgetState.showing = false
+			c.RemoveStatus(budgetStatusKey) // a figure from a file we cannot trust any more
 		}
 		return
 	}
@@ -214,6 +245,7 @@ func budgetRefresh(c ext.Context, force bool) {
 		}
 	}
 	if c.SetStatus != nil && len(parts) > 0 {
+		budgetState.showing = true
 		c.SetStatus(budgetStatusKey, "budget "+strings.Join(parts, " · "), 50)
 	}
 }

@@ -86,8 +86,20 @@ type truth struct {
 	Turns    int           `json:"turns"`
 	Reloads  int           `json:"reloads"`
 	Blocked  []string      `json:"blocked"`
-	Panicked bool          `json:"panicked"`
-	mu       sync.Mutex
+	// the tool result KIT's wrapper handed the loop for each blocked call
+	BlockedResults map[string]string `json:"blocked_results"`
+	Panicked       bool              `json:"panicked"`
+	// what the user saw (budget scenario): [0] at session start, [i] in turn i
+	Shown []*shown `json:"shown"`
+	mu    sync.Mutex
+}
+
+// shown is what KIT's TUI would show: the status bar (the Runner's entries,
+// in its order) after a step, and the info blocks printed during it.
+type shown struct {
+	StatusFile string   `json:"status_file"`
+	Status     []string `json:"status"`
+	Info       []string `json:"info"`
 }
 
 type host struct {
@@ -97,6 +109,18 @@ type host struct {
 	session string
 	options map[string]string
 	truth   *truth
+	// budget scenario: the files that become -status-path, one per step
+	statusFiles []string
+	statusPath  string
+}
+
+// printInfo is the CLI's PrintInfo: an info block in the TUI, here the truth.
+func (h *host) printInfo(text string) {
+	h.truth.mu.Lock()
+	defer h.truth.mu.Unlock()
+	if n := len(h.truth.Shown); n > 0 {
+		h.truth.Shown[n-1].Info = append(h.truth.Shown[n-1].Info, text)
+	}
 }
 
 type agent struct {
@@ -147,6 +171,12 @@ func (h *host) newAgent(main bool, forward func(kit.Event), callID string) *agen
 			GetOption:      runner.GetOption, SetOption: runner.SetOption,
 			SetState: runner.SetState, GetState: runner.GetState,
 			DeleteState: runner.DeleteState, ListState: runner.ListState,
+			// cmd/extension_context.go: the status bar is the Runner's entries
+			SetStatus: func(key, text string, priority int) {
+				runner.SetStatusEntry(extensions.StatusBarEntry{Key: key, Text: text, Priority: priority})
+			},
+			RemoveStatus: runner.RemoveStatusEntry,
+			PrintInfo:    h.printInfo,
 		})
 	}
 	if forward != nil {
@@ -318,6 +348,10 @@ func (a *agent) runTools(ctx context.Context, s *step) {
 			if resp.IsError && strings.HasPrefix(resp.Content, "Error: ") && c.Name != "subagent" {
 				a.h.truth.mu.Lock()
 				a.h.truth.Blocked = append(a.h.truth.Blocked, c.ID)
+				if a.h.truth.BlockedResults == nil {
+					a.h.truth.BlockedResults = map[string]string{}
+				}
+				a.h.truth.BlockedResults[c.ID] = resp.Content
 				a.h.truth.mu.Unlock()
 			}
 			// fantasy's OnToolResult → KIT's OnToolExecution(false) + OnToolResult
@@ -369,6 +403,8 @@ func main() {
 	var exts, installs stringList
 	flag.Var(&exts, "e", "extension file, in load order (repeatable)")
 	flag.Var(&installs, "install", "extension installed while the session runs (hot-install)")
+	statusFiles := flag.String("status-files", "", "budget scenario: comma-separated files copied to -status-path, one per step (- removes it)")
+	statusPath := flag.String("status-path", "", "budget scenario: where the extension reads budget-status.json")
 	opts := optionFlags{}
 	flag.Var(opts, "option", "name=value: .kit.yml options.<name> (repeatable)")
 	flag.Parse()
@@ -377,7 +413,11 @@ func main() {
 		fail("unknown scenario %q", *scenario)
 	}
 	h := &host{paths: exts, install: installs, cwd: *cwd, session: *session, options: opts,
-		truth: &truth{Scenario: *scenario, Pid: os.Getpid(), Session: *session}}
+		truth:      &truth{Scenario: *scenario, Pid: os.Getpid(), Session: *session},
+		statusPath: *statusPath}
+	if *statusFiles != "" {
+		h.statusFiles = strings.Split(*statusFiles, ",")
+	}
 	if h.cwd == "" {
 		h.cwd, _ = os.Getwd()
 	}
@@ -408,7 +448,63 @@ func (h *host) mainSession(turns ...*turn) *agent {
 	return a
 }
 
+// placeStatus makes src the budget status the extension will read (as serve's
+// atomic replace would: write beside, rename over), or removes it for "-".
+func (h *host) placeStatus(src string) {
+	h.truth.mu.Lock()
+	h.truth.Shown = append(h.truth.Shown, &shown{StatusFile: src})
+	h.truth.mu.Unlock()
+	if src == "-" {
+		_ = os.Remove(h.statusPath)
+		return
+	}
+	data, err := os.ReadFile(src)
+	if err != nil {
+		fail("status file: %v", err)
+	}
+	tmp := h.statusPath + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		fail("status file: %v", err)
+	}
+	if err := os.Rename(tmp, h.statusPath); err != nil {
+		fail("status file: %v", err)
+	}
+}
+
+// snapshotStatus records the status bar as it stands now.
+func (h *host) snapshotStatus(r *extensions.Runner) {
+	entries := r.GetStatusEntries()
+	h.truth.mu.Lock()
+	defer h.truth.mu.Unlock()
+	cur := h.truth.Shown[len(h.truth.Shown)-1]
+	for _, e := range entries {
+		cur.Status = append(cur.Status, e.Key+"="+e.Text)
+	}
+}
+
 var scenarios = map[string]func(h *host){
+	"budget": func(h *host) {
+		// The session starts on the first status file; each later file is
+		// what serve has written by the time the next prompt comes, and that
+		// turn makes one bash call (which an over-budget gate may refuse).
+		a := h.newAgent(true, nil, "")
+		for i, src := range h.statusFiles {
+			h.placeStatus(src)
+			if i == 0 {
+				_, _ = a.runner.Emit(extensions.SessionStartEvent{})
+			} else {
+				id := fmt.Sprintf("toolu_budget_%d", i)
+				_, _ = a.runTurn(&turn{Prompt: fmt.Sprintf("step %d", i), Steps: []step{
+					{Finish: "tool-calls", Usage: usage(400, 20, 0, 0), Calls: []call{
+						{ID: id, Name: "bash", Input: `{"command":"ls"}`, Output: "a.go"}}},
+					{Text: []string{"ok"}, Finish: "stop", Usage: usage(450, 5, 0, 0)},
+				}})
+				h.truth.Turns++
+			}
+			h.snapshotStatus(a.runner)
+		}
+		a.k.Close()
+	},
 	"parallel-tools": func(h *host) {
 		a := h.mainSession(&turn{Prompt: "look around", Steps: []step{
 			{Text: []string{"Reading ", "both."}, Finish: "tool-calls", Usage: usage(1200, 80, 300, 0), Calls: []call{
