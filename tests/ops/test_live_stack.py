@@ -218,6 +218,21 @@ def test_live_totals_equal_the_streams(stack):
         assert float(budget[0]["value"][1]) == BUDGETS[name]["day"]
 
 
+def test_team_is_one_target_info_series_per_kit_otel_not_a_label_of_the_cost_series(stack):
+    """OTEL_RESOURCE_ATTRIBUTES=team=… slices spend through a join, so a fleet's teams cost one
+    series per kit-otel process, never teams × projects × models (docs/cost.md)."""
+    for name, s in stack.items():
+        info = s.query('target_info{job="kit-otel"}')
+        assert [r["metric"].get("team") for r in info] == ["platform"], name
+        labelled = {r["metric"]["__name__"] for r in s.query('{job="kit-otel", team!=""}')}
+        assert labelled == {"target_info"}, name
+        by_team = s.query('sum by (team) (kit_cost_usd_total{job="kit-otel"} '
+                          '* on (job, instance) group_left (team) target_info)')
+        total = float(s.query('sum(kit_cost_usd_total{job="kit-otel"})')[0]["value"][1])
+        assert [(r["metric"]["team"], float(r["value"][1])) for r in by_team] == \
+            [("platform", pytest.approx(total, abs=1e-9))], name
+
+
 def _stretched_series(s: Scenario) -> tuple[list[dict], int]:
     """Every series Prometheus scraped from kit-otel, one sample a second, as promtool input
     series with one sample a minute; the last value held for 90 more minutes."""
