@@ -27,16 +27,17 @@ pytestmark = pytest.mark.skipif(shutil.which("yaegi") is None,
 
 
 def status_file(tmp_path: Path, name: str, spent_day: float, *, project_spent: float = 0.0,
-                written_ago_s: float = 0.0) -> str:
-    """A budget-status.json as serve writes it: BudgetStatus fed with one call."""
+                written_ago_s: float = 0.0, project: str = "payments") -> str:
+    """A budget-status.json as serve writes it: BudgetStatus fed with the day's calls (the
+    project's a subscription call: KIT said 0, the price table did not)."""
     status = BudgetStatus(tmp_path / "serve" / STATUS_FILE,
                           (Budget("day", "global", 10.0), Budget("month", "global", 100.0),
-                           Budget("day", "project", 2.0, "payments"),
+                           Budget("day", "project", 2.0, project),
                            Budget("day", "project", 1.0, "elsewhere"),
                            Budget("turn", "global", 0.5)))
     status.add_call(call("other", cost=spent_day - project_spent))
     if project_spent:
-        status.add_call(call("payments", notional=project_spent, source="price_table"))
+        status.add_call(call(project, notional=project_spent, source="price_table"))
     snap = status.snapshot()
     snap["written_unix_ms"] -= int(written_ago_s * 1000)
     (tmp_path / name).write_text(json.dumps(snap))

@@ -8,16 +8,14 @@ default spool folder the bridge writes to ($XDG_STATE_HOME/kit-otel/spool).
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
 import pytest
 
 from kithost_real.runtime import BRIDGE, BUDGET, VARIANTS, build, run_host
 from kit_otel.model import names as n
-from kit_otel.serve.budget_status import STATUS_FILE, BudgetStatus
-from kit_otel.config import Budget
+from kit_otel.serve.budget_status import STATUS_FILE
+from test_budget_ext import status_file as budget_status_file
 from test_real_kit import translate
 
 PROJECT = "proj"  # the host's cwd is <home>/proj
@@ -28,23 +26,9 @@ def host(request):
     return request.param, build(request.param)
 
 
-def status_file(folder: Path, name: str, spent_day: float, *, project_spent: float = 0.0,
-                written_ago_s: float = 0.0) -> str:
-    """A budget-status.json written by serve's own BudgetStatus, fed with calls of today."""
-    status = BudgetStatus(folder / "serve" / STATUS_FILE,
-                          (Budget("day", "global", 10.0), Budget("month", "global", 100.0),
-                           Budget("day", "project", 2.0, PROJECT),
-                           Budget("day", "project", 1.0, "elsewhere")))
-    status.add_call({"project": "other", "cost": spent_day - project_spent,
-                     "cost_source": "kit", "ts_ns": time.time_ns()})
-    if project_spent:  # a subscription call: KIT said 0, the price table did not
-        status.add_call({"project": PROJECT, "cost": 0.0, "notional_cost": project_spent,
-                         "cost_source": "price_table", "ts_ns": time.time_ns()})
-    snapshot = status.snapshot()
-    snapshot["written_unix_ms"] -= int(written_ago_s * 1000)
-    path = folder / name
-    path.write_text(json.dumps(snapshot))
-    return str(path)
+def status_file(folder: Path, name: str, spent_day: float, **kwargs) -> str:
+    """A budget-status.json written by serve's own BudgetStatus, for this host's project."""
+    return str(folder / budget_status_file(folder, name, spent_day, project=PROJECT, **kwargs))
 
 
 def run_budget(binary: Path, home: Path, files: list[str], **options: str):
