@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ BRIDGE = REPO / "src" / "kit_otel" / "bridge" / "kit_otel_bridge.go"
 BLOCKER = OVERLAY / "extensions" / "blocker.go"
 BUDGET = REPO / "src" / "kit_otel" / "bridge" / "kit_otel_budget.go"
 VARIANTS = ("head", "seed")
+STALE_HOST_S = 86400
 
 
 def runtime_dir() -> Path | None:
@@ -78,9 +80,14 @@ def build(variant: str) -> Path:
                                 f"{done.stderr.strip()[-300:]}")
                 raise AssertionError(f"building the {variant} host failed:\n"
                                      f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+            # hosts of other inputs, once nobody has built one for a day: several checkouts
+            # (worktrees) share the cache, and one may be running its host right now
             for stale in out.parent.glob(f"kithost-{variant}-*"):
-                if stale != out:  # hosts of older inputs
-                    stale.unlink(missing_ok=True)
+                try:
+                    if stale != out and time.time() - stale.stat().st_mtime > STALE_HOST_S:
+                        stale.unlink()
+                except OSError:
+                    pass
     return out
 
 
