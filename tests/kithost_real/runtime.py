@@ -66,6 +66,7 @@ def build(variant: str) -> Path:
                     "set KIT_OTEL_KIT_RUNTIME")
     out = tools_cache() / "kithost-real" / f"kithost-{variant}-{_inputs_hash(runtime, variant)}"
     if out.is_file():
+        os.utime(out)  # in use: not stale for another checkout's build
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / ".build.lock", "w") as lock:
