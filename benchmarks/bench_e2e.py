@@ -12,6 +12,7 @@ measured in the same run on the same events.
 - serve: `kit-otel serve` started on a spool directory already holding every file, exporting
   OTLP gRPC to a local receiver (in this process): the time until the receiver holds every
   span, and serve's CPU and peak RSS.
+- gc: the share of the cyclic garbage collector in the default path's work.
 - scaling: CPU per event of the default path's work (decode, translate, OTLP/JSON encoding of
   spans and metrics) in this process against concurrent sessions, events per turn and distinct
   tools/models; and serve's catch-up against the number of spool files.
@@ -105,6 +106,26 @@ def default_path_cpu(lines: list[bytes]) -> float:
     spans.flush()
     encoder.metrics(reader.get_metrics_data())
     return time.process_time() - t0
+
+
+def gc_share(lines: list[bytes]) -> tuple[float, float, list[int]]:
+    """(CPU of the default path's work, CPU inside the cyclic GC's collections, collections
+    by generation) on `lines`, in this process."""
+    spent, by_generation, started = [0.0], [0, 0, 0], [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            spent[0] += time.thread_time() - started[0]
+            by_generation[info["generation"]] += 1
+
+    gc.callbacks.append(on_gc)
+    try:
+        cpu = default_path_cpu(lines)
+    finally:
+        gc.callbacks.remove(on_gc)
+    return cpu, spent[0], by_generation
 
 
 # ── measured subprocesses ────────────────────────────────────────────────────────────────────
@@ -212,7 +233,7 @@ def bench_replay(name: str, lines: list[bytes], runs: int, receiver, work: Path)
         net = max(measured.cpu - startup.cpu, 1e-9)
         print(f"  {label:<38} {n / measured.wall:>9,.0f} {measured.wall:>7.2f} "
               f"{measured.cpu:>6.2f} {measured.cpu / floor:>9.2f} {net / floor:>10.2f} "
-              f"{measured.rss_mib:>6.0f} MiB", flush=True)
+              f"{measured.rss_mib:>6.0f} MiB  load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 # ── serve catching up ────────────────────────────────────────────────────────────────────────
@@ -250,7 +271,7 @@ def run_serve(processes, receiver, work: Path, timeout_s: float = 600) -> tuple[
             fh.write(line)
     for fh in handles.values():
         fh.close()
-    want = expected_spans(processes, work)
+    want = expected_spans(processes, work) if processes else 0
     receiver.trace_requests.clear()
     receiver.metric_requests.clear()
     env = clean_env(work, OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp",
@@ -271,7 +292,7 @@ def run_serve(processes, receiver, work: Path, timeout_s: float = 600) -> tuple[
             if len(requests) > counted:
                 seen += _spans_in(requests[counted:])
                 counted = len(requests)
-            if seen >= want:
+            if seen >= want and (want or "serving" in stderr_path.read_text(errors="replace")):
                 caught_up = time.perf_counter() - t0
                 break
             time.sleep(0.02)
@@ -280,7 +301,14 @@ def run_serve(processes, receiver, work: Path, timeout_s: float = 600) -> tuple[
         return _wait_measured(proc, t0, stderr_path, work / "peak-rss-kib"), caught_up
 
 
-def bench_serve(label: str, processes, runs: int, receiver, work: Path) -> None:
+def serve_startup(receiver, work: Path, runs: int) -> Measured:
+    """`serve` started on an empty spool directory and stopped once it serves: the CPU of its
+    start (imports, exporters, price table) and stop, which a catch-up's CPU includes."""
+    return _median([run_serve([], receiver, work, timeout_s=60)[0] for _ in range(runs)])
+
+
+def bench_serve(label: str, processes, runs: int, receiver, work: Path,
+                startup: Measured) -> None:
     lines = [line for p in processes for _, line in p.lines]
     calls = record_sdk_calls(sorted(lines, key=lambda line: decode_line(line).ts_ns))
     floor = statistics.median(floor_cpu(lines, calls) for _ in range(runs))
@@ -292,10 +320,12 @@ def bench_serve(label: str, processes, runs: int, receiver, work: Path) -> None:
         print(f"  {label}: serve did NOT catch up (exit {measured.code}): {measured.stderr}")
         return
     wall = statistics.median(caught)
+    net = max(measured.cpu - startup.cpu, 1e-9)
     print(f"  {label}: {len(lines):,} lines in {files} spool files: caught up in {wall:.2f} s = "
           f"{len(lines) / wall:,.0f} events/s; CPU {measured.cpu:.2f} s "
-          f"({measured.cpu / floor:.2f}x floor {floor:.2f} s), peak RSS {measured.rss_mib:.0f} MiB",
-          flush=True)
+          f"({measured.cpu / floor:.2f}x floor {floor:.2f} s; without start-up "
+          f"{net:.2f} s = {len(lines) / net:,.0f} events/s, {net / floor:.2f}x), peak RSS "
+          f"{measured.rss_mib:.0f} MiB; load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 # ── scaling ──────────────────────────────────────────────────────────────────────────────────
@@ -323,23 +353,58 @@ def _with_distinct_names(lines: list[bytes], distinct: int) -> list[bytes]:
     return out
 
 
+def concurrent_sessions(seed: int, concurrent: int, total: int) -> list[bytes]:
+    """`total` one-turn sessions in rounds of `concurrent` that all start within one second
+    (so that many are open at once), rounds an hour apart: every point of the curve has the
+    same events, only how many sessions are live together changes."""
+    import random
+
+    from kit_otel.cli.generator import MODELS, demo_session, session_file_path
+    rng = random.Random(seed)
+    start = 1_781_000_000 * 10**9
+    root = Path("/home/alice/.kit/sessions")
+    events = []
+    for r in range(max(1, total // concurrent)):
+        for i in range(concurrent):
+            begin = start + r * 3600 * 10**9 + i * (10**9 // concurrent)
+            provider, model = MODELS[i % len(MODELS)]
+            number = r * concurrent + i
+            events += demo_session(rng, pid=4000 + number, start_ns=begin, provider=provider,
+                                   model=model, turns=1,
+                                   session_path=str(session_file_path(root, f"/src/p{i % 7}",
+                                                                      begin, rng))).events
+    events.sort(key=lambda e: (e.ts_ns, e.pid, e.seq))
+    return _lines(events)
+
+
+def _verdict(costs: list[float]) -> str:
+    """Largest size's cost per event against the cheapest point's: fixed costs make small
+    sizes dearer, so a curve is worse than linear only where its end rises above its best."""
+    ratio = costs[-1] / min(costs)
+    return (f"largest / cheapest cost per event = {ratio:.2f} "
+            f"({'linear' if ratio < 1.5 else 'WORSE than linear'})")
+
+
 def _curve(label: str, points: list[tuple[str, list[bytes]]]) -> None:
     costs = []
     for name, lines in points:
-        cpu = default_path_cpu(lines)
+        # the least of three on small points: a loaded machine inflates short runs the most
+        cpu = min(default_path_cpu(lines) for _ in range(3 if len(lines) < 50_000 else 1))
         costs.append(cpu / len(lines) * 1e6)
-        print(f"    {label} {name:>7}: {len(lines):>9,} events  {costs[-1]:6.2f} us/event",
-              flush=True)
+        print(f"    {label} {name:>7}: {len(lines):>9,} events  {costs[-1]:6.2f} us/event  "
+              f"(load average {os.getloadavg()[0]:.1f})", flush=True)
         del lines
         gc.collect()
-    print(f"    {label}: largest / smallest cost per event = {costs[-1] / costs[0]:.2f} "
-          f"({'flat: linear' if costs[-1] / costs[0] < 1.5 else 'WORSE than linear'})")
+    print(f"    {label}: {_verdict(costs)}")
 
 
-def bench_scaling(quick: bool, receiver, work: Path, runs: int, largest: int = 10_000) -> None:
+def bench_scaling(quick: bool, receiver, work: Path, runs: int, largest: int = 10_000,
+                  startup: Measured | None = None) -> None:
     sizes = (10, 100) if quick else tuple(s for s in (10, 100, 1000, 10_000) if s <= largest)
-    print("  concurrent sessions (1 turn each, default path's work in process):")
-    _curve("sessions", [(str(s), _lines(demo_stream(3, sessions=s, turns=1))) for s in sizes])
+    total = 200 if quick else max(sizes)
+    print(f"  concurrent sessions ({total:,} one-turn sessions, N open at once; default path's "
+          f"work in process):")
+    _curve("sessions", [(str(s), concurrent_sessions(3, s, total)) for s in sizes])
     print("  events per turn (LLM steps streaming N text chunks each):")
     points = []
     for words in sizes:
@@ -363,20 +428,31 @@ def bench_scaling(quick: bool, receiver, work: Path, runs: int, largest: int = 1
               f"events/s  peak RSS {measured.rss_mib:6.1f} MiB", flush=True)
         path.unlink()
     print(f"    peak RSS longest / shortest = {rss[-1] / rss[0]:.2f}")
-    print("  spool files for serve (OTLP gRPC catch-up; ~1 turn per file at the most):")
-    rates = []
-    for files in ((1, 4) if quick else (1,) + tuple(s for s in sizes if s <= 1000)):
-        turns = max(1, (40 if not quick else 4) // files)
-        processes = spool_processes(files, turns, work / f"s{files}")
-        lines = sum(len(p.lines) for p in processes)
+    startup = startup or serve_startup(receiver, work, 1)
+    total_turns = 4 if quick else 1000
+    print(f"  spool files for serve (OTLP gRPC catch-up of {total_turns} turns spread over N KIT "
+          f"processes; CPU without serve's start-up of {startup.cpu:.2f} s; 'x in-process' = "
+          f"against the default path's work on the same lines, which evens out the mix: fewer "
+          f"turns per process means more session starts per line):")
+    costs = []
+    for count in ((1, 4) if quick else (1,) + tuple(s for s in sizes if s <= 1000)):
+        processes = spool_processes(count, max(1, total_turns // count), work / f"s{count}")
+        lines = [line for p in processes for _, line in p.lines]
+        files = sum(len(p.files) for p in processes)
+        in_process = default_path_cpu(sorted(lines, key=lambda line: decode_line(line).ts_ns))
         measured, caught = run_serve(processes, receiver, work)
         if caught != caught:
-            print(f"    files {files:>5}: did NOT catch up: {measured.stderr}")
+            print(f"    processes {count:>5}: did NOT catch up: {measured.stderr}")
             continue
-        rates.append(lines / caught)
-        print(f"    files {files:>5}: {lines:>8,} lines  caught up in {caught:6.2f} s = "
-              f"{lines / caught:8,.0f} events/s, CPU {measured.cpu / lines * 1e6:6.1f} us/line, "
-              f"peak RSS {measured.rss_mib:.0f} MiB", flush=True)
+        net = max(measured.cpu - startup.cpu, 1e-9)
+        costs.append(net / in_process)
+        print(f"    processes {count:>5}: {files:>5} files {len(lines):>8,} lines  caught up in "
+              f"{caught:6.2f} s = {len(lines) / caught:8,.0f} events/s, CPU "
+              f"{net / len(lines) * 1e6:6.1f} us/line = {costs[-1]:.2f}x in-process, "
+              f"peak RSS {measured.rss_mib:.0f} MiB (load average {os.getloadavg()[0]:.1f})",
+              flush=True)
+    if costs:
+        print(f"    serve: {_verdict(costs)}")
 
 
 def main(argv=None) -> int:
@@ -387,7 +463,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: the entry points run")
     parser.add_argument("--largest", type=int, default=10_000,
                         help="largest size of the scaling curves (10 ... 10000)")
-    parser.add_argument("--only", default="replay,serve,scaling",
+    parser.add_argument("--only", default="replay,serve,gc,scaling",
                         help="comma-separated sections (default %(default)s)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -412,19 +488,32 @@ def main(argv=None) -> int:
                 bench_replay(name, lines, args.runs, receiver, work)
                 receiver.trace_requests.clear()
                 receiver.metric_requests.clear()
+        startup = None
+        if sections & {"serve", "scaling"}:
+            startup = serve_startup(receiver, work, args.runs)
+            print(f"serve start-up and stop: {startup.cpu:.2f} s CPU, {startup.wall:.2f} s wall, "
+                  f"{startup.rss_mib:.0f} MiB", flush=True)
         if "serve" in sections:
             print("== serve catch-up, OTLP gRPC to a local receiver", flush=True)
             count = max(1, args.sessions // 3)
             bench_serve(f"{count} KIT processes x {args.turns} turns",
                         spool_processes(count, args.turns, work / "serve-demo"), args.runs,
-                        receiver, work)
+                        receiver, work, startup)
             bench_serve(f"{count} KIT processes, long streaming steps",
                         spool_processes(count, max(1, args.turns // 6), work / "serve-long",
                                         words_per_step=60 if args.quick else 600),
-                        args.runs, receiver, work)
+                        args.runs, receiver, work, startup)
+        if "gc" in sections:
+            lines = _lines(demo_stream(1, sessions=args.sessions, turns=args.turns))
+            cpu, in_gc, by_generation = gc_share(lines)
+            print(f"== cyclic GC in the default path's work (demo stream, {len(lines):,} events, "
+                  f"in process): {in_gc:.2f} s of {cpu:.2f} s CPU ({in_gc / cpu:.0%}); "
+                  f"collections by generation {by_generation}; load average "
+                  f"{os.getloadavg()[0]:.1f}", flush=True)
+            del lines
         if "scaling" in sections:
             print("== scaling", flush=True)
-            bench_scaling(args.quick, receiver, work, args.runs, args.largest)
+            bench_scaling(args.quick, receiver, work, args.runs, args.largest, startup)
     print(f"targets: default replay >= {TARGET_EVENTS_PER_S:,} events/s and <= "
           f"{TARGET_FLOOR_RATIO}x floor; serve catch-up >= {TARGET_EVENTS_PER_S:,} events/s")
     return 0

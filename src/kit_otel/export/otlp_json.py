@@ -34,6 +34,7 @@ _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 _encode_json = msgspec.json.Encoder().encode
+_Raw = msgspec.Raw
 
 
 class _Unencodable(ValueError):
@@ -185,7 +186,9 @@ class OTLPJsonEncoder:
             encoded = scopes.get(id(scope))
             if encoded is None:
                 encoded = scopes[id(scope)] = (scope, [])
-            encoded[1].append(self._span(span))
+            # written out at once: a batch's tree of dicts would otherwise live until the
+            # end, and the cyclic GC traverse it again at every collection it triggers
+            encoded[1].append(_Raw(_encode_json(self._span(span))))
         resource_spans = []
         for resource, scopes in by_resource.values():
             scope_spans = []

@@ -65,7 +65,7 @@ def decode_item(data: bytes, source: str, lineno: int, max_bytes: int,
         error = DecodeError(source, lineno, "", f"line of {data.length} bytes exceeds the limit "
                             f"of {max_bytes}", "oversize")
         return Item(None, error, end_offset, lineno, from_socket)
-    if not data.strip():
+    if not data or data.isspace():  # (strip() would copy every line to find out)
         return None
     try:
         return Item(decode_line(data, source=source, lineno=lineno, max_bytes=max_bytes), None,
@@ -320,6 +320,18 @@ class Stream:
 
     def next_item(self, now: float, gap_wait_s: float) -> Item | None:
         """The next input to translate, or None when nothing can be taken yet."""
+        pending, seq = self._unexamined, self.next_seq
+        if len(pending) == 1 and seq is not None and not self.socket_items \
+                and not self.socket_unordered and seq not in self._by_head:
+            # the common case, taken directly: the file the last line came from has the next
+            # seq at its head (the same item and state as the general way below)
+            for spool_file in pending:
+                head = spool_file.head()
+                event = head.event if head is not None else None
+                if event is not None and event.seq == seq and self._in_order(event):
+                    self.next_seq = seq + 1
+                    self.gap_since = None
+                    return self._pop(spool_file)
         while True:
             item = self._examine()
             if item is not None:

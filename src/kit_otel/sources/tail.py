@@ -16,7 +16,7 @@ from kit_otel.model.decoder import DEFAULT_MAX_LINE_BYTES, OversizeLine
 from kit_otel.state.regular_file import open_regular
 
 
-@dataclass
+@dataclass(slots=True)
 class Line:
     lineno: int
     data: bytes  # an OversizeLine for a line over the limit
