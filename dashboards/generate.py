@@ -287,7 +287,7 @@ def custom_var(name: str, label: str, values: list[str], default: str) -> dict:
             "current": {"selected": True, "text": default, "value": default}}
 
 
-# kit_turn_cost_usd bucket bounds (src/kit_otel/names.py)
+# kit_turn_cost_usd bucket bounds (src/kit_otel/model/names.py)
 TURN_COST_BUCKETS = ["0.01", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "25"]
 
 

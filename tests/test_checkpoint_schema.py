@@ -100,6 +100,15 @@ def test_a_version_1_checkpoint_still_loads_and_is_rewritten_in_todays_schema(tm
     ({"version": "2", "streams": {}}, ["version '2'", "move it away"]),
     (version_1_file([{**VERSION_1_SESSION, "pid": "4242"}]), ["pid", "move it away"]),
     (version_1_file([{"pid": 1}]), ["path", "move it away"]),
+    ({"version": True, "streams": {}}, ["version True", "move it away"]),
+    ({**version_1_file([]), "streams": {"4242-1": {"key": "4242-1", "files": {}}}},
+     ["pid", "move it away"]),
+    ({**version_1_file([]), "streams": {"4242-1": {"key": "4242-1", "pid": 4242,
+                                                    "files": {"a.ndjson": [10]}}}},
+     ["files", "move it away"]),
+    ({**version_1_file([]), "streams": {"4242-1": {"key": "other", "pid": 4242}}},
+     ["other", "move it away"]),
+    ({**version_1_file([]), "bounded": {"tool_value": "bash"}}, ["bounded", "move it away"]),
 ])
 def test_a_checkpoint_this_kit_otel_cannot_read_is_refused_with_what_to_do(tmp_path, content,
                                                                           words):

@@ -8,8 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 THIS = Path(__file__).resolve().relative_to(ROOT).as_posix()
 
-# "DESIGN.md §5", "DESIGN §5", "shared/spec/DESIGN.md": a design that lives elsewhere
-OUTSIDE_DESIGN = re.compile(r"DESIGN\.md|DESIGN §")
+# "DESIGN.md §5", "DESIGN §5", "shared/spec/DESIGN.md", or a bare "(§3)": a design that lives
+# elsewhere (our own docs are cited by file and anchor, never by section number)
+OUTSIDE_DESIGN = re.compile(r"DESIGN\.md|DESIGN §|§\s*\d")
 # the directory beside the repository that CI fills with tools and KIT's runtime
 BESIDE = re.compile(r"(?:\.\./|/work/)shared\b|[\"']shared[\"']\s*/")
 # what tests may look for there: the real tools they run (a Collector, KIT's runtime)
@@ -56,6 +57,7 @@ def test_the_anchor_rule_matches_github():
 def test_the_patterns_catch_what_they_are_for():
     assert OUTSIDE_DESIGN.search("the names of DESIGN.md §5")
     assert OUTSIDE_DESIGN.search("(DESIGN §3 order)")
+    assert OUTSIDE_DESIGN.search("in its event envelopes (§3), ordered")
     assert not OUTSIDE_DESIGN.search("docs/design.md#metrics")
     assert BESIDE.search("see ../shared/spec/x") and not TOOL_FINDING.search("../shared/spec/x")
     assert BESIDE.search('ROOT.parent / "shared" / "spec"')

@@ -63,9 +63,10 @@ def test_every_subpackage_has_a_rank():
         assert layer in RANK or layer in TOP, f"{name}: place it in a layer of RANK"
 
 
-def test_no_layer_imports_a_higher_one():
+def layer_violations(found) -> list[str]:
+    """Imports of a higher layer, for (module, path, is_package) triples."""
     wrong = []
-    for name, path, is_package in modules():
+    for name, path, is_package in found:
         mine = layer_of(name)
         if mine in TOP:
             continue
@@ -74,7 +75,31 @@ def test_no_layer_imports_a_higher_one():
                 continue
             theirs = layer_of(target)
             if RANK[theirs] > RANK[mine]:
-                wrong.append(f"{path.relative_to(PACKAGE)}:{line}: {mine} imports {target} ({theirs})")
+                wrong.append(f"{path.name}:{line}: {mine} imports {target} ({theirs})")
+    return wrong
+
+
+def private_import_violations(found) -> list[str]:
+    """`from x import _name` across modules, and a package's private module imported from
+    outside that package."""
+    wrong = []
+    for name, path, is_package in found:
+        package = name if is_package else name.rpartition(".")[0]
+        for target, names, line in imports(name, path, is_package):
+            if not target.startswith("kit_otel"):
+                continue
+            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
+            # a package's private module (instrumentation/_core.py) is for that package only
+            module_private = any(part.startswith("_") and not part.startswith("__")
+                                 for part in target.split("."))
+            if private or (module_private and target.rpartition(".")[0] != package):
+                wrong.append(f"{path.name}:{line}: from {target} import "
+                             f"{', '.join(private) or '...'}")
+    return wrong
+
+
+def test_no_layer_imports_a_higher_one():
+    wrong = layer_violations(modules())
     assert not wrong, "\n".join(wrong)
 
 
@@ -88,19 +113,7 @@ def test_sources_never_import_a_sink_or_the_translator():
 
 
 def test_no_module_imports_private_names_of_another():
-    wrong = []
-    for name, path, is_package in modules():
-        package = name if is_package else name.rpartition(".")[0]
-        for target, names, line in imports(name, path, is_package):
-            if not target.startswith("kit_otel"):
-                continue
-            private = [n for n in names if n.startswith("_") and not n.startswith("__")]
-            # a package's private module (instrumentation/_core.py) is for that package only
-            module_private = any(part.startswith("_") and not part.startswith("__")
-                                 for part in target.split("."))
-            if private or (module_private and target.rpartition(".")[0] != package):
-                wrong.append(f"{path.relative_to(PACKAGE)}:{line}: from {target} import "
-                             f"{', '.join(private) or '...'}")
+    wrong = private_import_violations(modules())
     assert not wrong, "\n".join(wrong)
 
 
@@ -120,16 +133,20 @@ def test_a_long_module_says_why_at_its_top():
     assert not unexplained, unexplained
 
 
-@pytest.mark.parametrize("source, bad", [
-    ("from kit_otel.translate.translator import _Session\n", "private"),
-    ("from kit_otel.export.pipeline import Pipeline\n", "layer"),
+@pytest.mark.parametrize("module, source, layer_bad, private_bad", [
+    ("kit_otel.serve.checkpoint", "from kit_otel.translate.translator import _Session\n",
+     False, True),
+    ("kit_otel.sources.spool", "from kit_otel.translate.translator import _Session\n", True, True),
+    ("kit_otel.sources.spool", "from kit_otel.export.pipeline import Pipeline\n", True, False),
+    ("kit_otel.model.events", "import kit_otel.serve.daemon\n", True, False),
+    ("kit_otel.cli.doctor", "from kit_otel.instrumentation._core import Emitter\n", False, True),
+    ("kit_otel.instrumentation.acp", "from ._core import Emitter\n", False, False),
+    ("kit_otel.serve.daemon", "from kit_otel.translate.translator import Translator\n",
+     False, False),
 ])
-def test_the_checks_catch_what_they_are_for(tmp_path, source, bad):
-    path = tmp_path / "spool.py"
+def test_the_checks_catch_what_they_are_for(tmp_path, module, source, layer_bad, private_bad):
+    path = tmp_path / (module.rpartition(".")[2] + ".py")
     path.write_text(source)
-    found = list(imports("kit_otel.sources.spool", path, False))
-    target, names, _ = found[0]
-    if bad == "private":
-        assert any(n.startswith("_") for n in names)
-    else:
-        assert RANK[layer_of(target)] > RANK["sources"]
+    found = [(module, path, False)]
+    assert bool(layer_violations(found)) is layer_bad
+    assert bool(private_import_violations(found)) is private_bad

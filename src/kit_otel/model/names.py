@@ -270,6 +270,14 @@ OTEL_DEAD_LETTERED = MetricSpec("kit_otel.spans.dead_lettered", "{span}", "count
 OTEL_LAG = MetricSpec("kit_otel.lag", "s", "gauge",
                       "Age of the newest event processed, relative to now", "kit_otel_lag_seconds")
 
+# `kit-otel serve`'s own gauges (observed from the daemon's state, not made by the translator)
+SERVE_EXPORT_QUEUE = MetricSpec("kit_otel.export.queue", "{span}", "gauge",
+                                "Spans waiting to be exported (input pauses at the configured "
+                                "bound)", "kit_otel_export_queue")
+SERVE_SPOOL_FILES = MetricSpec("kit_otel.spool.files", "{file}", "gauge",
+                               "Spool files being followed", "kit_otel_spool_files")
+SERVE_METRICS = (SERVE_EXPORT_QUEUE, SERVE_SPOOL_FILES)
+
 # the default set (OTEL_SEMCONV_STABILITY_OPT_IN unset); gen_ai_latest_experimental replaces
 # TOKEN_USAGE by LATEST_TOKEN_METRICS
 ALL_METRICS = (TOKENS, COST, LLM_CALLS, TOKEN_USAGE, OPERATION_DURATION, TIME_TO_FIRST_CHUNK,

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import msgspec
+
 from kit_otel.state import atomic_file
 from kit_otel.state.atomic_file import remove_stale_temps
 from kit_otel.translate.instruments import KitInstruments, LabelKey, LedgerCounter
@@ -31,9 +33,36 @@ from kit_otel.translate.snapshot import SESSION_SCHEMA, SessionSnapshot
 
 log = logging.getLogger("kit_otel.serve")
 
-# the file's format; its session records follow the session schema of that version
+# the file's format; its session records follow the session schema of that version (a new
+# SESSION_SCHEMA gets a new STATE_VERSION and its own row: old rows never change)
 STATE_VERSION = 2
-SESSION_SCHEMA_OF_VERSION = {1: 1, 2: SESSION_SCHEMA}
+SESSION_SCHEMA_OF_VERSION = {1: 1, 2: 2}
+assert SESSION_SCHEMA_OF_VERSION[STATE_VERSION] == SESSION_SCHEMA
+
+
+class StreamRecord(msgspec.Struct):
+    """What `serve` reads back of one stream's checkpoint (checked at load: a bad value is a
+    one-line refusal, not a failure later). Sessions and the ledger are checked on their own."""
+
+    key: str
+    pid: int
+    files: dict[str, tuple[int, int]] = {}  # spool file name → (offset, line number)
+    serial: int = 0
+    pids: list[int] = []
+    next_seq: int | None = None
+    first_file: str = ""
+    first_started: str = ""
+    ordered: bool = True
+    created_ns: int | None = None
+    last_type: str = ""
+
+
+class SavedState(msgspec.Struct):
+    version: int
+    streams: dict[str, dict]
+    retired: dict[str, list] = {}
+    daemon: dict[str, list] = {}
+    bounded: dict[str, list[str]] = {}
 STATE_FILE = "serve-checkpoint.json"
 
 Totals = dict[str, dict[LabelKey, float]]  # counter name → label set → total
@@ -210,11 +239,16 @@ class CheckpointStore:
             return False
         try:
             data = json.loads(raw)
-            version = data.get("version")
-            schema = SESSION_SCHEMA_OF_VERSION.get(version) if isinstance(version, int) else None
+            version = data.get("version") if isinstance(data, dict) else None
+            schema = SESSION_SCHEMA_OF_VERSION.get(version) if type(version) is int else None
             if schema is None:
                 raise ValueError(f"version {version!r} is not one this kit-otel reads "
                                  f"({', '.join(map(str, SESSION_SCHEMA_OF_VERSION))})")
+            msgspec.convert(data, SavedState, strict=True)
+            for key, snap in data["streams"].items():
+                record = msgspec.convert(snap, StreamRecord, strict=True)
+                if record.key != key:
+                    raise ValueError(f"stream {key!r} is saved as {record.key!r}")
             self.streams = dict(data["streams"])
             self._encoded.clear()
             for snap in self.streams.values():
@@ -226,7 +260,7 @@ class CheckpointStore:
             self.daemon_totals.clear()
             merge_totals(self.daemon_totals, totals_from_json(data.get("daemon", {})))
             self.bounded = data.get("bounded", {})
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, msgspec.ValidationError) as exc:
             raise CheckpointError(f"checkpoint {self.path} is unusable ({exc}); move it away to "
                                   "start over (spool files would then be exported again)") from None
         return True

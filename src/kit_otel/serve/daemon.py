@@ -187,13 +187,11 @@ class Server(SocketInput, SpoolDirectory):
         for key, snap in self.store.streams.items():
             self._restore_stream(key, snap)
         meter = self.pipeline.meter_provider.get_meter("kit_otel.serve")
-        meter.create_observable_gauge(
-            "kit_otel.export.queue", unit="{span}",
-            description="Spans waiting to be exported (input pauses at the configured bound)",
-            callbacks=[lambda options: [self._observation(self.processor.queued_spans)]])
-        meter.create_observable_gauge(
-            "kit_otel.spool.files", unit="{file}", description="Spool files being followed",
-            callbacks=[lambda options: [self._observation(len(self.file_owner))]])
+        for spec, value in ((n.SERVE_EXPORT_QUEUE, lambda: self.processor.queued_spans),
+                            (n.SERVE_SPOOL_FILES, lambda: len(self.file_owner))):
+            meter.create_observable_gauge(
+                spec.otel_name, unit=spec.unit, description=spec.description,
+                callbacks=[lambda options, value=value: [self._observation(value())]])
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         if self.sidecars.fileno() is not None:
             self._selector.register(self.sidecars.fileno(), selectors.EVENT_READ, "sidecars")

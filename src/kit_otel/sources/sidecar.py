@@ -26,7 +26,7 @@ __all__ = ["MAX_BYTES", "SidecarWatcher", "StateChange", "StateFileError", "load
 
 MAX_BYTES = MAX_STATE_BYTES
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("kit_otel.sidecar")
 
 # (st_ino, st_mtime_ns, st_size) of the file read; None when it is missing;
 # ("unreadable", errno) when it cannot be opened.

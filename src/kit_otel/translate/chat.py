@@ -4,6 +4,8 @@ cost and GenAI client metrics of the call, counted exactly once."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -11,9 +13,36 @@ from kit_otel.model import events as ev, names as n
 from kit_otel.translate.classify import chat_span_name, error_type
 from kit_otel.translate.instruments import WindowSpend
 from kit_otel.translate.logs import EVENT_INFERENCE_DETAILS, INFO, WARN
-from kit_otel.translate.pricing import call_cost_attributes, cost_metric_labels
+from kit_otel.translate.pricing import CallCost, call_cost_attributes, cost_metric_labels
 from kit_otel.translate.records import LlmCallRecord
 from kit_otel.translate.span_state import Deltas, NS_PER_S, Run, Session, Step, Turn
+
+
+class ReportedCall(NamedTuple):
+    """What an LLM call reported: by `llm_usage` (KIT's usage with cost), else by
+    `step_finish` (tokens only), else nothing (tokens None: the call never reported back)."""
+
+    tokens: tuple[int, int, int, int] | None  # input (uncached), output, cache read, cache write
+    cost: float
+    finish_reason: str
+    provider: str
+    response_model: str
+    usage_source: str
+    request_id: str
+
+
+def reported_call(step: Step) -> ReportedCall:
+    usage, finish = step.usage, step.finish
+    if usage is not None:
+        return ReportedCall(
+            (usage.InputTokens, usage.OutputTokens, usage.CacheReadTokens, usage.CacheWriteTokens),
+            usage.Cost, usage.FinishReason or (finish.FinishReason if finish else ""),
+            usage.Provider, usage.Model, "llm_usage", usage.RequestID)
+    if finish is not None:
+        return ReportedCall(
+            (finish.InputTokens, finish.OutputTokens, finish.CacheReadTokens,
+             finish.CacheWriteTokens), 0.0, finish.FinishReason, "", "", "step_finish", "")
+    return ReportedCall(None, 0.0, "", "", "", "", "")
 
 class ChatSpans:
     """The ChatSpans part of the translator (translate/translator.py), which holds the
@@ -65,45 +94,62 @@ class ChatSpans:
             self._end_step(session, run, event.ts_ns)
 
     def _end_step(self, session: Session, run: Run, now_ns: int) -> None:
-        """Finish the open chat span: attributes, end time, and its metrics, exactly once."""
+        """Finish the open chat span exactly once: what the call reported, then its span, its
+        log record, the run's totals, the summary's record and its metrics, in that order."""
         step = run.step
         if step is None:
             return
         run.step = None
-        usage, finish = step.usage, step.finish
-        if usage is not None:
-            tokens = (usage.InputTokens, usage.OutputTokens, usage.CacheReadTokens,
-                      usage.CacheWriteTokens)
-            cost = usage.Cost
-            finish_reason = usage.FinishReason or (finish.FinishReason if finish else "")
-            provider_model = (usage.Provider, usage.Model)
-            usage_source = "llm_usage"
-        elif finish is not None:
-            tokens = (finish.InputTokens, finish.OutputTokens, finish.CacheReadTokens,
-                      finish.CacheWriteTokens)
-            cost, finish_reason, provider_model = 0.0, finish.FinishReason, ("", "")
-            usage_source = "step_finish"
-        else:
-            tokens, cost, finish_reason, provider_model, usage_source = None, 0.0, "", ("", ""), ""
-        if provider_model[0]:
-            session.provider = provider_model[0]
-        if provider_model[1]:
-            session.model = provider_model[1]
-        provider = session.provider or "unknown"
-        model = session.model or "unknown"
-        span = step.span
+        call = reported_call(step)
+        if call.provider:
+            session.provider = call.provider
+        if call.response_model:
+            session.model = call.response_model
         end_ns = step.stream_end_ns or now_ns
+        call_cost = None if call.tokens is None else self.prices.cost_of(
+            call.cost, session.provider, session.model, call.tokens, end_ns)
+        attrs = self._end_chat_span(session, step, call, call_cost, end_ns)
+        if self.event_log.logger is not None and (call.tokens is not None or step.error):
+            self.event_log.emit(EVENT_INFERENCE_DETAILS, end_ns, step.span, {
+                **self._log_attributes(session), n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
+                n.KIT_STEP_NUMBER: step.number, **attrs},
+                WARN if step.error else INFO)
+        error = attrs.get(n.ERROR_TYPE, "")
+        if call.tokens is None:
+            if step.error:  # a failed call: its duration counts, with its error.type
+                self._record_call_duration(session, step, end_ns, error, reported=False)
+            return  # an LLM call that never reported back (abandoned turn): no usage to count
+        tokens = call.tokens
+        run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], call.cost)
+        run.cost.add(call_cost)
+        if self.on_llm_call:
+            call_record = LlmCallRecord(
+                provider=session.provider or "unknown", model=session.model or "unknown",
+                agent=run.agent, tokens=tokens, cost=call.cost, cost_source=call_cost.source,
+                notional_cost=call_cost.notional_usd,
+                duration_ns=max(end_ns - step.start_ns, 0), ts_ns=end_ns,
+                project=session.project)
+            for hook in self.on_llm_call:
+                hook(call_record)
+        self._record_call_metrics(session, run, call, call_cost, end_ns)
+        self._record_call_duration(session, step, end_ns, error)
+
+    def _end_chat_span(self, session: Session, step: Step, call: ReportedCall,
+                       call_cost: CallCost | None, end_ns: int) -> dict[str, object]:
+        """What the chat span carries at its end; returns the attributes set in one go (the
+        log record repeats them)."""
+        span = step.span
         attrs: dict[str, object] = {}
         if session.model:
             span.update_name(chat_span_name(session.model))
             # the model asked for when the call started, else the one that answered
             attrs[n.GEN_AI_REQUEST_MODEL] = step.request_model or session.model
-        if provider_model[1]:
-            attrs[n.GEN_AI_RESPONSE_MODEL] = provider_model[1]
+        if call.response_model:
+            attrs[n.GEN_AI_RESPONSE_MODEL] = call.response_model
         if session.provider:
             attrs[n.GEN_AI_PROVIDER_NAME] = n.provider_name(session.provider)
-        if usage is not None and usage.RequestID:
-            attrs[n.GEN_AI_RESPONSE_ID] = usage.RequestID
+        if call.request_id:
+            attrs[n.GEN_AI_RESPONSE_ID] = call.request_id
         if step.error:
             span.set_status(Status(StatusCode.ERROR, self._error_description(step.error)))
             attrs[n.ERROR_TYPE] = error_type(step.error)
@@ -113,58 +159,43 @@ class ChatSpans:
                 max(step.first_chunk_ns - step.start_ns, 0) / NS_PER_S
         self._delta_attributes(attrs, n.KIT_DELTAS_MESSAGE, step.message)
         self._delta_attributes(attrs, n.KIT_DELTAS_TOOL_INPUT, step.tool_input)
-        if tokens is not None:
-            attrs.update(self._usage_attributes(*tokens))
-            attrs[n.KIT_COST_USD] = cost
-            attrs[n.KIT_LLM_USAGE_SOURCE] = usage_source
-            if finish_reason:
-                attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [finish_reason]
-        call_cost = None
-        if tokens is not None:
-            call_cost = self.prices.cost_of(cost, session.provider, session.model, tokens, end_ns)
+        if call.tokens is not None:
+            attrs.update(self._usage_attributes(*call.tokens))
+            attrs[n.KIT_COST_USD] = call.cost
+            attrs[n.KIT_LLM_USAGE_SOURCE] = call.usage_source
+            if call.finish_reason:
+                attrs[n.GEN_AI_RESPONSE_FINISH_REASONS] = [call.finish_reason]
             attrs.update(call_cost_attributes(call_cost, self.prices.version))
         span.set_attributes(attrs)
         span.end(end_time=max(end_ns, step.start_ns))
-        if self.event_log.logger is not None and (tokens is not None or step.error):
-            self.event_log.emit(EVENT_INFERENCE_DETAILS, end_ns, span, {
-                **self._log_attributes(session), n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
-                n.KIT_STEP_NUMBER: step.number, **attrs},
-                WARN if step.error else INFO)
+        return attrs
+
+    def _call_semconv_labels(self, session: Session) -> dict[str, str]:
+        """The GenAI client metrics' attributes of a call (model bounded like every label)."""
+        return {n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
+                n.GEN_AI_PROVIDER_NAME: n.provider_name(session.provider or "unknown"),
+                n.GEN_AI_REQUEST_MODEL: self.metrics.model_value(session.model or "unknown")}
+
+    def _record_call_metrics(self, session: Session, run: Run, call: ReportedCall,
+                             call_cost: CallCost, end_ns: int) -> None:
+        """Usage, cost and call counters of a call that reported its usage."""
         m = self.metrics
-        bounded_model = m.model_value(model)
+        tokens = call.tokens
         # one provider vocabulary on every metric: the `provider` label is the conventions'
         # name too, so a dashboard's one $provider filters kit_* and gen_ai_* panels alike
-        provider_label = n.provider_name(provider)
-        semconv = {n.GEN_AI_OPERATION_NAME: n.OP_CHAT,
-                   n.GEN_AI_PROVIDER_NAME: provider_label,
-                   n.GEN_AI_REQUEST_MODEL: bounded_model}
-        in_call = trace.set_span_in_context(span)
-        duration_s = max(end_ns - step.start_ns, 0) / NS_PER_S
-        if tokens is None:
-            if step.error:  # a failed call: its duration counts, with its error.type
-                m.operation_duration.record(duration_s, {**semconv, n.ERROR_TYPE: attrs[n.ERROR_TYPE]},
-                                            context=in_call)
-            return  # an LLM call that never reported back (abandoned turn): no usage to count
-        run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], cost)
-        run.cost.add(call_cost)
-        if self.on_llm_call:
-            call_record = LlmCallRecord(
-                provider=provider, model=model, agent=run.agent, tokens=tokens, cost=cost,
-                cost_source=call_cost.source, notional_cost=call_cost.notional_usd,
-                duration_ns=max(end_ns - step.start_ns, 0), ts_ns=end_ns,
-                project=session.project)
-            for hook in self.on_llm_call:
-                hook(call_record)
-        labels = self._labels_project(session, {n.L_PROVIDER: provider_label,
-                                                n.L_MODEL: bounded_model, n.L_AGENT: run.agent})
+        provider = n.provider_name(session.provider or "unknown")
+        bounded_model = m.model_value(session.model or "unknown")
+        labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
+                                                n.L_AGENT: run.agent})
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
             m.tokens.add(value, {**labels, n.L_TYPE: token_type})
-        m.cost.add(cost + call_cost.notional_usd,
-                   {**labels, **cost_metric_labels(call_cost, self.prices.version)})
-        for key in WindowSpend.keys(end_ns, labels):  # KIT's plus notional, as the counter
-            m.spend_to_date.add_key(key, cost + call_cost.notional_usd)
-        m.llm_calls.add(1, {n.L_PROVIDER: provider_label, n.L_MODEL: bounded_model,
-                            n.L_FINISH_REASON: finish_reason or "unknown"})
+        spend = call.cost + call_cost.notional_usd  # KIT's plus notional, here and to date
+        m.cost.add(spend, {**labels, **cost_metric_labels(call_cost, self.prices.version)})
+        for key in WindowSpend.keys(end_ns, labels):
+            m.spend_to_date.add_key(key, spend)
+        m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
+                            n.L_FINISH_REASON: call.finish_reason or "unknown"})
+        semconv = self._call_semconv_labels(session)
         input_tokens = tokens[0] + tokens[2] + tokens[3]  # cached included, as on the span
         if m.token_usage is not None:
             m.token_usage.record(input_tokens, {**semconv, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT})
@@ -172,9 +203,18 @@ class ChatSpans:
         else:
             m.inference_input_tokens.record(input_tokens, semconv)
             m.inference_output_tokens.record(tokens[1], semconv)
-        duration_labels = {**semconv, n.ERROR_TYPE: attrs[n.ERROR_TYPE]} if step.error else semconv
-        m.operation_duration.record(duration_s, duration_labels, context=in_call)
-        if step.first_chunk_ns:
+
+    def _record_call_duration(self, session: Session, step: Step, end_ns: int, error: object,
+                              reported: bool = True) -> None:
+        """gen_ai.client.operation.duration (failed calls too, with their error.type) and, for
+        a call that reported back, the time to its first chunk — exemplars of the call's span."""
+        m = self.metrics
+        semconv = self._call_semconv_labels(session)
+        in_call = trace.set_span_in_context(step.span)
+        duration_labels = {**semconv, n.ERROR_TYPE: error} if error else semconv
+        m.operation_duration.record(max(end_ns - step.start_ns, 0) / NS_PER_S, duration_labels,
+                                    context=in_call)
+        if reported and step.first_chunk_ns:
             m.time_to_first_chunk.record(max(step.first_chunk_ns - step.start_ns, 0) / NS_PER_S,
                                          semconv, context=in_call)
 

@@ -113,6 +113,8 @@ class TurnSpans:
 
     def _finish_turn(self, session: Session, turn: Turn, end_ns: int, stop_reason: str,
                      agent_end: ev.AgentEnd | None) -> None:
+        """End the turn and everything still open in it; then its span, its log record, its
+        metrics and the summary's record, in that order."""
         self._end_step(session, turn, end_ns)
         for subagent in list(turn.subagents.values()):
             self._end_subagent(session, turn, subagent, end_ns, TURN_ENDED_FIRST)
@@ -120,6 +122,26 @@ class TurnSpans:
             tool.span.set_attribute(n.KIT_TURN_INCOMPLETE, True)
             self._end_tool_span(tool, tool.result_ns or end_ns, unfinished=not tool.result_ns)
             del turn.tools[call_id]
+        final = self._turn_aggregate(turn, end_ns, agent_end)
+        attrs = self._end_turn_span(session, turn, end_ns, stop_reason, agent_end, final)
+        if self.event_log.logger is not None:
+            self._log_turn_end(session, turn.span, end_ns, stop_reason, attrs)
+        self._record_turn_metrics(session, turn, stop_reason, final)
+        session.previous_turn = turn.span.get_span_context()
+        session.turn = None
+        self.turns_closed += 1
+        if self.on_turn_end:
+            turn_record = TurnRecord(
+                session_id=session.session_id, project=session.project, stop_reason=stop_reason,
+                provider=session.provider, model=session.model, aggregate=final, cost=turn.cost,
+                subagent_usage=turn.subagent_usage, subagent_cost=turn.subagent_cost,
+                start_ns=turn.start_ns, end_ns=end_ns, span=turn.span)
+            for hook in self.on_turn_end:
+                hook(turn_record)
+
+    @staticmethod
+    def _turn_aggregate(turn: Turn, end_ns: int, agent_end: ev.AgentEnd | None) -> TurnAggregate:
+        """KIT's own aggregate when its AgentEnd carries one (checked against ours), else ours."""
         computed = turn.aggregate
         computed.duration_ms = max(end_ns - (turn.agent_start_ns or turn.start_ns), 0) // 1_000_000
         span = turn.span
@@ -128,10 +150,15 @@ class TurnSpans:
             span.set_attribute(n.KIT_TURN_AGGREGATE_SOURCE, "agent_end")
             if not reported.agrees_with(computed):
                 span.set_attribute(n.KIT_TURN_AGGREGATE_MISMATCH, True)
-            final = reported
-        else:
-            span.set_attribute(n.KIT_TURN_AGGREGATE_SOURCE, "computed")
-            final = computed
+            return reported
+        span.set_attribute(n.KIT_TURN_AGGREGATE_SOURCE, "computed")
+        return computed
+
+    def _end_turn_span(self, session: Session, turn: Turn, end_ns: int, stop_reason: str,
+                       agent_end: ev.AgentEnd | None, final: TurnAggregate) -> dict[str, object]:
+        """What the turn span carries at its end; returns the attributes set in one go (the
+        log record repeats them)."""
+        span = turn.span
         if agent_end is not None:
             span.set_attribute(n.KIT_TURN_RESPONSE_LENGTH, len(agent_end.Response))
             captured = messages.output_messages(self.content, agent_end.Response, stop_reason)
@@ -158,33 +185,28 @@ class TurnSpans:
             if turn.last_error or stop_reason == "error":
                 span.set_attribute(n.ERROR_TYPE, error_type(turn.last_error))
         span.end(end_time=max(end_ns, turn.start_ns))
+        return attrs
+
+    def _log_turn_end(self, session: Session, span: trace.Span, end_ns: int, stop_reason: str,
+                      attrs: dict[str, object]) -> None:
+        record = {**self._log_attributes(session), n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
+                  n.GEN_AI_AGENT_NAME: n.AGENT_KIT, **attrs}
+        for key in (n.GEN_AI_INPUT_MESSAGES, n.GEN_AI_OUTPUT_MESSAGES, n.ERROR_TYPE):
+            if key in span.attributes:
+                record[key] = span.attributes[key]
+        self.event_log.emit(EVENT_TURN_END, end_ns, span, record,
+                            WARN if stop_reason in ("error", "incomplete") else INFO)
+
+    def _record_turn_metrics(self, session: Session, turn: Turn, stop_reason: str,
+                             final: TurnAggregate) -> None:
         m = self.metrics
         m.turns.add(1, self._labels_project(session, {n.L_STOP_REASON: stop_reason}))
-        in_turn = trace.set_span_in_context(span)  # exemplars: the points name their trace
+        in_turn = trace.set_span_in_context(turn.span)  # exemplars: the points name their trace
         m.turn_duration.record(final.duration_ms / 1000.0, {n.L_STOP_REASON: stop_reason},
                                context=in_turn)
         m.turn_cost.record(final.cost_usd + turn.cost.notional_usd,
                            self._labels_project(session, {n.L_COST_SOURCE: turn.cost.source}),
                            context=in_turn)
-        if self.event_log.logger is not None:
-            record = {**self._log_attributes(session), n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
-                      n.GEN_AI_AGENT_NAME: n.AGENT_KIT, **attrs}
-            for key in (n.GEN_AI_INPUT_MESSAGES, n.GEN_AI_OUTPUT_MESSAGES, n.ERROR_TYPE):
-                if key in span.attributes:
-                    record[key] = span.attributes[key]
-            self.event_log.emit(EVENT_TURN_END, end_ns, span, record,
-                                WARN if stop_reason in ("error", "incomplete") else INFO)
-        session.previous_turn = span.get_span_context()
-        session.turn = None
-        self.turns_closed += 1
-        if self.on_turn_end:
-            turn_record = TurnRecord(
-                session_id=session.session_id, project=session.project, stop_reason=stop_reason,
-                provider=session.provider, model=session.model, aggregate=final, cost=turn.cost,
-                subagent_usage=turn.subagent_usage, subagent_cost=turn.subagent_cost,
-                start_ns=turn.start_ns, end_ns=end_ns, span=span)
-            for hook in self.on_turn_end:
-                hook(turn_record)
 
     @staticmethod
     def _inclusive_attributes(turn: Turn, own: TurnAggregate) -> dict[str, object]:
