@@ -12,6 +12,8 @@ measured in the same run on the same events.
 - serve: `kit-otel serve` started on a spool directory already holding every file, exporting
   OTLP gRPC to a local receiver (in this process): the time until the receiver holds every
   span, and serve's CPU and peak RSS.
+  Then serve's input layers per line on the long-steps spool files (tail, decode, Items,
+  merge by seq).
 - gc: the share of the cyclic garbage collector in the default path's work.
 - scaling: CPU per event of the default path's work (decode, translate, OTLP/JSON encoding of
   spans and metrics) in this process against concurrent sessions, events per turn and distinct
@@ -328,6 +330,82 @@ def bench_serve(label: str, processes, runs: int, receiver, work: Path,
           f"{measured.rss_mib:.0f} MiB; load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
+def bench_input_layers(processes, work: Path) -> None:
+    """serve's input per line, layer by layer, on the same spool files: reading (tail), our
+    decode alone, reading + decoding into Items (SpoolFile), and a process's files merged by
+    seq (Stream): what the spool layer adds on top of reading and decoding."""
+    import re
+
+    from kit_otel.sources.spool import SpoolFile, Stream
+    from kit_otel.sources.tail import FileTailer
+    spool = work / "layers"
+    spool.mkdir(exist_ok=True)
+    by_pid: dict[int, list[str]] = {}
+    for process in processes:
+        for name, line in process.lines:
+            path = spool / name
+            with open(path, "ab") as out:
+                out.write(line)
+            pid = int(re.match(r"kit-(\d+)-", name).group(1))
+            if str(path) not in by_pid.setdefault(pid, []):
+                by_pid[pid].append(str(path))
+    total = sum(len(p.lines) for p in processes)
+
+    def tail():
+        for paths in by_pid.values():
+            for path in paths:
+                tailer = FileTailer(path)
+                while tailer.read_available(1024):
+                    pass
+                tailer.close()
+
+    def decode():
+        for paths in by_pid.values():
+            for path in paths:
+                with open(path, "rb") as lines:
+                    for line in lines:
+                        decode_line(line)
+
+    def items():
+        for paths in by_pid.values():
+            for path in paths:
+                spool_file = SpoolFile(path)
+                while spool_file.fill():
+                    spool_file.buffer.clear()
+                spool_file.close()
+
+    def merged():
+        taken = 0
+        for pid, paths in by_pid.items():
+            stream = Stream(str(pid), pid)
+            for path in paths:
+                stream.add_file(SpoolFile(path))
+            now = time.monotonic()
+            while stream.next_item(now, 5.0) is not None:
+                taken += 1
+            stream.close()
+        assert taken == total, (taken, total)
+
+    def per_line(run) -> float:
+        from kit_otel.cli.main import GC_THRESHOLDS
+        best, thresholds = float("inf"), gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)  # as in serve's process
+        try:
+            for _ in range(3):
+                gc.collect()
+                t0 = time.process_time()
+                run()
+                best = min(best, time.process_time() - t0)
+        finally:
+            gc.set_threshold(*thresholds)
+        return best / total * 1e6
+
+    print(f"  serve's input layers, {total:,} lines (least of 3, us/line): tail "
+          f"{per_line(tail):.2f}, decode alone {per_line(decode):.2f}, tail + decode into Items "
+          f"{per_line(items):.2f}, merged by seq {per_line(merged):.2f}; load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+
+
 # ── scaling ──────────────────────────────────────────────────────────────────────────────────
 
 def _lines(events) -> list[bytes]:
@@ -499,10 +577,11 @@ def main(argv=None) -> int:
             bench_serve(f"{count} KIT processes x {args.turns} turns",
                         spool_processes(count, args.turns, work / "serve-demo"), args.runs,
                         receiver, work, startup)
-            bench_serve(f"{count} KIT processes, long streaming steps",
-                        spool_processes(count, max(1, args.turns // 6), work / "serve-long",
-                                        words_per_step=60 if args.quick else 600),
-                        args.runs, receiver, work, startup)
+            long_steps = spool_processes(count, max(1, args.turns // 6), work / "serve-long",
+                                         words_per_step=60 if args.quick else 600)
+            bench_serve(f"{count} KIT processes, long streaming steps", long_steps, args.runs,
+                        receiver, work, startup)
+            bench_input_layers(long_steps, work)
         if "gc" in sections:
             lines = _lines(demo_stream(1, sessions=args.sessions, turns=args.turns))
             cpu, in_gc, by_generation = gc_share(lines)

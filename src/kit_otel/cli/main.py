@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gc
 import importlib
 import logging
 import os
@@ -133,7 +134,7 @@ def decode_lines(source: str, lines, max_bytes: int):
                               f"line of {data.length} bytes exceeds the limit of "
                               f"{max_bytes}", "oversize")
             continue
-        if not data.strip():
+        if not data or data.isspace():  # (strip() would copy every line to find out)
             continue
         try:
             yield decode_line(data, source=source, lineno=line.lineno, max_bytes=max_bytes)
@@ -441,7 +442,16 @@ class _OneLineFormatter(logging.Formatter):
         return super().format(record).replace("\n", " | ")
 
 
+# The cyclic GC's first generation is collected every 10,000 net allocations instead of 700:
+# translating a stream allocates spans that live until they are exported, and at 700 the
+# collector traversed them again and again (12-13% of replay's CPU on the demo stream, 5-6% at
+# 10,000). Only the CLI's own processes: instrumentation inside a user's program leaves the
+# program's GC alone.
+GC_THRESHOLDS = (10_000, 10, 10)
+
+
 def main(argv: list[str] | None = None) -> int:
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         parser = build_parser()
     except ImportError as exc:
