@@ -31,14 +31,14 @@ def status_file(folder: Path, name: str, spent_day: float, **kwargs) -> str:
     return str(folder / budget_status_file(folder, name, spent_day, project=PROJECT, **kwargs))
 
 
-def run_budget(binary: Path, home: Path, files: list[str], **options: str):
+def run_budget(binary: Path, home: Path, files: list[str], extra_args=(), **options: str):
     state = home / "xdg-state"  # the default both extensions derive from the environment
     spool = state / "kit-otel" / "spool"
     spool.mkdir(parents=True)
     run = run_host(binary, "budget", home, extensions=(BRIDGE, BUDGET), options=options,
                    env={"XDG_STATE_HOME": str(state)},
                    extra_args=("-status-files", ",".join(files),
-                               "-status-path", str(spool / STATUS_FILE)))
+                               "-status-path", str(spool / STATUS_FILE), *extra_args))
     assert run.spool == spool
     return run, run.truth["shown"]
 
@@ -124,3 +124,22 @@ def test_a_status_that_goes_bad_takes_its_figure_down(host, tmp_path):
     assert len(shown[1]["info"]) == 1 and "is `kit-otel serve` running?" in shown[1]["info"][0]
     # refused while the figure stood, allowed while it was unknown
     assert run.truth["blocked"] == ["toolu_budget_2"]
+
+
+def test_a_subagent_started_under_budget_is_refused_once_the_budget_is_spent(host, tmp_path):
+    """KIT gives a subagent's child Kit no options and no working directory: the parent's
+    instance hands its settings to the child it is about to run."""
+    _, binary = host
+    files = [status_file(tmp_path, "low.json", 4.0), status_file(tmp_path, "mid.json", 7.8)]
+    over = status_file(tmp_path, "over.json", 10.5)  # serve's next write, while the child works
+    run, shown = run_budget(binary, tmp_path / "home", files, ("-subagent-status", over),
+                            **{"kit-otel-budget-block": "true"})
+    assert run.truth["blocked"] == ["toolu_budget_child_read"]
+    assert run.truth["blocked_results"]["toolu_budget_child_read"].startswith(
+        "Error: kit-otel budget: the day budget is spent ($10.50 of $10.00)")
+    # the subagent call itself ran; the refused call inside it reaches the translator as a
+    # failed tool (the subagent's stream carries the wrapper's error result)
+    h = translate(run.spool)
+    outcomes = {(dict(p.attributes)[n.L_TOOL], dict(p.attributes)[n.L_OUTCOME]): p.value
+                for p in h.points(n.TOOL_CALLS.otel_name)}
+    assert outcomes == {("subagent", "ok"): 1, ("read", "error"): 1}

@@ -16,11 +16,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
+	"expvar"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +41,8 @@ const (
 	budgetMaxFileBytes  = 64 * 1024
 	budgetReadEvery     = 3 * time.Second
 	budgetStaleAfter    = 10 * time.Minute
+	// budgetChildren is the process-wide expvar map goroutine id -> budgetLink
+	budgetChildren = "kit-otel.budget.v1.children"
 )
 
 type budgetEntry struct {
@@ -71,6 +76,91 @@ var budgetState struct {
 	showing  bool            // our status-bar entry is up
 	said     map[string]bool // problems and threshold warnings already shown
 	warnedAt map[string]int  // budget key -> highest threshold warned
+	// role: decided at this instance's first event; a subagent's child Kit
+	// gets the parent's settings through the link
+	decided bool
+	link    *budgetLink
+}
+
+// budgetLink is what the parent's instance leaves for the child Kit that its
+// subagent call is about to run. KIT runs the child in-process on the
+// goroutine that emitted the call's tool_execution_start
+// (internal/extensions/wrapper.go), loads the extensions into it again and
+// gives it only stub Context functions: no options, no working directory.
+// With the link the child gates its own tool calls on the parent's budgets.
+type budgetLink struct {
+	SpoolDir string
+	Project  string
+	Block    string
+}
+
+func budgetGoroutine() string {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	if i := bytes.IndexByte(b, ' '); i > 0 {
+		return string(b[:i])
+	}
+	return ""
+}
+
+func budgetLinks() (m *expvar.Map) {
+	defer func() {
+		if recover() != nil {
+			m = nil
+		}
+	}()
+	if v := expvar.Get(budgetChildren); v != nil {
+		m, _ = v.(*expvar.Map)
+		return m
+	}
+	return expvar.NewMap(budgetChildren)
+}
+
+// budgetRole decides once, at the instance's first event, whether it runs
+// inside a subagent's child Kit: a link left on this goroutine says so.
+func budgetRole(first string) {
+	if budgetState.decided {
+		return
+	}
+	budgetState.decided = true
+	if first != "agent_start" {
+		return // a session starts in the main agent only
+	}
+	if m := budgetLinks(); m != nil {
+		if v, ok := m.Get(budgetGoroutine()).(*expvar.String); ok {
+			link := &budgetLink{}
+			if json.Unmarshal([]byte(v.Value()), link) == nil && link.SpoolDir != "" {
+				budgetState.link = link
+			}
+		}
+	}
+}
+
+// budgetExpectChild runs in the parent's tool_execution_start of a subagent
+// call, budgetForgetChild in its tool_result (the same goroutine).
+func budgetExpectChild(c ext.Context) {
+	defer func() { _ = recover() }()
+	m, gid := budgetLinks(), budgetGoroutine()
+	if m == nil || gid == "" {
+		return
+	}
+	var data []byte
+	budgetLocked(func() bool {
+		data, _ = json.Marshal(budgetLink{SpoolDir: budgetSpoolDir(c), Project: budgetProject(c),
+			Block: budgetOption(c, budgetOptBlock, "false")})
+		return true
+	})
+	v := new(expvar.String)
+	v.Set(string(data))
+	m.Set(gid, v)
+}
+
+func budgetForgetChild() {
+	defer func() { _ = recover() }()
+	if m, gid := budgetLinks(), budgetGoroutine(); m != nil && gid != "" {
+		m.Delete(gid)
+	}
 }
 
 func Init(api ext.API) {
@@ -78,16 +168,56 @@ func Init(api ext.API) {
 		Description: "kit-otel budget: percentages of a budget at which to warn"})
 	api.RegisterOption(ext.OptionDef{Name: budgetOptBlock, Default: "false",
 		Description: "kit-otel budget: refuse new tool calls while a budget is spent"})
-	api.OnSessionStart(func(_ ext.SessionStartEvent, c ext.Context) { budgetRefresh(c, true) })
+	api.OnSessionStart(func(_ ext.SessionStartEvent, c ext.Context) {
+		budgetRoleOnce("session_start")
+		budgetRefresh(c, true)
+	})
 	// a new prompt sees what serve knows now, not what it knew at the last turn's end
-	api.OnAgentStart(func(_ ext.AgentStartEvent, c ext.Context) { budgetRefresh(c, true) })
+	api.OnAgentStart(func(_ ext.AgentStartEvent, c ext.Context) {
+		budgetRoleOnce("agent_start")
+		budgetRefresh(c, true)
+	})
+	api.OnToolExecutionStart(func(e ext.ToolExecutionStartEvent, c ext.Context) {
+		if e.ToolName == "subagent" {
+			budgetExpectChild(c)
+		}
+	})
+	api.OnToolResult(func(e ext.ToolResultEvent, _ ext.Context) *ext.ToolResultResult {
+		if e.ToolName == "subagent" {
+			budgetForgetChild()
+		}
+		return nil
+	})
 	api.OnAgentEnd(func(_ ext.AgentEndEvent, c ext.Context) { budgetRefresh(c, true) })
 	api.OnToolCall(func(_ ext.ToolCallEvent, c ext.Context) *ext.ToolCallResult {
 		return budgetGate(c)
 	})
 }
 
+func budgetRoleOnce(first string) {
+	defer func() { _ = recover() }()
+	budgetLocked(func() bool { budgetRole(first); return true })
+}
+
+// budgetLocked runs f under budgetState's lock, released even if f panics
+// (a lock left held would stall KIT's next tool call).
+func budgetLocked(f func() bool) bool {
+	budgetState.Lock()
+	defer budgetState.Unlock()
+	return f()
+}
+
+// budgetOption is a KIT option, or in a subagent's child the parent's.
+// Callers hold budgetState's lock.
 func budgetOption(c ext.Context, name, def string) string {
+	if l := budgetState.link; l != nil {
+		switch name {
+		case budgetOptSpoolDir:
+			return l.SpoolDir
+		case budgetOptBlock:
+			return l.Block
+		}
+	}
 	v := ""
 	if c.GetOption != nil {
 		v = c.GetOption(name)
@@ -146,6 +276,9 @@ func budgetEnv() map[string]string {
 }
 
 func budgetProject(c ext.Context) string {
+	if l := budgetState.link; l != nil {
+		return l.Project
+	}
 	cwd := strings.TrimRight(c.CWD, "/")
 	if cwd == "" {
 		cwd, _ = os.Getwd()
@@ -267,7 +400,7 @@ func budgetGate(c ext.Context) (result *ext.ToolCallResult) {
 			result = nil
 		}
 	}()
-	if !budgetTruthy(budgetOption(c, budgetOptBlock, "false")) {
+	if !budgetLocked(func() bool { return budgetTruthy(budgetOption(c, budgetOptBlock, "false")) }) {
 		return nil
 	}
 	budgetRefresh(c, false)

@@ -50,6 +50,7 @@ type call struct {
 	Output          string
 	Stdout          []string // streamed tool output chunks (bash)
 	Child           *turn    // the subagent's task (Name "subagent")
+	StatusFile      string   // budget scenario: serve's next status, written while this call runs
 	Sleep           time.Duration
 }
 
@@ -110,8 +111,9 @@ type host struct {
 	options map[string]string
 	truth   *truth
 	// budget scenario: the files that become -status-path, one per step
-	statusFiles []string
-	statusPath  string
+	statusFiles    []string
+	statusPath     string
+	subagentStatus string // the status serve writes while the budget scenario's subagent runs
 }
 
 // printInfo is the CLI's PrintInfo: an info block in the TUI, here the truth.
@@ -214,6 +216,9 @@ func (t *tool) Run(ctx context.Context, tc fantasy.ToolCall) (fantasy.ToolRespon
 	c := v.(*call)
 	if c.Sleep > 0 {
 		time.Sleep(c.Sleep)
+	}
+	if c.StatusFile != "" {
+		t.a.h.writeStatus(c.StatusFile)
 	}
 	for _, chunk := range c.Stdout {
 		t.a.k.Emit(kit.ToolOutputEvent{ToolCallID: tc.ID, ToolName: t.name, Chunk: chunk})
@@ -405,6 +410,7 @@ func main() {
 	flag.Var(&installs, "install", "extension installed while the session runs (hot-install)")
 	statusFiles := flag.String("status-files", "", "budget scenario: comma-separated files copied to -status-path, one per step (- removes it)")
 	statusPath := flag.String("status-path", "", "budget scenario: where the extension reads budget-status.json")
+	subagentStatus := flag.String("subagent-status", "", "budget scenario: turn 1 runs a subagent, and this file becomes the status while it works")
 	opts := optionFlags{}
 	flag.Var(opts, "option", "name=value: .kit.yml options.<name> (repeatable)")
 	flag.Parse()
@@ -414,7 +420,7 @@ func main() {
 	}
 	h := &host{paths: exts, install: installs, cwd: *cwd, session: *session, options: opts,
 		truth:      &truth{Scenario: *scenario, Pid: os.Getpid(), Session: *session},
-		statusPath: *statusPath}
+		statusPath: *statusPath, subagentStatus: *subagentStatus}
 	if *statusFiles != "" {
 		h.statusFiles = strings.Split(*statusFiles, ",")
 	}
@@ -454,6 +460,10 @@ func (h *host) placeStatus(src string) {
 	h.truth.mu.Lock()
 	h.truth.Shown = append(h.truth.Shown, &shown{StatusFile: src})
 	h.truth.mu.Unlock()
+	h.writeStatus(src)
+}
+
+func (h *host) writeStatus(src string) {
 	if src == "-" {
 		_ = os.Remove(h.statusPath)
 		return
@@ -493,10 +503,19 @@ var scenarios = map[string]func(h *host){
 			if i == 0 {
 				_, _ = a.runner.Emit(extensions.SessionStartEvent{})
 			} else {
-				id := fmt.Sprintf("toolu_budget_%d", i)
+				c := call{ID: fmt.Sprintf("toolu_budget_%d", i), Name: "bash", Input: `{"command":"ls"}`, Output: "a.go"}
+				if i == 1 && h.subagentStatus != "" {
+					// the parent's gate lets the subagent start; the child's read
+					// comes after serve wrote h.subagentStatus
+					c = call{ID: "toolu_budget_sub", Name: "subagent", Input: `{"task":"look"}`,
+						StatusFile: h.subagentStatus, Child: &turn{Prompt: "look", Steps: []step{
+							{Finish: "tool-calls", Usage: usage(300, 10, 0, 0), Calls: []call{
+								{ID: "toolu_budget_child_read", Name: "read", Input: `{"path":"a.go"}`, Output: "package a"}}},
+							{Text: []string{"looked"}, Finish: "stop", Usage: usage(320, 5, 0, 0)},
+						}}}
+				}
 				_, _ = a.runTurn(&turn{Prompt: fmt.Sprintf("step %d", i), Steps: []step{
-					{Finish: "tool-calls", Usage: usage(400, 20, 0, 0), Calls: []call{
-						{ID: id, Name: "bash", Input: `{"command":"ls"}`, Output: "a.go"}}},
+					{Finish: "tool-calls", Usage: usage(400, 20, 0, 0), Calls: []call{c}},
 					{Text: []string{"ok"}, Finish: "stop", Usage: usage(450, 5, 0, 0)},
 				}})
 				h.truth.Turns++
