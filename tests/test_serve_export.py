@@ -202,3 +202,51 @@ def test_a_commit_waits_for_the_interval_then_is_written_without_more_input():
     assert processor.wait_idle(10)  # the timer commits them, no more input needed
     assert commits == [["a"], ["b", "c"]]
     processor.close(timeout=10)
+
+
+def test_an_idle_spool_file_is_polled_with_one_stat_and_still_sees_every_change(tmp_path,
+                                                                               monkeypatch):
+    from kit_otel.sources.spool import SpoolFile
+    from kit_otel.model.decoder import encode_event
+    from kit_otel.model.events import make_event
+
+    def line(seq: int) -> bytes:
+        return encode_event(make_event("agent_start", 1_781_000_000 * 10**9 + seq, seq=seq,
+                                       pid=7, session_path="/s.jsonl"))
+
+    path = tmp_path / "kit-7-x.ndjson"
+    path.write_bytes(line(1))
+    spool_file = SpoolFile(str(path))
+    reads = []
+    real_read = spool_file.tailer.read_available
+    monkeypatch.setattr(spool_file.tailer, "read_available",
+                        lambda **kw: reads.append(1) or real_read(**kw))
+
+    def poll() -> list[int]:
+        spool_file.maybe_more = True
+        spool_file.fill()
+        seqs = [item.event.seq for item in spool_file.buffer]
+        spool_file.buffer.clear()
+        return seqs
+
+    assert poll() == [1] and poll() == []  # read to its end: the next read finds nothing
+    reads.clear()
+    assert poll() == [] and poll() == [] and reads == []  # unchanged: not read again
+    with open(path, "ab") as out:
+        out.write(line(2)[:20])  # half a line: it changed, read, nothing whole yet
+    assert poll() == [] and len(reads) == 1
+    assert poll() == [] and len(reads) == 1
+    with open(path, "ab") as out:
+        out.write(line(2)[20:])
+    assert poll() == [2]
+    assert poll() == []
+    path.write_bytes(line(3))  # truncated and rewritten: read again from the start
+    assert poll() == [3] and spool_file.tailer.resets == 1
+    assert poll() == []
+    replaced = tmp_path / "new"
+    replaced.write_bytes(line(1) + line(4))
+    replaced.rename(path)  # another file at the path (rotated)
+    assert poll() == [1, 4] and spool_file.tailer.resets == 2
+    assert poll() == [] and not spool_file.missing
+    path.unlink()
+    assert poll() == [] and spool_file.missing

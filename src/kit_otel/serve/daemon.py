@@ -294,8 +294,8 @@ class Server(SocketInput, SpoolDirectory):
                     stream.gap_since = None  # not reading: a gap cannot be judged now
             else:
                 for stream in list(self.streams.values()):
-                    if stream.files or stream.socket_items or stream.socket_unordered:
-                        busy |= self._advance(stream, now)  # (idle socket streams cost nothing)
+                    if stream.has_input() or stream.dirty:  # (idle streams cost nothing)
+                        busy |= self._advance(stream, now)
             if now >= next_sweep:
                 self._sweep()
                 self._retention()

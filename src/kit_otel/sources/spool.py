@@ -90,6 +90,15 @@ def peek_first(path: str, max_bytes: int) -> Item | None:
         None, DecodeError(path, 1, "", "blank first line", "malformed_json"), 0, 1)
 
 
+def _stat_key(path: str) -> tuple[int, int, int] | None:
+    """What tells a file at `path` changed since a read found nothing (None: not there)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_dev, st.st_size
+
+
 class SpoolFile:
     """One spool file being tailed: decoded lines waiting to be merged, and how far it was
     consumed."""
@@ -109,6 +118,10 @@ class SpoolFile:
         self.missing = False
         self.unusable = ""  # why the file cannot be read (then it counts as read to its end)
         self.lines_read = 0
+        # (inode, device, size) at the path when a read last found nothing: while it is the
+        # same, a poll is one stat instead of a seek, a read, an fstat and two stats (an idle
+        # daemon following 1,000 files spent ~29% of a core re-reading them every 0.1 s)
+        self._idle_stat: tuple[int, int, int] | None = None
         try:
             self.last_growth = os.stat(path).st_mtime  # wall clock of the last new line
         except OSError:
@@ -119,6 +132,11 @@ class SpoolFile:
         if self.unusable:
             self.maybe_more = False
             return 0
+        if self._idle_stat is not None:
+            if not self.may_have_changed():
+                self.maybe_more = False
+                return 0
+            self._idle_stat = None
         resets = self.tailer.resets
         try:
             lines = self.tailer.read_available(max_lines=self.buffer_lines)
@@ -135,7 +153,8 @@ class SpoolFile:
                 self.consumed_offset = self.consumed_lineno = 0
         if not lines:
             self.maybe_more = False
-            if not self.missing and not os.path.exists(self.path):
+            self._idle_stat = _stat_key(self.path)
+            if not self.missing and self._idle_stat is None:
                 self.missing = True
             return 0
         for line in lines:
@@ -149,6 +168,10 @@ class SpoolFile:
         self.lines_read += len(lines)
         self.last_growth = time.time()
         return len(lines)
+
+    def may_have_changed(self) -> bool:
+        """False while the file is as it was when a read last found nothing in it."""
+        return self._idle_stat is None or self._idle_stat != _stat_key(self.path)
 
     def head(self) -> Item | None:
         if not self.buffer and self.maybe_more:
@@ -392,11 +415,18 @@ class Stream:
                 and all(f.fully_consumed() or f.missing for f in self.files.values()))
 
     def refresh(self) -> None:
-        """A new poll: files may have grown."""
-        for spool_file in self._drained:
+        """A new poll: files that changed since they were read to their end are looked at
+        again (a file that did not change costs one stat)."""
+        changed = [f for f in self._drained if f.may_have_changed()]
+        for spool_file in changed:
             spool_file.maybe_more = True
-        self._unexamined |= self._drained
-        self._drained.clear()
+            self._drained.discard(spool_file)
+        self._unexamined.update(changed)
+
+    def has_input(self) -> bool:
+        """Something to look at: a file to read, a head waiting for its seq, socket lines."""
+        return bool(self._unexamined or self._by_head or self.socket_items
+                    or self.socket_unordered)
 
     def close(self) -> None:
         for spool_file in self.files.values():
