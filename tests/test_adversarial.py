@@ -10,7 +10,9 @@ import scenarios as sc
 from harness import make_harness, names_tree
 from ports import free_port
 
+from kit_otel.cli.generator import Step, Usage
 from kit_otel.model.decoder import DecodeError, Event, decode_line, encode_event, iter_stream
+from kit_otel.translate.translator import TranslatorSettings
 from kit_otel.model.events import MAX_COUNT, MAX_NAME_CHARS, MAX_PATH_CHARS, MAX_TOKENS
 
 TS = "2026-06-09T13:18:12Z"
@@ -262,3 +264,26 @@ def test_a_saved_total_beyond_int64_does_not_poison_the_counter_after_a_restart(
     counter.restore({good: 1200, bad: float(1 << 64), nan: float("nan")})
     counter.add(5, {"type": "output"})
     assert counter.totals() == {good: 1200, bad: 5}
+
+
+def test_a_long_replay_forgets_the_sessions_that_ended():
+    """Sessions that shut down are forgotten once the stream has moved an idle timeout past
+    them, so a replay of many sessions holds only the live ones; a live session stays."""
+    h = make_harness(TranslatorSettings(idle_timeout_s=60))
+    live = sc.script(path=sc.PATH_B, pid=7, start=sc.T0)
+    live.session_start()
+    live.turn("still here", [Step(text="yes", usage=Usage(10, 5, 0, 0))])
+    events = list(live.events)
+    for i in range(3000):  # one-turn sessions, one after the other, each shut down
+        s = sc.script(path=f"/home/u/.kit/sessions/p/s{i}.jsonl", pid=100 + i,
+                      start=sc.T0 + (i + 1) * 120 * 10**9)
+        s.session_start()
+        s.turn("hi", [Step(text="ok", usage=Usage(10, 5, 0, 0))])
+        s.shutdown()
+        events += s.events
+    h.feed(events)
+    held = h.translator.sessions
+    assert len(held) < 50, len(held)  # not 3001
+    assert (7, sc.PATH_B) in held  # never shut down: kept
+    h.close()
+    assert h.total("kit.turns") == 3001

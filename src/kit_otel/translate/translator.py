@@ -249,13 +249,21 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
         """Close turns idle for longer than the idle timeout by their own session's clock
         (replay): a turn its session has moved on from. Sessions never judge each other, so a
         far-future timestamp in one (or a clock skewed between KIT processes) leaves the others'
-        turns alone; what stays open is closed at `close`."""
+        turns alone; what stays open is closed at `close`.
+
+        A session that shut down and has been quiet for the idle timeout, by the newest event
+        seen, is forgotten, as `sweep` forgets it in serve: a long replay holds the sessions
+        still going, not every session it ever saw (memory, and the cost of each sweep, stay
+        flat in the stream's length). One that comes back starts afresh."""
         closed = 0
-        for session in list(self.sessions.values()):
+        for key, session in list(self.sessions.items()):
             turn = session.turn
-            if turn is not None and session.clock_ns - turn.last_ns > self._idle_ns:
-                self._close_incomplete(session, turn)
-                closed += 1
+            if turn is not None:
+                if session.clock_ns - turn.last_ns > self._idle_ns:
+                    self._close_incomplete(session, turn)
+                    closed += 1
+            elif session.shut_down and self.clock_ns - session.last_ns > self._idle_ns:
+                del self.sessions[key]
         return closed
 
     def close(self) -> None:
