@@ -462,10 +462,16 @@ def overview() -> dict:
                                f'/ sum by (model) (rate(kit_tokens_total{{type=~"input|cache_read|cache_write", {F_TOKENS}}}[$__rate_interval]))'),
                              "{{model}}")],
                      "percentunit"), 8, 8)
+    # today's histogram or, with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental, the
+    # newer conventions' own input-token histogram: either name set (or a fleet mixing both) fills it
+    input_tokens = (f'rate(gen_ai_client_token_usage_bucket{{gen_ai_token_type="input", {F_GENAI}}}[$__rate_interval]) '
+                    f'or rate(gen_ai_client_inference_usage_input_tokens_bucket{{{F_GENAI}}}[$__rate_interval])')
     L.add(timeseries("Token usage per LLM call p50 / p95 (input)",
-                     "gen_ai.client.token.usage (semantic-convention histogram): input tokens per chat call.",
-                     [target(q(f'histogram_quantile(0.5, sum by (le) (rate(gen_ai_client_token_usage_bucket{{gen_ai_token_type="input", {F_GENAI}}}[$__rate_interval])))'), "p50", "A"),
-                      target(q(f'histogram_quantile(0.95, sum by (le) (rate(gen_ai_client_token_usage_bucket{{gen_ai_token_type="input", {F_GENAI}}}[$__rate_interval])))'), "p95", "B")],
+                     "Input tokens per chat call, cached included: the semantic-convention histogram "
+                     "gen_ai.client.token.usage, or gen_ai.client.inference.usage.input_tokens "
+                     "where kit-otel runs with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental.",
+                     [target(q(f'histogram_quantile(0.5, sum by (le) ({input_tokens}))'), "p50", "A"),
+                      target(q(f'histogram_quantile(0.95, sum by (le) ({input_tokens}))'), "p95", "B")],
                      "short"), 12, 8)
 
     L.add(model_cost_table(), 24, 8)

@@ -24,6 +24,8 @@ COUNTERS = frozenset({
 })
 HISTOGRAMS = frozenset({
     "gen_ai_client_token_usage", "gen_ai_client_operation_duration_seconds",
+    # OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental's name for the input side of it
+    "gen_ai_client_inference_usage_input_tokens",
     "gen_ai_client_operation_time_to_first_chunk_seconds", "kit_turn_duration_seconds", "kit_turn_cost_usd",
     "kit_tool_duration_seconds", "kit_context_usage_ratio",
 })

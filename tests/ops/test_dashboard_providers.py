@@ -29,7 +29,7 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _translator_scrapes(end: int) -> list[str]:
+def _translator_scrapes(end: int, gen_ai_latest: bool) -> list[str]:
     """OpenMetrics text of SCRAPES scrapes of the translator's /metrics registry, one a minute
     up to `end`, with KIT's events fed between them."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -44,7 +44,8 @@ def _translator_scrapes(end: int) -> list[str]:
 
     registry = CollectorRegistry()
     meter_provider = MeterProvider(metric_readers=[PrometheusMetricReader(registry=registry)])
-    translator = Translator(TracerProvider(), meter_provider, TranslatorSettings(sessions_root=None))
+    translator = Translator(TracerProvider(), meter_provider,
+                            TranslatorSettings(sessions_root=None, gen_ai_latest=gen_ai_latest))
     # the calls happen now (today, UTC), so the spend-to-date gauges count them in today's window
     rng = random.Random(14)
     sessions = [demo_session(rng, pid=5000 + i, session_path=f"/home/a/.kit/sessions/{i}.jsonl",
@@ -89,10 +90,11 @@ def _translator_scrapes(end: int) -> list[str]:
     return lines
 
 
-@pytest.fixture(scope="module")
-def translator_prometheus(tmp_path_factory):
+@pytest.fixture(scope="module", params=["default names", "gen_ai_latest_experimental"])
+def translator_prometheus(tmp_path_factory, request):
+    """Both name sets: OTEL_SEMCONV_STABILITY_OPT_IN must not empty a panel."""
     end = int(time.time()) // 60 * 60 - 60
-    lines = _translator_scrapes(end)
+    lines = _translator_scrapes(end, gen_ai_latest=request.param != "default names")
     with backfilled_prometheus(tmp_path_factory.mktemp("prometheus"), lines) as base:
         yield base, end
 
@@ -163,5 +165,7 @@ def test_the_provider_variable_offers_what_the_panels_filter_on(translator_prome
     for metric, label in [("kit_cost_usd_total", "provider"), ("kit_llm_calls_total", "provider"),
                           ("kit_spend_to_date_usd", "provider"),
                           ("gen_ai_client_operation_duration_seconds_count", "gen_ai_provider_name"),
-                          ("gen_ai_client_token_usage_count", "gen_ai_provider_name")]:
+                          ('{__name__=~"gen_ai_client_token_usage_count|'
+                           'gen_ai_client_inference_usage_input_tokens_count"}',
+                           "gen_ai_provider_name")]:
         assert _label_values(base, end, metric, label) == offered, (metric, label)
