@@ -220,7 +220,8 @@ def test_turn_carries_its_own_usage_and_the_total_with_its_subagents():
     assert h.total("kit.cost.usd", agent="subagent") == pytest.approx(child_cost, rel=1e-12)
 
 
-def test_inclusive_notional_cost_of_a_subscription_turn_with_a_subagent():
+def subscription_turn_with_subagent():
+    """A Claude subscription turn (KIT prices every call at 0) that runs one subagent."""
     s = script()
     s.oauth = True
     s.session_start()
@@ -228,6 +229,11 @@ def test_inclusive_notional_cost_of_a_subscription_turn_with_a_subagent():
                    child_model=("anthropic", SONNET))
     s.turn("go", [Step(text="a", usage=Usage(1000, 40, 8000, 0),
                        tools=[Tool("subagent", "agent", {"task": "t"}, subagent=sub)])])
+    return s
+
+
+def test_inclusive_notional_cost_of_a_subscription_turn_with_a_subagent():
+    s = subscription_turn_with_subagent()
     h = make_harness().feed(s.events).close()
     turn, = h.spans_named(n.SPAN_TURN)
     own = published(SONNET_45, Usage(1000, 40, 8000, 0))
@@ -243,13 +249,7 @@ def test_inclusive_notional_cost_of_a_subscription_turn_with_a_subagent():
 
 def test_summary_shows_kit_notional_and_with_subagents_per_turn_project_and_model():
     from kit_otel.cli.summary import RichestTurnKeeper, Summary
-    s = script()
-    s.oauth = True
-    s.session_start()
-    sub = Subagent(task="t", child_usage=[Usage(3000, 100, 20000, 0)],
-                   child_model=("anthropic", SONNET))
-    s.turn("go", [Step(text="a", usage=Usage(1000, 40, 8000, 0),
-                       tools=[Tool("subagent", "agent", {"task": "t"}, subagent=sub)])])
+    s = subscription_turn_with_subagent()
     h = make_harness()
     summary = Summary(h.translator, RichestTurnKeeper())
     h.feed(s.events).close()

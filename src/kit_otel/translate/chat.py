@@ -117,7 +117,8 @@ class ChatSpans:
         error = attrs.get(n.ERROR_TYPE, "")
         if call.tokens is None:
             if step.error:  # a failed call: its duration counts, with its error.type
-                self._record_call_duration(session, step, end_ns, error, reported=False)
+                self._record_call_duration(step, self._call_semconv_labels(session), end_ns,
+                                           error, reported=False)
             return  # an LLM call that never reported back (abandoned turn): no usage to count
         tokens = call.tokens
         run.aggregate.add_llm_call(tokens[0], tokens[1], tokens[2], tokens[3], call.cost)
@@ -131,8 +132,9 @@ class ChatSpans:
                 project=session.project)
             for hook in self.on_llm_call:
                 hook(call_record)
-        self._record_call_metrics(session, run, call, call_cost, end_ns)
-        self._record_call_duration(session, step, end_ns, error)
+        semconv = self._call_semconv_labels(session)
+        self._record_call_metrics(session, run, call, call_cost, semconv, end_ns)
+        self._record_call_duration(step, semconv, end_ns, error)
 
     def _end_chat_span(self, session: Session, step: Step, call: ReportedCall,
                        call_cost: CallCost | None, end_ns: int) -> dict[str, object]:
@@ -177,14 +179,14 @@ class ChatSpans:
                 n.GEN_AI_REQUEST_MODEL: self.metrics.model_value(session.model or "unknown")}
 
     def _record_call_metrics(self, session: Session, run: Run, call: ReportedCall,
-                             call_cost: CallCost, end_ns: int) -> None:
+                             call_cost: CallCost, semconv: dict[str, str], end_ns: int) -> None:
         """Usage, cost and call counters of a call that reported its usage."""
         m = self.metrics
         tokens = call.tokens
         # one provider vocabulary on every metric: the `provider` label is the conventions'
         # name too, so a dashboard's one $provider filters kit_* and gen_ai_* panels alike
-        provider = n.provider_name(session.provider or "unknown")
-        bounded_model = m.model_value(session.model or "unknown")
+        provider = semconv[n.GEN_AI_PROVIDER_NAME]
+        bounded_model = semconv[n.GEN_AI_REQUEST_MODEL]
         labels = self._labels_project(session, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                                                 n.L_AGENT: run.agent})
         for token_type, value in zip(("input", "output", "cache_read", "cache_write"), tokens):
@@ -195,7 +197,6 @@ class ChatSpans:
             m.spend_to_date.add_key(key, spend)
         m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                             n.L_FINISH_REASON: call.finish_reason or "unknown"})
-        semconv = self._call_semconv_labels(session)
         input_tokens = tokens[0] + tokens[2] + tokens[3]  # cached included, as on the span
         if m.token_usage is not None:
             m.token_usage.record(input_tokens, {**semconv, n.GEN_AI_TOKEN_TYPE: n.TOKEN_TYPE_INPUT})
@@ -204,12 +205,11 @@ class ChatSpans:
             m.inference_input_tokens.record(input_tokens, semconv)
             m.inference_output_tokens.record(tokens[1], semconv)
 
-    def _record_call_duration(self, session: Session, step: Step, end_ns: int, error: object,
-                              reported: bool = True) -> None:
+    def _record_call_duration(self, step: Step, semconv: dict[str, str], end_ns: int,
+                              error: object, reported: bool = True) -> None:
         """gen_ai.client.operation.duration (failed calls too, with their error.type) and, for
         a call that reported back, the time to its first chunk — exemplars of the call's span."""
         m = self.metrics
-        semconv = self._call_semconv_labels(session)
         in_call = trace.set_span_in_context(step.span)
         duration_labels = {**semconv, n.ERROR_TYPE: error} if error else semconv
         m.operation_duration.record(max(end_ns - step.start_ns, 0) / NS_PER_S, duration_labels,
