@@ -2,7 +2,7 @@
 
 KIT's extension code at two commits (HEAD a3743877, seed 49f8b485), yaegi v0.16.1 and the
 build script live in a shared folder outside the repo (`$KIT_OTEL_KIT_RUNTIME`, else the first
-`shared/kit` found above the repo). Each variant is built once into the tools cache, keyed by a
+`shared/kit` found above the repo, else `/work/shared/kit`). Each variant is built once into the tools cache, keyed by a
 hash of everything that goes into it, so a second run costs nothing.
 """
 
@@ -32,8 +32,9 @@ def runtime_dir() -> Path | None:
     explicit = os.environ.get("KIT_OTEL_KIT_RUNTIME")
     if explicit:
         return Path(explicit) if (Path(explicit) / "build-host.sh").is_file() else None
-    for parent in REPO.resolve().parents:
-        candidate = parent / "shared" / "kit"
+    # beside the repository (CI's layout), or where this machine keeps it (a clone elsewhere)
+    candidates = [parent / "shared" / "kit" for parent in REPO.resolve().parents]
+    for candidate in candidates + [Path("/work/shared/kit")]:
         if (candidate / "build-host.sh").is_file():
             return candidate
     return None
