@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from ports import free_port  # noqa: F401  (the ops tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_DIR = ROOT / "collector-config"
@@ -90,14 +91,6 @@ def promql_metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get_json(url: str) -> dict:

@@ -94,6 +94,9 @@ type budgetLink struct {
 	Block    string
 }
 
+// budgetGoroutine and budgetLinks mirror the bridge's goroutineID and sharedChildren on
+// purpose: KIT interprets each extension file on its own, so two extensions cannot share a
+// function, only process-wide state (the expvar map the parent hands its children through).
 func budgetGoroutine() string {
 	var buf [64]byte
 	b := buf[:runtime.Stack(buf[:], false)]
