@@ -139,3 +139,28 @@ def test_names_match_the_semantic_conventions():
     assert ga.GenAiOperationNameValues.CHAT.value == n.OP_CHAT
     assert ga.GenAiOperationNameValues.EXECUTE_TOOL.value == n.OP_EXECUTE_TOOL
     assert ga.GenAiOperationNameValues.INVOKE_AGENT.value == n.OP_INVOKE_AGENT
+
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_closing_wakes_the_serving_loop_instead_of_waiting_for_its_poll(host, monkeypatch):
+    """prometheus_client's loop reads shutdown() between polls (0.5 s apart); close() wakes it
+    with a connection, so a replay does not end with half a second of nothing. Here the poll is
+    an hour: only the wake-up can end the loop."""
+    import socketserver
+    import threading
+    serve_forever = socketserver.BaseServer.serve_forever
+    monkeypatch.setattr(socketserver.BaseServer, "serve_forever",
+                        lambda self, poll_interval=0.5: serve_forever(self, 3600))
+    from kit_otel.export.pipeline import PrometheusEndpoint
+    endpoint = PrometheusEndpoint(host, 0)
+    port = endpoint.server.server_port
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).status == 200
+    closing = threading.Thread(target=endpoint.close, daemon=True)
+    closing.start()
+    closing.join(30)
+    assert not closing.is_alive(), "close() waited for the serving loop's poll"
+    assert not endpoint.thread.is_alive()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    endpoint.close()  # twice is harmless

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
+import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -118,6 +120,7 @@ class PrometheusEndpoint:
         self.registry = CollectorRegistry()
         self.reader = PrometheusMetricReader(registry=self.registry)
         self.server = None
+        self.thread: threading.Thread | None = None
         self.url = ""
         if serve:
             from prometheus_client import start_http_server
@@ -126,7 +129,8 @@ class PrometheusEndpoint:
                             "and cost totals) can be read from other machines; use 127.0.0.1 "
                             "(KIT_OTEL_PROMETHEUS_HOST) unless a scraper elsewhere needs it",
                             host or "0.0.0.0")
-            self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
+            self.server, self.thread = start_http_server(port, addr=host,
+                                                         registry=self.registry)
             self.url = f"http://{host}:{self.server.server_port}/metrics"
 
     def exposition(self) -> bytes:
@@ -134,10 +138,27 @@ class PrometheusEndpoint:
         return generate_latest(self.registry)
 
     def close(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+        server, self.server = self.server, None
+        if server is None:
+            return
+        # shutdown() only sets a flag that serve_forever reads between polls, and
+        # prometheus_client runs it with the default 0.5 s poll: every replay and demo ended
+        # with up to half a second of nothing. A connection wakes the poll at once.
+        stopping = threading.Thread(target=server.shutdown, name="kit-otel-metrics-stop",
+                                    daemon=True)
+        stopping.start()
+        host, port = server.server_address[:2]
+        wake_host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        for _ in range(20):
+            stopping.join(0.005)  # (lets shutdown() set its flag before the wake-up)
+            if not stopping.is_alive():
+                break
+            try:
+                socket.create_connection((wake_host, port), timeout=0.1).close()
+            except OSError:
+                break  # not reachable here: the next poll ends the loop
+        stopping.join()
+        server.server_close()
 
 
 class Pipeline:
