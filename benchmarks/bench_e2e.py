@@ -14,6 +14,9 @@ measured in the same run on the same events.
   span, and serve's CPU and peak RSS.
   Then serve's input layers per line on the long-steps spool files (tail, decode, Items,
   merge by seq).
+- idle: `kit-otel serve` holding N spool files of ended processes, all exported: its CPU per
+  second of wall while nothing is written, with the spool directory watched by inotify and
+  with inotify switched off (every file checked at every poll, as where there is none).
 - gc: the share of the cyclic garbage collector in the default path's work.
 - scaling: CPU per event of the default path's work (decode, translate, OTLP/JSON encoding of
   spans and metrics) in this process against concurrent sessions, events per turn and distinct
@@ -330,6 +333,70 @@ def bench_serve(label: str, processes, runs: int, receiver, work: Path,
           f"{measured.rss_mib:.0f} MiB; load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
+_SERVE_WITHOUT_INOTIFY = """
+import errno, sys
+import kit_otel.serve.spool_directory as spool_directory
+def _no_inotify(*args, **kwargs):
+    raise OSError(errno.ENOSYS, "inotify switched off by the benchmark")
+spool_directory.DirectoryWatcher = _no_inotify
+sys.argv[0] = "kit-otel"
+from kit_otel.cli.main import main
+sys.exit(main(["serve"]))
+"""
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_idle_serve(counts: list[int], receiver, work: Path, window_s: float = 10.0,
+                     settle_s: float = 2.0) -> None:
+    """`kit-otel serve` with N spool files of ended processes, all read and exported: its CPU
+    per second of wall while nothing is written, with the spool directory watched by inotify
+    and, in the same run, with inotify switched off (every file checked at every poll)."""
+    import shutil
+    import signal
+    for count in counts:
+        processes = spool_processes(count, 1, work / f"idle-{count}")
+        want = expected_spans(processes, work)
+        for watch in (True, False):
+            spool, state = work / "spool", work / "state"
+            for d in (spool, state):
+                shutil.rmtree(d, ignore_errors=True)
+                d.mkdir(parents=True)
+            for process in processes:
+                for name, line in process.lines:
+                    with open(spool / name, "ab") as fh:
+                        fh.write(line)
+            receiver.trace_requests.clear()
+            env = clean_env(work, OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="otlp",
+                            KIT_OTEL_SPOOL_DIR=str(spool), KIT_OTEL_STATE_DIR=str(state),
+                            KIT_OTEL_SOCKET_PATH="off", KIT_OTEL_IDLE_TIMEOUT_S="86400",
+                            KIT_OTEL_SPOOL_RETENTION_S="86400", **receiver.env("grpc"))
+            command = cli_command("serve") if watch else [sys.executable, "-c",
+                                                          _SERVE_WITHOUT_INOTIFY]
+            with open(work / "idle.stderr", "w") as stderr:
+                proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=stderr)
+            try:
+                deadline = time.monotonic() + 300
+                while _spans_in(receiver.trace_requests) < want and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                time.sleep(settle_s)  # the last commit and metric export after the catch-up
+                cpu0, wall0 = _cpu_seconds(proc.pid), time.perf_counter()
+                time.sleep(window_s)
+                share = (_cpu_seconds(proc.pid) - cpu0) / (time.perf_counter() - wall0)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(60)
+            how = "watched (inotify)" if watch else "inotify off: every file at every poll"
+            print(f"  idle serve, {count:,} spool files, {how}: {share:.2%} of a core; "
+                  f"load average {os.getloadavg()[0]:.1f}", flush=True)
+
+
 def bench_input_layers(processes, work: Path) -> None:
     """serve's input per line, layer by layer, on the same spool files: reading (tail), our
     decode alone, reading + decoding into Items (SpoolFile), and a process's files merged by
@@ -541,7 +608,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: the entry points run")
     parser.add_argument("--largest", type=int, default=10_000,
                         help="largest size of the scaling curves (10 ... 10000)")
-    parser.add_argument("--only", default="replay,serve,gc,scaling",
+    parser.add_argument("--only", default="replay,serve,idle,gc,scaling",
                         help="comma-separated sections (default %(default)s)")
     args = parser.parse_args(argv)
     if args.quick:
@@ -582,6 +649,9 @@ def main(argv=None) -> int:
             bench_serve(f"{count} KIT processes, long streaming steps", long_steps, args.runs,
                         receiver, work, startup)
             bench_input_layers(long_steps, work)
+        if "idle" in sections:
+            print("== idle serve", flush=True)
+            bench_idle_serve([10] if args.quick else [100, 1000], receiver, work)
         if "gc" in sections:
             lines = _lines(demo_stream(1, sessions=args.sessions, turns=args.turns))
             cpu, in_gc, by_generation = gc_share(lines)

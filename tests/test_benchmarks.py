@@ -53,6 +53,16 @@ def test_replay_and_serve_runs_report_cpu_and_rss(bench_e2e, receiver, tmp_path)
     assert measured.code == 0, measured.stderr
 
 
+def test_idle_serve_is_measured_watched_and_with_inotify_off(bench_e2e, receiver, tmp_path,
+                                                           capsys):
+    bench_e2e.bench_idle_serve([2], receiver, tmp_path, window_s=0.3, settle_s=0.3)
+    out = capsys.readouterr().out
+    assert "2 spool files, watched (inotify)" in out
+    assert "2 spool files, inotify off" in out
+    assert "inotify switched off by the benchmark" in (tmp_path / "idle.stderr").read_text() \
+        or "no inotify" in (tmp_path / "idle.stderr").read_text()
+
+
 def test_distinct_names_rename_models_and_tools(bench_e2e):
     from kit_otel.model.decoder import decode_line
     from kit_otel.cli.generator import demo_stream

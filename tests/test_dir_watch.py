@@ -56,3 +56,33 @@ def test_follower_wakes_on_a_sidecar_change_and_applies_it(tmp_path):
     turn = h.spans_named("invoke_agent kit")[0]
     assert turn.attributes["kit.ext_state.plan"] == "b"
     follower.close()
+
+
+def test_the_spool_mask_names_appended_truncated_renamed_and_removed_files(tmp_path):
+    from kit_otel.sources.dir_watch import SPOOL_MASK
+    try:
+        watcher = DirectoryWatcher(SPOOL_MASK)
+    except OSError as exc:
+        pytest.skip(f"no inotify here: {exc}")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    a, b = spool / "a.ndjson", spool / "b.ndjson"
+    a.write_bytes(b"1\n")
+    b.write_bytes(b"1\n")
+    assert watcher.watch(spool) and watcher.watching(spool)
+    with open(a, "ab") as out:  # an append, as the bridge writes
+        out.write(b"2\n")
+    assert watcher.changed() == {a}
+    with open(b, "r+b") as out:
+        out.truncate(0)
+    assert watcher.changed() == {b}
+    (spool / "tmp").write_bytes(b"x\n")
+    (spool / "tmp").rename(a)  # rotated: another file at the name
+    assert a in watcher.changed()
+    b.unlink()
+    assert watcher.changed() == {b}
+    a.unlink()
+    spool.rmdir()  # the watch is gone: the caller must look at everything and watch again
+    changed = watcher.changed()
+    assert None in changed and not watcher.watching(spool)
+    watcher.close()

@@ -297,3 +297,53 @@ def test_otlp_http(dirs):
         assert run.stop() == 0
         assert Counter(received_spans(rx)) == Counter(expected)
         assert_exact_usage(rx, [proc])
+
+
+@pytest.mark.parametrize("watch", [True, False])
+def test_idle_spool_files_cost_no_stat_at_a_watched_poll_and_appends_are_still_read(
+        dirs, receiver, monkeypatch, watch):
+    """With inotify, a poll looks only at the files written to since the last one: 1,000 idle
+    files of ended processes cost a stat each per poll without it (10% of a core). Appends, a
+    new file and a file replaced under its name are still seen, watched or not."""
+    import kit_otel.sources.spool as spool_module
+    spool, state, root = dirs
+    processes = [kit_process(70 + i, 47000 + i, root, turns=1, index=i) for i in range(12)]
+    for process in processes:
+        write_all(spool, process)
+    stats = []
+    stat_key = spool_module._stat_key
+    monkeypatch.setattr(spool_module, "_stat_key", lambda path: stats.append(path) or
+                        stat_key(path))
+    lines = sum(len(p.lines) for p in processes)
+    serve = InProcess(settings_for(receiver, spool, state, root), watch_spool=watch,
+                      watched_refresh_interval_s=3600)
+    try:
+        receiver.wait_for(lambda: serve.server.processed >= lines, timeout=60,
+                          message="the spool files were not read")
+        assert (serve.server.spool_watch is not None) == watch
+        time.sleep(0.3)  # every file read to its end
+        stats.clear()
+        time.sleep(0.5)  # ~10 polls of idle files
+        if watch:
+            assert stats == []
+        else:
+            assert len(stats) >= 2 * len(processes)  # every file, at every poll
+        more = kit_process(90, processes[0].pid, root, turns=1, index=0)
+        name = processes[0].files[0]
+        late = [line for _, line in more.lines if b'"bridge_start"' not in line][:1]
+        # appended to a file read to its end (its seq continues the file's)
+        seq = max(json.loads(line)["seq"] for n_, line in processes[0].lines if n_ == name)
+        record = json.loads(late[0])
+        record["seq"] = seq + 1
+        with open(spool / name, "ab") as fh:
+            fh.write(json.dumps(record).encode() + b"\n")
+        receiver.wait_for(lambda: serve.server.processed >= lines + 1, timeout=30,
+                          message="an append to an idle spool file was not read")
+        newcomer = kit_process(91, 48000, root, turns=1, index=3)
+        write_all(spool, newcomer)
+        receiver.wait_for(lambda: serve.server.processed >= lines + 1 + len(newcomer.lines),
+                          timeout=30, message="a new spool file was not read")
+        if watch:  # only the files written to were looked at again
+            assert set(map(os.path.basename, stats)) <= {name, *newcomer.files}
+    finally:
+        assert serve.stop() == 0

@@ -250,3 +250,45 @@ def test_an_idle_spool_file_is_polled_with_one_stat_and_still_sees_every_change(
     assert poll() == [] and not spool_file.missing
     path.unlink()
     assert poll() == [] and spool_file.missing
+
+
+def test_a_line_written_between_a_read_and_its_stat_is_not_taken_for_idle(tmp_path,
+                                                                          monkeypatch):
+    """A read finds nothing, a line lands, then the stat that marks the file idle: the size it
+    sees is past what was read, so the file is looked at again instead of waiting for the next
+    write (which, after a process's last line, never comes)."""
+    import kit_otel.sources.spool as spool_module
+    from kit_otel.model.decoder import encode_event
+    from kit_otel.model.events import make_event
+
+    def line(seq: int) -> bytes:
+        return encode_event(make_event("agent_start", 1_781_000_000 * 10**9 + seq, seq=seq,
+                                       pid=7, session_path="/s.jsonl"))
+
+    path = tmp_path / "kit-7-x.ndjson"
+    path.write_bytes(line(1))
+    spool_file = spool_module.SpoolFile(str(path))
+    stat_key = spool_module._stat_key
+    landing = [line(2)]
+
+    def stat_after_a_write(p):
+        if landing:
+            with open(p, "ab") as out:
+                out.write(landing.pop())
+        return stat_key(p)
+
+    def poll() -> list[int]:
+        if not spool_file.may_have_changed():
+            return []
+        spool_file.maybe_more = True
+        spool_file.fill()
+        seqs = [item.event.seq for item in spool_file.buffer]
+        spool_file.buffer.clear()
+        return seqs
+
+    assert poll() == [1]
+    monkeypatch.setattr(spool_module, "_stat_key", stat_after_a_write)
+    assert poll() == []  # nothing when read; line 2 lands before the stat
+    monkeypatch.setattr(spool_module, "_stat_key", stat_key)
+    assert poll() == [2]
+    assert poll() == [] and not spool_file.may_have_changed()  # now idle for real

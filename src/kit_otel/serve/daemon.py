@@ -57,6 +57,7 @@ from kit_otel.sources.spool import Item, SpoolFile, Stream
 from kit_otel.state.regular_file import open_regular
 from kit_otel.translate.snapshot import SESSION_SCHEMA
 from kit_otel.serve.socket_input import Connection, SocketInput
+from kit_otel.sources.dir_watch import DirectoryWatcher
 from kit_otel.serve.spool_directory import SpoolDirectory, check_spool_dir, private_dir
 
 log = logging.getLogger("kit_otel.serve")
@@ -77,6 +78,8 @@ class Server(SocketInput, SpoolDirectory):
         self.streams: dict[str, Stream] = {}
         self.by_pid: dict[int, Stream] = {}  # the current (newest) stream of each pid
         self.file_owner: dict[str, Stream] = {}
+        self.spool_watch: DirectoryWatcher | None = None  # which spool files were written to
+        self.scan_soon = False  # a file not followed yet was named: list the directory now
         self.committed_serial: dict[str, int] = {}
         self.newest_ts_ns = 0
         self.processed = 0
@@ -195,6 +198,7 @@ class Server(SocketInput, SpoolDirectory):
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         if self.sidecars.fileno() is not None:
             self._selector.register(self.sidecars.fileno(), selectors.EVENT_READ, "sidecars")
+        self._watch_spool()
         self._scan()
         inputs = [f"spool {self.spool_dir}"]
         if self.socket_path:
@@ -281,12 +285,12 @@ class Server(SocketInput, SpoolDirectory):
         next_house = next_sweep = next_refresh = 0.0
         while not self._stop.is_set():
             now = time.monotonic()
-            if now >= next_scan:
+            if now >= next_scan or self.scan_soon:
+                self.scan_soon = False
                 self._scan()
                 next_scan = now + opts.scan_interval_s
             if now >= next_refresh:  # files read to their end may have grown
-                for stream in self.streams.values():
-                    stream.refresh()
+                self._refresh_files(now)
                 next_refresh = now + opts.poll_interval_s
             busy = False
             if self.processor.full:
@@ -499,6 +503,7 @@ class Server(SocketInput, SpoolDirectory):
         self._close_quietly()
 
     def _close_quietly(self) -> None:
+        self._stop_watching_spool()
         for fd in (self._wake_r, self._wake_w):
             try:
                 os.close(fd)

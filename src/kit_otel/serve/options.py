@@ -12,6 +12,10 @@ NEVER_NS = 1 << 62  # "now" far enough in the future to close every open turn
 class ServeOptions:
     poll_interval_s: float = 0.1  # how often files are checked for new lines
     scan_interval_s: float = 1.0  # how often the spool directory is listed for new files
+    # With inotify, a poll looks only at the files it named; every file is still checked this
+    # often, for writes inotify does not see (another machine's, on a network filesystem).
+    watched_refresh_interval_s: float = 2.0
+    watch_spool: bool = True  # False: check every file at every poll (as without inotify)
     gap_wait_s: float = 5.0  # how long a missing seq is waited for before it is skipped
     housekeeping_interval_s: float = 1.0  # lag gauge
     sweep_interval_s: float = 10.0  # idle turns closed by wall clock, spool retention

@@ -1,11 +1,12 @@
-"""Wake-ups when files are created in or renamed into watched directories (Linux inotify).
+"""Which entries of watched directories changed (Linux inotify).
 
 KIT and `StateStore` replace a sidecar by renaming a finished temp file over it, so the file to
 watch for is the directory's: `IN_MOVED_TO` / `IN_CREATE` / `IN_CLOSE_WRITE` name the entry.
-This only says *when* to look: what changed is still decided by the sidecar watcher's `stat`
-comparison, which also runs on a timer as the fallback (no inotify on this system, network
-filesystems, a full event queue). Called through ctypes: a dependency for three system calls
-would not earn its place.
+serve's spool directory is watched for appends as well (`SPOOL_MASK`: `IN_MODIFY`, which a
+truncation also raises, and renames and removals). This only says *when* and *where* to look:
+what changed is still decided by the callers' `stat` comparisons, which also run on a timer as
+the fallback (no inotify on this system, network filesystems, a full event queue). Called
+through ctypes: a dependency for three system calls would not earn its place.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ import select
 import struct
 from pathlib import Path
 
+IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
 IN_DELETE = 0x00000200
 IN_Q_OVERFLOW = 0x00004000
+IN_IGNORED = 0x00008000  # the watch is gone (its directory was removed)
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 _MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE
+SPOOL_MASK = _MASK | IN_MODIFY | IN_MOVED_FROM
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
 
 
@@ -33,7 +38,8 @@ class DirectoryWatcher:
     """`changed()` returns the paths named by events since the last call (None among them when
     the kernel dropped events: look at everything). Raises OSError where inotify is missing."""
 
-    def __init__(self):
+    def __init__(self, mask: int = _MASK):
+        self.mask = mask
         name = ctypes.util.find_library("c")
         libc = ctypes.CDLL(name, use_errno=True) if name else None
         if libc is None or not hasattr(libc, "inotify_init1"):
@@ -53,12 +59,15 @@ class DirectoryWatcher:
         directory = Path(directory)
         if directory in self._wds:
             return True
-        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), _MASK)
+        wd = self._libc.inotify_add_watch(self._fd, os.fsencode(directory), self.mask)
         if wd < 0:
             return False
         self._dirs[wd] = directory
         self._wds[directory] = wd
         return True
+
+    def watching(self, directory: Path) -> bool:
+        return Path(directory) in self._wds
 
     def wait(self, timeout: float) -> bool:
         """Block up to `timeout` seconds for an event; True when one is waiting."""
@@ -78,6 +87,12 @@ class DirectoryWatcher:
                 raw = data[offset + _HEADER.size: offset + _HEADER.size + length]
                 offset += _HEADER.size + length
                 if mask & IN_Q_OVERFLOW:
+                    found.add(None)
+                    continue
+                if mask & IN_IGNORED:  # nothing more comes from it: the caller looks again
+                    gone = self._dirs.pop(wd, None)
+                    if gone is not None:
+                        self._wds.pop(gone, None)
                     found.add(None)
                     continue
                 directory = self._dirs.get(wd)

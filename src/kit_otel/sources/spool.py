@@ -153,8 +153,14 @@ class SpoolFile:
                 self.consumed_offset = self.consumed_lineno = 0
         if not lines:
             self.maybe_more = False
-            self._idle_stat = _stat_key(self.path)
-            if not self.missing and self._idle_stat is None:
+            key = _stat_key(self.path)
+            if key is not None and key[2] > self.tailer.read_end:
+                # written between the read and the stat: what was read is not all there is,
+                # and remembering this size as "idle" would leave those lines unread until
+                # the next write
+                return 0
+            self._idle_stat = key
+            if not self.missing and key is None:
                 self.missing = True
             return 0
         for line in lines:

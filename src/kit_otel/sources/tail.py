@@ -37,6 +37,7 @@ class FileTailer:
         self._skipping = 0  # bytes of an oversize line being skipped
         self.resets = 0  # times the file was found truncated or replaced, and read anew
         self.reset_reason = ""
+        self.read_end = offset  # the file's end as the last read found it
 
     def _open(self) -> BinaryIO | None:
         if self._file is None:
@@ -116,6 +117,7 @@ class FileTailer:
                     lines.append(Line(self.lineno, line, end))
                 self.offset = end
             pending = pending[start:]
+        self.read_end = position
         return lines
 
     def size(self) -> int:
