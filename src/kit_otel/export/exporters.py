@@ -93,7 +93,11 @@ def otlp_exporter(settings, signal: str, **arguments: Any):
     if entry_point is None:
         raise ValueError(GRPC_HINT)
     arguments.update(explicit_exporter_arguments(settings, signal))
-    return entry_point.load()(**arguments)
+    exporter_class = entry_point.load()
+    if signal == "traces":
+        from kit_otel.export.otlp_proto import with_direct_encoding
+        exporter_class = with_direct_encoding(exporter_class)
+    return exporter_class(**arguments)
 
 
 def installed_exporter(signal: str, name: str):

@@ -176,9 +176,9 @@ class OTLPJsonEncoder:
         by_resource: dict = {}
         for span in spans:
             resource, scope = span._resource, span._instrumentation_scope or None
-            resource = canonical.get(id(resource)) or _canonical(canonical, resource)
+            resource = canonical.get(id(resource)) or canonical_equal(canonical, resource)
             if scope is not None:
-                scope = canonical.get(id(scope)) or _canonical(canonical, scope)
+                scope = canonical.get(id(scope)) or canonical_equal(canonical, scope)
             group = by_resource.get(id(resource))
             if group is None:
                 group = by_resource[id(resource)] = (resource, {})
@@ -437,7 +437,7 @@ class OTLPJsonEncoder:
         return out
 
 
-def _canonical(canonical: dict, item):
+def canonical_equal(canonical: dict, item):
     """The first item of this batch equal to `item` (a resource or scope), remembered by id."""
     for seen in canonical.values():
         if type(seen) is type(item) and seen == item:

@@ -1,0 +1,173 @@
+"""The direct OTLP protobuf encoder writes the very bytes of the SDK's own encoding
+(`encode_spans(spans).SerializeToString()`): on the demo stream and on edge cases of every
+field, the same bytes and, parsed, the same ExportTraceServiceRequest."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import (Link, NonRecordingSpan, SpanContext, SpanKind, Status,
+                                 StatusCode, TraceFlags, TraceState)
+
+from harness import make_harness
+from test_otlp_json import EVERY_VALUE
+from kit_otel.cli.generator import demo_stream
+from kit_otel.export.otlp_proto import OTLPProtoEncoder
+
+
+def assert_bytes_equal(spans, encoder: OTLPProtoEncoder | None = None) -> ExportTraceServiceRequest:
+    ours = (encoder or OTLPProtoEncoder()).spans(spans)
+    reference = encode_spans(spans)
+    assert ExportTraceServiceRequest.FromString(ours) == reference
+    assert ours == reference.SerializeToString()
+    return reference
+
+
+def _provider(resource=None, **limits):
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=resource or Resource.create({"service.name": "edge"}),
+                              span_limits=SpanLimits(**limits) if limits else None)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def test_demo_spans_encode_to_the_sdk_bytes():
+    harness = make_harness()
+    harness.feed(demo_stream(3, sessions=3, turns=8)).close()
+    spans = harness.spans
+    assert len(spans) > 100
+    encoder = OTLPProtoEncoder()  # one encoder for every batch, as an exporter keeps it
+    for start in range(0, len(spans), 97):
+        assert_bytes_equal(spans[start: start + 97], encoder)
+    assert_bytes_equal(spans, encoder)
+    assert encoder.spans([]) == encode_spans([]).SerializeToString() == b""
+
+
+def test_every_attribute_value_type_twice_over_the_cache():
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("edge")
+    for _ in range(2):  # the second span's pairs come from the cache
+        with tracer.start_as_current_span("values", attributes=EVERY_VALUE) as span:
+            span.add_event("event", EVERY_VALUE, timestamp=1)
+            span.set_attribute("flag", 1)  # an int and a bool of equal value stay apart
+            span.set_attribute("flag2", True)
+    encoder = OTLPProtoEncoder()
+    spans = exporter.get_finished_spans()
+    assert_bytes_equal(spans[:1], encoder)
+    assert_bytes_equal(spans, encoder)
+
+
+def test_integers_beyond_int64_are_dropped_like_the_sdk_does(caplog):
+    provider, exporter = _provider()
+    with provider.get_tracer("edge").start_as_current_span(
+            "big", attributes={"ok": 1, "too_big": 2**63, "too_small": -2**63 - 1,
+                               "array": (1, 2**64)}):
+        pass
+    with caplog.at_level(logging.CRITICAL):  # the SDK's own encoder logs a traceback each
+        request = assert_bytes_equal(exporter.get_finished_spans())
+    span = request.resource_spans[0].scope_spans[0].spans[0]
+    assert [a.key for a in span.attributes] == ["ok"]
+
+
+def test_links_events_status_kinds_trace_state_remote_parent_and_dropped_counts():
+    provider, exporter = _provider(max_attributes=3, max_events=2, max_links=2,
+                                   max_event_attributes=1, max_link_attributes=1)
+    tracer = provider.get_tracer("edge", "1.2.3", schema_url="https://opentelemetry.io/schemas/1.28.0",
+                                 attributes={"scope.attr": "x"})
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1),
+                         trace_state=TraceState([("vendor", "v1"), ("other", "o2")]))
+    parent_context = trace.set_span_in_context(NonRecordingSpan(remote))
+    links = [Link(SpanContext(5, 6, is_remote=False)),
+             Link(SpanContext(7, 8, is_remote=False)),
+             Link(SpanContext(2**128 - 1, 2**64 - 1, is_remote=True), {"a": 1, "b": 2})]
+    for kind in SpanKind:
+        span = tracer.start_span(f"k{kind.value}", context=parent_context, kind=kind,
+                                 links=links, attributes={"a": 1, "b": 2, "c": 3, "d": 4},
+                                 start_time=1_700_000_000_000_000_001)
+        for i in range(3):
+            span.add_event(f"e{i}", {"x": i, "y": i}, timestamp=1_700_000_000_000_000_002 + i)
+        span.set_status(Status(StatusCode.ERROR, "boom ☃") if kind is SpanKind.CLIENT
+                        else Status(StatusCode.OK) if kind is SpanKind.SERVER
+                        else Status(StatusCode.UNSET))
+        span.end(end_time=1_700_000_000_000_000_009)
+    root = tracer.start_span("")  # a root span without a name, parent or attributes
+    root.end()
+    request = assert_bytes_equal(exporter.get_finished_spans())
+    first = request.resource_spans[0].scope_spans[0].spans[0]
+    assert first.flags == 0x300 and first.dropped_events_count == 1
+    assert first.trace_state == "vendor=v1,other=o2"
+
+
+def test_resources_and_scopes_group_like_the_sdk_encoder():
+    schema = "https://opentelemetry.io/schemas/1.27.0"
+    providers = [_provider(Resource({"service.name": "a"}, schema)),
+                 _provider(Resource({"service.name": "a"}, schema)),
+                 _provider(Resource({"service.name": "b"}))]
+    spans = []
+    for round_ in range(2):
+        for i, (provider, exporter) in enumerate(providers):
+            for scope in ("one", "two"):
+                with provider.get_tracer(scope).start_as_current_span(f"{round_}-{i}-{scope}"):
+                    pass
+    for _, exporter in providers:
+        spans.extend(exporter.get_finished_spans())
+    spans.sort(key=lambda s: s.name)  # interleaved resources and scopes
+    request = assert_bytes_equal(spans)
+    assert len(request.resource_spans) == 2
+
+
+@pytest.mark.parametrize("bad", ["a\ud800b", "\udfff"])
+def test_text_that_is_not_unicode_goes_the_sdk_way(bad, caplog):
+    provider, exporter = _provider()
+    with provider.get_tracer("edge").start_as_current_span("s", attributes={"bad": bad,
+                                                                            "good": "ok"}):
+        pass
+    spans = exporter.get_finished_spans()
+    with caplog.at_level(logging.CRITICAL):
+        try:
+            reference = encode_spans(spans).SerializeToString()
+        except Exception as exc:  # noqa: BLE001 - then ours must fail the same way
+            with pytest.raises(type(exc)):
+                OTLPProtoEncoder().spans(spans)
+            return
+        assert OTLPProtoEncoder().spans(spans) == reference
+
+
+def test_the_grpc_span_exporter_sends_the_sdk_request_built_directly():
+    """kit-otel's `otlp` traces exporter over gRPC is the SDK's, with only its request built
+    by the direct encoder; a receiver gets the very request the SDK would have sent. If an SDK
+    release renamed the hook, this fails instead of the speed quietly going."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    from otlp_receiver import OTLPReceiver
+    from kit_otel.config import Settings
+    from kit_otel.export import exporters
+    from kit_otel.export.otlp_proto import with_direct_encoding
+    direct = with_direct_encoding(OTLPSpanExporter)
+    assert direct is not OTLPSpanExporter and issubclass(direct, OTLPSpanExporter)
+    assert direct.__name__ == "OTLPSpanExporter"
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import \
+        OTLPSpanExporter as HTTPSpanExporter
+    assert with_direct_encoding(HTTPSpanExporter) is HTTPSpanExporter  # no hook: the SDK's
+    harness = make_harness()
+    harness.feed(demo_stream(5, sessions=2, turns=4)).close()
+    spans = harness.spans
+    with OTLPReceiver() as receiver:
+        exporter = exporters.otlp_exporter(Settings(otlp_protocol="grpc",
+                                                    otlp_endpoint=receiver.grpc_endpoint),
+                                           "traces")
+        assert type(exporter).__mro__[1] is OTLPSpanExporter
+        try:
+            assert exporter.export(spans) == SpanExportResult.SUCCESS
+        finally:
+            exporter.shutdown()
+        assert receiver.trace_requests == [encode_spans(spans)]
