@@ -563,7 +563,7 @@ def bench_scaling(quick: bool, receiver, work: Path, runs: int, largest: int = 1
                      ((1, 10) if quick else (1,) + tuple(s for s in sizes if s <= 1000))])
     print("  stream length (kit-otel replay, default exporters): peak RSS")
     rss = []
-    for turns in ((2, 4) if quick else (15, 60, 240)):
+    for turns in ((2, 4) if quick else (15, 60, 240, 960)):
         lines = _lines(demo_stream(6, sessions=10, turns=turns))
         path = work / "length.ndjson"
         path.write_bytes(b"".join(lines))
@@ -572,7 +572,8 @@ def bench_scaling(quick: bool, receiver, work: Path, runs: int, largest: int = 1
         print(f"    turns {turns:>5}: {len(lines):>9,} events  {len(lines) / measured.wall:8,.0f} "
               f"events/s  peak RSS {measured.rss_mib:6.1f} MiB", flush=True)
         path.unlink()
-    print(f"    peak RSS longest / shortest = {rss[-1] / rss[0]:.2f}")
+    print(f"    peak RSS longest / shortest = {rss[-1] / rss[0]:.2f}; the last 4x of length "
+          f"adds {rss[-1] / rss[-2] - 1:+.0%}")
     startup = startup or serve_startup(receiver, work, 1)
     total_turns = 4 if quick else 1000
     print(f"  spool files for serve (OTLP gRPC catch-up of {total_turns} turns spread over N KIT "
