@@ -188,6 +188,36 @@ def test_commits_are_written_at_most_once_per_interval_and_never_before_their_sp
     assert [p for c in commits for p in c] == units and len(commits) == 2  # in order, once
 
 
+def test_small_units_linger_into_one_request_and_a_flush_or_stop_sends_at_once():
+    """A turn is a unit of a few spans; while more come, a batch waits (up to `linger_s`) to
+    fill a request instead of sending one request per turn. Here the linger is an hour: only
+    a full batch, force_flush and close may send."""
+    exporter = FlakyExporter()
+    processor = ReliableSpanProcessor([exporter], max_batch_spans=10, linger_s=3600)
+    provider = TracerProvider()
+    for i in range(3):  # 9 spans: not a full batch, so nothing is sent yet
+        processor.submit(make_spans(provider, [f"u{i}.{j}" for j in range(3)]), f"u{i}")
+    assert not processor.wait_idle(0.3) and exporter.accepted == []
+    processor.submit(make_spans(provider, ["u3.0", "u3.1", "u3.2"]), "u3")  # 12: full
+    assert wait_until(lambda: len(exporter.accepted) == 1)
+    assert len(exporter.accepted[0]) == 9  # whole units, up to the batch size
+    assert processor.force_flush(10_000)  # the rest goes now, not in an hour
+    assert [len(batch) for batch in exporter.accepted] == [9, 3]
+    processor.submit(make_spans(provider, ["late"]), "late")
+    assert processor.close(timeout=10)  # stopping sends what lingers
+    assert exporter.accepted[-1] == ["late"]
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    import time
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def test_a_commit_waits_for_the_interval_then_is_written_without_more_input():
     exporter = FlakyExporter()
     commits: list[list[str]] = []

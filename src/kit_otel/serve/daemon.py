@@ -157,7 +157,8 @@ class Server(SocketInput, SpoolDirectory):
         def make_processor(exporters: list) -> ReliableSpanProcessor:
             self.processor = ReliableSpanProcessor(
                 exporters, on_commit=self._on_commit, max_queue_spans=opts.max_queue_spans,
-                max_batch_spans=opts.max_batch_spans, backoff_initial_s=opts.backoff_initial_s,
+                max_batch_spans=opts.max_batch_spans, linger_s=opts.export_linger_s,
+                backoff_initial_s=opts.backoff_initial_s,
                 backoff_max_s=opts.backoff_max_s,
                 dead_letter=DeadLetterFile(self.state_dir / "dead-letter.jsonl"),
                 on_dead_letter=lambda code: self.translator.metrics.dead_lettered.add(

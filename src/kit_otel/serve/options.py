@@ -22,6 +22,9 @@ class ServeOptions:
     shutdown_timeout_s: float = 15.0  # SIGTERM: how long queued spans may take to export
     max_queue_spans: int = 16384  # spans waiting for export before input is paused
     max_batch_spans: int = 512  # spans per export request
+    # how long a batch smaller than that may wait for more spans (one turn is a unit of a few
+    # spans: without it, 1,000 processes caught up meant ~1,000 requests)
+    export_linger_s: float = 0.2
     lines_per_round: int = 2000  # lines one stream may take before the others get a turn
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
