@@ -287,3 +287,29 @@ def test_a_long_replay_forgets_the_sessions_that_ended():
     assert (7, sc.PATH_B) in held  # never shut down: kept
     h.close()
     assert h.total("kit.turns") == 3001
+
+
+def test_with_thousands_of_sessions_open_a_sweep_runs_once_per_session_held():
+    """A sweep walks every session held; with more sessions than _SWEEP_EVERY it runs every
+    as many events as there are sessions, so its cost per event stays bounded, and it still
+    closes what went idle and forgets what ended."""
+    from kit_otel.translate.translator import _SWEEP_EVERY
+    h = make_harness(TranslatorSettings(idle_timeout_s=60))
+    sweeps = []  # (events seen, sessions held) at each sweep
+    real_sweep = h.translator.sweep_by_clocks
+    h.translator.sweep_by_clocks = lambda: sweeps.append(
+        (h.translator.events_seen, len(h.translator.sessions))) or real_sweep()
+    opened = []
+    for i in range(3000):  # 3,000 sessions, each with a turn left open
+        s = sc.script(path=f"/home/u/.kit/sessions/p/open{i}.jsonl", pid=5000 + i,
+                      start=sc.T0 + i * 10**6)
+        s.session_start()
+        s.turn("hi", [Step(text="ok", usage=Usage(10, 5, 0, 0))])
+        opened += [e for e in s.events if e.type != "agent_end"]
+    h.feed(opened)
+    assert len(h.translator.sessions) == 3000
+    gaps = [(b[0] - a[0], a[1]) for a, b in zip(sweeps, sweeps[1:])]
+    assert gaps and all(gap >= max(_SWEEP_EVERY, held) for gap, held in gaps)
+    assert max(gap for gap, _ in gaps) > _SWEEP_EVERY  # it did stretch
+    h.close()
+    assert h.total("kit.turns") == 3000

@@ -114,6 +114,10 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
                                   self.settings.idle_timeout_s) * NS_PER_S)
         self.auto_sweep = True  # sweep by the sessions' clocks every _SWEEP_EVERY events (serve
         # turns this off: it sweeps by wall clock, one KIT process at a time)
+        # A sweep walks every session held, so it runs every _SWEEP_EVERY events or every as
+        # many events as there are sessions, whichever is more: its cost per event stays
+        # bounded (10,000 sessions open at once: 15 µs an event when every 1,024 events).
+        self._events_until_sweep = _SWEEP_EVERY
         self._event_type_keys: dict[str, frozenset] = {}
         self._handlers: dict[str, Callable[[Session, ev.Event], None]] = {
             "input": self._on_turn_opening, "before_agent_start": self._on_turn_opening,
@@ -200,8 +204,11 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
                     handler(session, event)
                 else:
                     self._on_generic(session, event)
-        if self.auto_sweep and self.events_seen % _SWEEP_EVERY == 0:
-            self.sweep_by_clocks()
+        if self.auto_sweep:
+            self._events_until_sweep -= 1
+            if self._events_until_sweep <= 0:
+                self.sweep_by_clocks()
+                self._events_until_sweep = max(_SWEEP_EVERY, len(self.sessions))
 
     def set_process_parent(self, pid: int, traceparent: str, tracestate: str = "") -> bool:
         """Every later turn of KIT process `pid` is a child of this W3C trace context."""
