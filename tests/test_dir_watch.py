@@ -85,4 +85,14 @@ def test_the_spool_mask_names_appended_truncated_renamed_and_removed_files(tmp_p
     spool.rmdir()  # the watch is gone: the caller must look at everything and watch again
     changed = watcher.changed()
     assert None in changed and not watcher.watching(spool)
+    spool.mkdir()
+    assert watcher.watch(spool)
+    spool.rename(tmp_path / "spool.old")  # renamed away, a new one made at the name
+    spool.mkdir()
+    assert None in watcher.changed() and not watcher.watching(spool)
+    assert watcher.watch(spool)
+    (spool / "c.ndjson").write_bytes(b"1\n")
+    (tmp_path / "spool.old" / "old.ndjson").write_bytes(b"1\n")  # not watched any more
+    assert spool / "c.ndjson" in watcher.changed()
+    assert not any(p and p.name == "old.ndjson" for p in watcher.changed())
     watcher.close()

@@ -65,6 +65,47 @@ def test_every_attribute_value_type_twice_over_the_cache():
     assert_bytes_equal(spans, encoder)
 
 
+def test_the_cache_keeps_one_true_and_one_point_zero_apart_under_one_key():
+    provider, exporter = _provider()
+    tracer = provider.get_tracer("edge")
+    for value in (1, True, 1.0, 1, True, 0, False, 0.0, -0.0):  # equal as dict keys
+        with tracer.start_as_current_span("s", attributes={"flag": value}):
+            pass
+    assert_bytes_equal(exporter.get_finished_spans(), OTLPProtoEncoder())
+
+
+def test_resources_equal_by_value_but_not_as_dict_keys_stay_apart_like_the_sdk():
+    """Resource's == takes {"x": 1} and {"x": True} for one; its hash, which the SDK's
+    encoder groups by, does not."""
+    providers = [_provider(Resource({"x": value})) for value in (1, True, 1.0)]
+    spans = []
+    for provider, exporter in providers:
+        with provider.get_tracer("t").start_as_current_span("s"):
+            pass
+        spans.extend(exporter.get_finished_spans())
+    assert len(assert_bytes_equal(spans).resource_spans) == 3
+
+
+def test_an_attribute_nested_deeper_than_protobuf_parses_is_sent_the_sdk_way():
+    """The gRPC hook parses our bytes back; protobuf refuses ~32 levels of nesting that the
+    SDK's own message carries, so such a batch is built by the SDK instead (never stuck)."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    from kit_otel.export.otlp_proto import with_direct_encoding
+    deep = "leaf"
+    for _ in range(40):
+        deep = {"k": [deep]}
+    span = ReadableSpan("deep", SpanContext(1, 2, is_remote=False), attributes={"deep": deep},
+                        resource=Resource({}))
+    exporter = with_direct_encoding(OTLPSpanExporter)(endpoint="http://127.0.0.1:9",
+                                                       insecure=True)
+    try:
+        assert exporter._translate_data([span]) == encode_spans([span])
+    finally:
+        exporter.shutdown()
+
+
 def test_integers_beyond_int64_are_dropped_like_the_sdk_does(caplog):
     provider, exporter = _provider()
     with provider.get_tracer("edge").start_as_current_span(

@@ -204,8 +204,20 @@ def test_small_units_linger_into_one_request_and_a_flush_or_stop_sends_at_once()
     assert processor.force_flush(10_000)  # the rest goes now, not in an hour
     assert [len(batch) for batch in exporter.accepted] == [9, 3]
     processor.submit(make_spans(provider, ["late"]), "late")
+    assert not processor.wait_idle(0.3)  # after the flush, a small batch lingers again
     assert processor.close(timeout=10)  # stopping sends what lingers
     assert exporter.accepted[-1] == ["late"]
+
+
+def test_an_abort_while_a_batch_lingers_sends_nothing():
+    exporter = FlakyExporter()
+    processor = ReliableSpanProcessor([exporter], max_batch_spans=10, linger_s=3600)
+    processor.submit(make_spans(TracerProvider(), ["a"]), "a")
+    assert not processor.wait_idle(0.3)  # lingering
+    processor.abort()
+    processor._thread.join(10)
+    assert not processor._thread.is_alive()
+    assert exporter.calls == 0 and exporter.accepted == []
 
 
 def wait_until(predicate, timeout: float = 10.0) -> bool:
@@ -322,3 +334,21 @@ def test_a_line_written_between_a_read_and_its_stat_is_not_taken_for_idle(tmp_pa
     monkeypatch.setattr(spool_module, "_stat_key", stat_key)
     assert poll() == [2]
     assert poll() == [] and not spool_file.may_have_changed()  # now idle for real
+    # truncated and rewritten shorter (logrotate's copytruncate, then the next line), between
+    # a read and its stat: the size is below what was read
+    landing.append(None)
+
+    def stat_after_a_rewrite(p):
+        if landing:
+            landing.pop()
+            with open(p, "r+b") as out:
+                out.truncate(0)
+                out.write(line(3))
+        return stat_key(p)
+
+    monkeypatch.setattr(spool_module, "_stat_key", stat_after_a_rewrite)
+    spool_file.maybe_more = True
+    spool_file._idle_stat = None
+    assert poll() == []
+    monkeypatch.setattr(spool_module, "_stat_key", stat_key)
+    assert poll() == [3]  # seen: not taken for idle

@@ -438,9 +438,11 @@ class OTLPJsonEncoder:
 
 
 def canonical_equal(canonical: dict, item):
-    """The first item of this batch equal to `item` (a resource or scope), remembered by id."""
+    """The first item of this batch equal to `item` (a resource or scope) as a dict key is
+    equal — same hash and `==`, as the SDK's encoders group them (a Resource's `==` takes
+    {"x": 1} and {"x": True} for one, its hash does not) — remembered by id."""
     for seen in canonical.values():
-        if type(seen) is type(item) and seen == item:
+        if type(seen) is type(item) and hash(seen) == hash(item) and seen == item:
             canonical[id(item)] = seen
             return seen
     canonical[id(item)] = item

@@ -101,7 +101,9 @@ def _any_value(value) -> bytes:
 
 
 def _key_value(key: str, value) -> bytes:
-    return _delimited(b"\x0a", key.encode("utf-8")) + _delimited(b"\x12", _any_value(value))
+    encoded_key = key.encode("utf-8")  # (an empty key is a field at its default: left out)
+    return (_delimited(b"\x0a", encoded_key) if encoded_key else b"") + \
+        _delimited(b"\x12", _any_value(value))
 
 
 class _AttributeCache:
@@ -309,7 +311,10 @@ def with_direct_encoding(exporter_class: type) -> type:
             encoder = self._direct_encoder
             if encoder is None:
                 encoder = self._direct_encoder = OTLPProtoEncoder()
-            return ExportTraceServiceRequest.FromString(encoder.spans(data))
+            try:
+                return ExportTraceServiceRequest.FromString(encoder.spans(data))
+            except Exception:  # noqa: BLE001 - e.g. values nested deeper than protobuf parses
+                return super()._translate_data(data)  # the SDK's own request, as before
 
     DirectlyEncodedOTLPSpanExporter.__qualname__ = DirectlyEncodedOTLPSpanExporter.__name__ = \
         exporter_class.__name__  # log lines name the exporter as the SDK's

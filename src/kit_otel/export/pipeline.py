@@ -147,14 +147,17 @@ class PrometheusEndpoint:
         stopping = threading.Thread(target=server.shutdown, name="kit-otel-metrics-stop",
                                     daemon=True)
         stopping.start()
-        host, port = server.server_address[:2]
-        wake_host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        address = tuple(server.server_address)  # (IPv6: with its flow info and scope id)
+        wildcard = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+        address = (wildcard.get(address[0], address[0]),) + address[1:]
         for _ in range(20):
             stopping.join(0.005)  # (lets shutdown() set its flag before the wake-up)
             if not stopping.is_alive():
                 break
             try:
-                socket.create_connection((wake_host, port), timeout=0.1).close()
+                with socket.socket(server.address_family, socket.SOCK_STREAM) as wake:
+                    wake.settimeout(0.1)
+                    wake.connect(address)
             except OSError:
                 break  # not reachable here: the next poll ends the loop
         stopping.join()

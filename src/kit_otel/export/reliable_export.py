@@ -196,6 +196,8 @@ class ReliableSpanProcessor(SpanProcessor):
                 self._cond.wait(0.5)
             if self.linger_s > 0:
                 self._linger()
+                if self._abort.is_set():  # woken by abort: nothing more is sent
+                    return None
             batch, count = [], 0
             for unit in self._units:
                 if batch and count + len(unit.spans) > self.max_batch_spans:

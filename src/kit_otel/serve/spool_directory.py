@@ -94,7 +94,8 @@ class SpoolDirectory:
                     stream = self.file_owner.get(path.name)
                     if stream is not None:
                         stream.refresh()
-                    elif path.name.endswith(".ndjson"):
+                    elif path.name.endswith(".ndjson") and not path.name.startswith(".") \
+                            and path.name not in self._ignored_names:
                         self.scan_soon = True
                 return
             if not watch.watching(self.spool_dir):

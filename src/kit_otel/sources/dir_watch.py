@@ -25,12 +25,16 @@ IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
 IN_DELETE = 0x00000200
+IN_DELETE_SELF = 0x00000400
+IN_MOVE_SELF = 0x00000800  # the watched directory itself was renamed
 IN_Q_OVERFLOW = 0x00004000
 IN_IGNORED = 0x00008000  # the watch is gone (its directory was removed)
 IN_NONBLOCK = 0o4000
 IN_CLOEXEC = 0o2000000
 _MASK = IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE
-SPOOL_MASK = _MASK | IN_MODIFY | IN_MOVED_FROM
+# (a spool directory renamed away, `mv spool spool.old && mkdir spool`, would be followed to
+# its new name, the new directory never watched: moving or deleting it ends the watch)
+SPOOL_MASK = _MASK | IN_MODIFY | IN_MOVED_FROM | IN_MOVE_SELF | IN_DELETE_SELF
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
 
 
@@ -89,10 +93,14 @@ class DirectoryWatcher:
                 if mask & IN_Q_OVERFLOW:
                     found.add(None)
                     continue
-                if mask & IN_IGNORED:  # nothing more comes from it: the caller looks again
+                if mask & (IN_IGNORED | IN_MOVE_SELF | IN_DELETE_SELF):
+                    # the directory watched is gone from its name: the caller looks at
+                    # everything and watches the name again
                     gone = self._dirs.pop(wd, None)
                     if gone is not None:
                         self._wds.pop(gone, None)
+                        if mask & IN_MOVE_SELF:  # still watched under its new name: stop
+                            self._libc.inotify_rm_watch(self._fd, wd)
                     found.add(None)
                     continue
                 directory = self._dirs.get(wd)

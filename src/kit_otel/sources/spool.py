@@ -154,10 +154,11 @@ class SpoolFile:
         if not lines:
             self.maybe_more = False
             key = _stat_key(self.path)
-            if key is not None and key[2] > self.tailer.read_end:
-                # written between the read and the stat: what was read is not all there is,
-                # and remembering this size as "idle" would leave those lines unread until
-                # the next write
+            if key is not None and (key[2] != self.tailer.read_end or
+                                    key[:2] != self.tailer.opened_identity()):
+                # changed between the read and the stat (grown, truncated, replaced): what
+                # was read is not what is there, and remembering this as "idle" would leave
+                # the new lines unread until the next write
                 return 0
             self._idle_stat = key
             if not self.missing and key is None:

@@ -120,6 +120,16 @@ class FileTailer:
         self.read_end = position
         return lines
 
+    def opened_identity(self) -> tuple[int, int] | None:
+        """(inode, device) of the file open for reading, if one is."""
+        if self._file is None:
+            return None
+        try:
+            opened = os.fstat(self._file.fileno())
+        except OSError:
+            return None
+        return opened.st_ino, opened.st_dev
+
     def size(self) -> int:
         try:
             return os.stat(self.path).st_size
