@@ -12,7 +12,6 @@ import errno
 import fcntl
 import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.request
