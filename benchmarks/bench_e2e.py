@@ -5,7 +5,8 @@ measured in the same run on the same events.
 - floor: `msgspec` decoding every line, plus exactly the OTel SDK calls kit-otel's output
   consists of (recorded, then replayed by hand without logic; bench_pipeline.py), plus the
   SDK's own protobuf encoding of the very spans and metric points (what the OTLP exporters
-  send), in batches of the size kit-otel's batch processor uses. CPU time, in this process.
+  send), in batches of the size kit-otel's batch processor uses. CPU time, in a fresh
+  interpreter with the GC thresholds of kit-otel's processes (as every in-process figure).
 - replay: `kit-otel replay -q FILE` per exporter configuration: wall time (events/s), CPU time
   (user + system) and peak RSS of the process, the interpreter's start included; `startup` is
   the same command on an empty file.
@@ -47,7 +48,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans 
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader  # noqa: E402
 from opentelemetry.sdk.trace import SpanProcessor  # noqa: E402
 
-from bench_pipeline import floor_run, record_sdk_calls  # noqa: E402
+from bench_pipeline import floor_run  # noqa: E402
 from kit_otel.model.decoder import decode_line, encode_event  # noqa: E402
 from kit_otel.cli.generator import demo_stream  # noqa: E402
 from kit_otel.export.otlp_json import OTLPJsonEncoder  # noqa: E402
@@ -77,18 +78,58 @@ class _EncodeInBatches(SpanProcessor):
 
 
 def floor_cpu(lines: list[bytes], calls) -> float:
-    """decode + the same SDK calls + the SDK's protobuf encoding of the same spans/points."""
-    spans = _EncodeInBatches(lambda batch: encode_spans(batch).SerializeToString())
-    reader = InMemoryMetricReader()
-    gc.collect()
-    cpu = floor_run(lines, calls, spans, reader)
-    t0 = time.process_time()
-    spans.flush()
-    encode_metrics(reader.get_metrics_data()).SerializeToString()
-    return cpu + time.process_time() - t0
+    """decode + the same SDK calls + the SDK's protobuf encoding of the same spans/points,
+    with the cyclic GC's thresholds of kit-otel's own processes."""
+    from kit_otel.cli.main import GC_THRESHOLDS
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        spans = _EncodeInBatches(lambda batch: encode_spans(batch).SerializeToString())
+        reader = InMemoryMetricReader()
+        gc.collect()
+        cpu = floor_run(lines, calls, spans, reader)
+        t0 = time.process_time()
+        spans.flush()
+        encode_metrics(reader.get_metrics_data()).SerializeToString()
+        return cpu + time.process_time() - t0
+    finally:
+        gc.set_threshold(*thresholds)
 
 
-def default_path_cpu(lines: list[bytes]) -> float:
+# In-process figures are taken in a fresh interpreter each: in the benchmark's own process,
+# which holds every stream, the cyclic GC's full collections cost what no `kit-otel` process
+# pays (the floor moved by 35% between runs with what the benchmark held).
+_FRESH = """
+import json, sys
+sys.path[:0] = sys.argv[3:]
+import bench_e2e
+from bench_pipeline import record_sdk_calls
+lines = open(sys.argv[1], "rb").read().splitlines(keepends=True)
+kind = sys.argv[2]
+if kind == "floor":
+    result = bench_e2e.floor_cpu(lines, record_sdk_calls(lines))
+elif kind == "default_path":
+    result = bench_e2e.default_path_cpu(lines)
+else:
+    result = bench_e2e.gc_share(lines)
+print(json.dumps(result))
+"""
+
+
+def in_fresh_process(kind: str, lines: list[bytes]):
+    """`floor`, `default_path` or `gc_share` of `lines`, measured in a new interpreter."""
+    import json
+    with tempfile.NamedTemporaryFile(suffix=".ndjson") as data:
+        data.write(b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines))
+        data.flush()
+        done = subprocess.run([sys.executable, "-c", _FRESH, data.name, kind, str(HERE),
+                               str(HERE.parent / "tests")], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"measuring {kind} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def default_path_cpu(lines: list[bytes], on_start=None) -> float:
     """kit-otel's decode + translate + the direct OTLP/JSON encoding of every span and of the
     metrics, in this process (no files, no threads): the work of the default path, with the
     cyclic GC's thresholds of kit-otel's own processes."""
@@ -96,12 +137,12 @@ def default_path_cpu(lines: list[bytes]) -> float:
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
-        return _default_path_cpu(lines)
+        return _default_path_cpu(lines, on_start)
     finally:
         gc.set_threshold(*thresholds)
 
 
-def _default_path_cpu(lines: list[bytes]) -> float:
+def _default_path_cpu(lines: list[bytes], on_start=None) -> float:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -114,6 +155,8 @@ def _default_path_cpu(lines: list[bytes]) -> float:
     translator = Translator(tp, MeterProvider(metric_readers=[reader]),
                             TranslatorSettings(sessions_root=None, idle_timeout_s=600))
     gc.collect()
+    if on_start is not None:
+        on_start()
     t0 = time.process_time()
     process = translator.process
     for line in lines:
@@ -127,9 +170,11 @@ def _default_path_cpu(lines: list[bytes]) -> float:
 def gc_share(lines: list[bytes]) -> tuple[float, float, list[int]]:
     """(CPU of the default path's work, CPU inside the cyclic GC's collections, collections
     by generation) on `lines`, in this process."""
-    spent, by_generation, started = [0.0], [0, 0, 0], [0.0]
+    spent, by_generation, started, measuring = [0.0], [0, 0, 0], [0.0], [False]
 
     def on_gc(phase: str, info: dict) -> None:
+        if not measuring[0]:  # (the collection before the measured part is not in it)
+            return
         if phase == "start":
             started[0] = time.thread_time()
         else:
@@ -138,7 +183,7 @@ def gc_share(lines: list[bytes]) -> tuple[float, float, list[int]]:
 
     gc.callbacks.append(on_gc)
     try:
-        cpu = default_path_cpu(lines)
+        cpu = default_path_cpu(lines, on_start=lambda: measuring.__setitem__(0, True))
     finally:
         gc.callbacks.remove(on_gc)
     return cpu, spent[0], by_generation
@@ -228,9 +273,8 @@ def bench_replay(name: str, lines: list[bytes], runs: int, receiver, work: Path)
     path = work / f"{name}.ndjson"
     path.write_bytes(b"".join(lines))
     (work / "empty.ndjson").write_bytes(b"")
-    calls = record_sdk_calls(lines)
-    floor = statistics.median(floor_cpu(lines, calls) for _ in range(runs))
-    in_process = statistics.median(default_path_cpu(lines) for _ in range(runs))
+    floor = statistics.median(in_fresh_process("floor", lines) for _ in range(runs))
+    in_process = statistics.median(in_fresh_process("default_path", lines) for _ in range(runs))
     startup = _median([run_replay(work / "empty.ndjson", clean_env(work), work)
                        for _ in range(runs)])
     n = len(lines)
@@ -326,8 +370,8 @@ def serve_startup(receiver, work: Path, runs: int) -> Measured:
 def bench_serve(label: str, processes, runs: int, receiver, work: Path,
                 startup: Measured) -> None:
     lines = [line for p in processes for _, line in p.lines]
-    calls = record_sdk_calls(sorted(lines, key=lambda line: decode_line(line).ts_ns))
-    floor = statistics.median(floor_cpu(lines, calls) for _ in range(runs))
+    by_time = sorted(lines, key=lambda line: decode_line(line).ts_ns)
+    floor = statistics.median(in_fresh_process("floor", by_time) for _ in range(runs))
     results = [run_serve(processes, receiver, work) for _ in range(runs)]
     caught = [r[1] for r in results]
     measured = _median([r[0] for r in results])
@@ -545,7 +589,8 @@ def _curve(label: str, points: list[tuple[str, list[bytes]]]) -> None:
     costs = []
     for name, lines in points:
         # the least of three on small points: a loaded machine inflates short runs the most
-        cpu = min(default_path_cpu(lines) for _ in range(3 if len(lines) < 50_000 else 1))
+        cpu = min(in_fresh_process("default_path", lines)
+                  for _ in range(3 if len(lines) < 50_000 else 1))
         costs.append(cpu / len(lines) * 1e6)
         print(f"    {label} {name:>7}: {len(lines):>9,} events  {costs[-1]:6.2f} us/event  "
               f"(load average {os.getloadavg()[0]:.1f})", flush=True)
@@ -596,7 +641,8 @@ def bench_scaling(quick: bool, receiver, work: Path, runs: int, largest: int = 1
         processes = spool_processes(count, max(1, total_turns // count), work / f"s{count}")
         lines = [line for p in processes for _, line in p.lines]
         files = sum(len(p.files) for p in processes)
-        in_process = default_path_cpu(sorted(lines, key=lambda line: decode_line(line).ts_ns))
+        in_process = in_fresh_process("default_path",
+                                      sorted(lines, key=lambda line: decode_line(line).ts_ns))
         measured, caught = run_serve(processes, receiver, work)
         if caught != caught:
             print(f"    processes {count:>5}: did NOT catch up: {measured.stderr}")
@@ -666,7 +712,7 @@ def main(argv=None) -> int:
             bench_idle_serve([10] if args.quick else [100, 1000], receiver, work)
         if "gc" in sections:
             lines = _lines(demo_stream(1, sessions=args.sessions, turns=args.turns))
-            cpu, in_gc, by_generation = gc_share(lines)
+            cpu, in_gc, by_generation = in_fresh_process("gc_share", lines)
             print(f"== cyclic GC in the default path's work (demo stream, {len(lines):,} events, "
                   f"in process, the CLI's thresholds): {in_gc:.2f} s of {cpu:.2f} s CPU "
                   f"({in_gc / cpu:.0%}); "

@@ -35,6 +35,11 @@ def test_floor_and_default_path_measure_the_same_stream(bench_e2e):
     assert sum(map(len, calls)) > len(lines)  # spans, events and metric updates were recorded
     assert bench_e2e.floor_cpu(lines, calls) > 0
     assert bench_e2e.default_path_cpu(lines) > 0
+    # and each in a fresh interpreter, as the benchmark takes them
+    assert bench_e2e.in_fresh_process("floor", lines) > 0
+    assert bench_e2e.in_fresh_process("default_path", lines) > 0
+    cpu, in_gc, by_generation = bench_e2e.in_fresh_process("gc_share", lines)
+    assert cpu > 0 and 0 <= in_gc <= cpu and len(by_generation) == 3
 
 
 def test_replay_and_serve_runs_report_cpu_and_rss(bench_e2e, receiver, tmp_path):
