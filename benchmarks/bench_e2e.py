@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -77,13 +78,22 @@ class _EncodeInBatches(SpanProcessor):
             self.pending = []
 
 
-def floor_cpu(lines: list[bytes], calls) -> float:
-    """decode + the same SDK calls + the SDK's protobuf encoding of the same spans/points,
-    with the cyclic GC's thresholds of kit-otel's own processes."""
+@contextmanager
+def _cli_gc_thresholds():
+    """The cyclic GC's thresholds of kit-otel's own processes, for the block."""
     from kit_otel.cli.main import GC_THRESHOLDS
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
     try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def floor_cpu(lines: list[bytes], calls) -> float:
+    """decode + the same SDK calls + the SDK's protobuf encoding of the same spans/points,
+    with the cyclic GC's thresholds of kit-otel's own processes."""
+    with _cli_gc_thresholds():
         spans = _EncodeInBatches(lambda batch: encode_spans(batch).SerializeToString())
         reader = InMemoryMetricReader()
         gc.collect()
@@ -92,8 +102,6 @@ def floor_cpu(lines: list[bytes], calls) -> float:
         spans.flush()
         encode_metrics(reader.get_metrics_data()).SerializeToString()
         return cpu + time.process_time() - t0
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 # In-process figures are taken in a fresh interpreter each: in the benchmark's own process,
@@ -133,13 +141,8 @@ def default_path_cpu(lines: list[bytes], on_start=None) -> float:
     """kit-otel's decode + translate + the direct OTLP/JSON encoding of every span and of the
     metrics, in this process (no files, no threads): the work of the default path, with the
     cyclic GC's thresholds of kit-otel's own processes."""
-    from kit_otel.cli.main import GC_THRESHOLDS
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
-    try:
+    with _cli_gc_thresholds():
         return _default_path_cpu(lines, on_start)
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 def _default_path_cpu(lines: list[bytes], on_start=None) -> float:

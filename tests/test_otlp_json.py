@@ -112,7 +112,8 @@ EVERY_VALUE = {
 }
 
 
-def _provider(resource=None, **limits):
+def span_provider(resource=None, **limits):
+    """A tracer provider (with span limits) and the in-memory exporter its spans end in."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=resource or Resource.create({"service.name": "edge"}),
                               span_limits=SpanLimits(**limits) if limits else None)
@@ -121,7 +122,7 @@ def _provider(resource=None, **limits):
 
 
 def test_every_attribute_value_type():
-    provider, exporter = _provider()
+    provider, exporter = span_provider()
     tracer = provider.get_tracer("edge")
     with tracer.start_as_current_span("values", attributes=EVERY_VALUE) as span:
         span.add_event("event", EVERY_VALUE, timestamp=1)
@@ -136,21 +137,29 @@ def test_every_attribute_value_type():
     assert values["none"] == {}
 
 
-def test_integers_beyond_int64_are_dropped_like_the_sdk_does(caplog):
-    provider, exporter = _provider()
+def beyond_int64_spans():
+    """One span with an int, two integers outside int64 and an array holding one."""
+    provider, exporter = span_provider()
     with provider.get_tracer("edge").start_as_current_span(
             "big", attributes={"ok": 1, "too_big": 2**63, "too_small": -2**63 - 1,
                                "array": (1, 2**64)}):
         pass
+    return exporter.get_finished_spans()
+
+
+def test_integers_beyond_int64_are_dropped_like_the_sdk_does(caplog):
+    spans = beyond_int64_spans()
     with caplog.at_level(logging.CRITICAL):  # the SDK's own encoder logs a traceback each
-        doc = assert_traces_equal(exporter.get_finished_spans())
+        doc = assert_traces_equal(spans)
     keys = [a["key"] for a in doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]]
     assert keys == ["ok"]
 
 
-def test_links_events_status_kinds_trace_state_remote_parent_and_dropped_counts():
-    provider, exporter = _provider(max_attributes=3, max_events=2, max_links=2,
-                                   max_event_attributes=1, max_link_attributes=1)
+def edge_case_spans():
+    """A span of every kind with a remote parent, trace state, links, events, every status and
+    every limit exceeded; then a root span without name, parent or attributes."""
+    provider, exporter = span_provider(max_attributes=3, max_events=2, max_links=2,
+                                       max_event_attributes=1, max_link_attributes=1)
     tracer = provider.get_tracer("edge", "1.2.3", schema_url="https://opentelemetry.io/schemas/1.28.0",
                                  attributes={"scope.attr": "x"})
     remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1),
@@ -171,7 +180,11 @@ def test_links_events_status_kinds_trace_state_remote_parent_and_dropped_counts(
         span.end(end_time=1_700_000_000_000_000_009)
     root = tracer.start_span("")  # a root span without a name, parent or attributes
     root.end()
-    doc = assert_traces_equal(exporter.get_finished_spans())
+    return exporter.get_finished_spans()
+
+
+def test_links_events_status_kinds_trace_state_remote_parent_and_dropped_counts():
+    doc = assert_traces_equal(edge_case_spans())
     scope_spans = doc["resourceSpans"][0]["scopeSpans"][0]
     assert scope_spans["schemaUrl"].endswith("1.28.0")
     assert scope_spans["scope"]["version"] == "1.2.3"
@@ -183,12 +196,17 @@ def test_links_events_status_kinds_trace_state_remote_parent_and_dropped_counts(
     assert first["links"][1]["traceId"] == "f" * 32 and first["links"][1]["flags"] == 0x300
 
 
-def test_resources_and_scopes_group_like_the_sdk_encoder():
-    schema = "https://opentelemetry.io/schemas/1.27.0"
+GROUPED_SCHEMA = "https://opentelemetry.io/schemas/1.27.0"
+
+
+def grouped_spans():
+    """Spans of two equal resources (different objects), another resource and two scopes,
+    interleaved."""
+    schema = GROUPED_SCHEMA
     # equal resources that are different objects group together; another stays apart
-    providers = [_provider(Resource({"service.name": "a"}, schema)),
-                 _provider(Resource({"service.name": "a"}, schema)),
-                 _provider(Resource({"service.name": "b"}))]
+    providers = [span_provider(Resource({"service.name": "a"}, schema)),
+                 span_provider(Resource({"service.name": "a"}, schema)),
+                 span_provider(Resource({"service.name": "b"}))]
     spans = []
     for round_ in range(2):
         for i, (provider, exporter) in enumerate(providers):
@@ -198,13 +216,17 @@ def test_resources_and_scopes_group_like_the_sdk_encoder():
     for _, exporter in providers:
         spans.extend(exporter.get_finished_spans())
     spans.sort(key=lambda s: s.name)  # interleaved resources and scopes
-    doc = assert_traces_equal(spans)
+    return spans
+
+
+def test_resources_and_scopes_group_like_the_sdk_encoder():
+    doc = assert_traces_equal(grouped_spans())
     assert len(doc["resourceSpans"]) == 2
-    assert doc["resourceSpans"][0]["schemaUrl"] == schema
+    assert doc["resourceSpans"][0]["schemaUrl"] == GROUPED_SCHEMA
 
 
 def test_text_that_is_not_unicode_goes_the_reference_way():
-    provider, exporter = _provider()
+    provider, exporter = span_provider()
     with provider.get_tracer("edge").start_as_current_span("s", attributes={"bad": "a\ud800b",
                                                                             "good": "ok"}):
         pass
@@ -222,7 +244,7 @@ def _metrics(temporality=None, exponential=False):
     provider = MeterProvider(metric_readers=[reader], resource=resource, views=views)
     meter = provider.get_meter("edge", "9", schema_url="https://example.com/s",
                                attributes={"m": 1})
-    tracer_provider, _ = _provider()
+    tracer_provider, _ = span_provider()
     counter = meter.create_counter("c", unit="1", description="a counter ☃")
     updown = meter.create_up_down_counter("u")
     hist = meter.create_histogram("h", unit="s", explicit_bucket_boundaries_advisory=[0, 1.5, 10])

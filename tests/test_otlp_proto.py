@@ -7,18 +7,14 @@ from __future__ import annotations
 import logging
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanLimits, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import (Link, NonRecordingSpan, SpanContext, SpanKind, Status,
-                                 StatusCode, TraceFlags, TraceState)
+from opentelemetry.trace import SpanContext
 
 from harness import make_harness
-from test_otlp_json import EVERY_VALUE
+from test_otlp_json import (EVERY_VALUE, beyond_int64_spans, edge_case_spans, grouped_spans,
+                            span_provider)
 from kit_otel.cli.generator import demo_stream
 from kit_otel.export.otlp_proto import OTLPProtoEncoder
 
@@ -29,14 +25,6 @@ def assert_bytes_equal(spans, encoder: OTLPProtoEncoder | None = None) -> Export
     assert ExportTraceServiceRequest.FromString(ours) == reference
     assert ours == reference.SerializeToString()
     return reference
-
-
-def _provider(resource=None, **limits):
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=resource or Resource.create({"service.name": "edge"}),
-                              span_limits=SpanLimits(**limits) if limits else None)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
 
 
 def test_demo_spans_encode_to_the_sdk_bytes():
@@ -52,7 +40,7 @@ def test_demo_spans_encode_to_the_sdk_bytes():
 
 
 def test_every_attribute_value_type_twice_over_the_cache():
-    provider, exporter = _provider()
+    provider, exporter = span_provider()
     tracer = provider.get_tracer("edge")
     for _ in range(2):  # the second span's pairs come from the cache
         with tracer.start_as_current_span("values", attributes=EVERY_VALUE) as span:
@@ -66,7 +54,7 @@ def test_every_attribute_value_type_twice_over_the_cache():
 
 
 def test_the_cache_keeps_one_true_and_one_point_zero_apart_under_one_key():
-    provider, exporter = _provider()
+    provider, exporter = span_provider()
     tracer = provider.get_tracer("edge")
     for value in (1, True, 1.0, 1, True, 0, False, 0.0, -0.0):  # equal as dict keys
         with tracer.start_as_current_span("s", attributes={"flag": value}):
@@ -77,7 +65,7 @@ def test_the_cache_keeps_one_true_and_one_point_zero_apart_under_one_key():
 def test_resources_equal_by_value_but_not_as_dict_keys_stay_apart_like_the_sdk():
     """Resource's == takes {"x": 1} and {"x": True} for one; its hash, which the SDK's
     encoder groups by, does not."""
-    providers = [_provider(Resource({"x": value})) for value in (1, True, 1.0)]
+    providers = [span_provider(Resource({"x": value})) for value in (1, True, 1.0)]
     spans = []
     for provider, exporter in providers:
         with provider.get_tracer("t").start_as_current_span("s"):
@@ -107,67 +95,27 @@ def test_an_attribute_nested_deeper_than_protobuf_parses_is_sent_the_sdk_way():
 
 
 def test_integers_beyond_int64_are_dropped_like_the_sdk_does(caplog):
-    provider, exporter = _provider()
-    with provider.get_tracer("edge").start_as_current_span(
-            "big", attributes={"ok": 1, "too_big": 2**63, "too_small": -2**63 - 1,
-                               "array": (1, 2**64)}):
-        pass
+    spans = beyond_int64_spans()
     with caplog.at_level(logging.CRITICAL):  # the SDK's own encoder logs a traceback each
-        request = assert_bytes_equal(exporter.get_finished_spans())
+        request = assert_bytes_equal(spans)
     span = request.resource_spans[0].scope_spans[0].spans[0]
     assert [a.key for a in span.attributes] == ["ok"]
 
 
 def test_links_events_status_kinds_trace_state_remote_parent_and_dropped_counts():
-    provider, exporter = _provider(max_attributes=3, max_events=2, max_links=2,
-                                   max_event_attributes=1, max_link_attributes=1)
-    tracer = provider.get_tracer("edge", "1.2.3", schema_url="https://opentelemetry.io/schemas/1.28.0",
-                                 attributes={"scope.attr": "x"})
-    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1),
-                         trace_state=TraceState([("vendor", "v1"), ("other", "o2")]))
-    parent_context = trace.set_span_in_context(NonRecordingSpan(remote))
-    links = [Link(SpanContext(5, 6, is_remote=False)),
-             Link(SpanContext(7, 8, is_remote=False)),
-             Link(SpanContext(2**128 - 1, 2**64 - 1, is_remote=True), {"a": 1, "b": 2})]
-    for kind in SpanKind:
-        span = tracer.start_span(f"k{kind.value}", context=parent_context, kind=kind,
-                                 links=links, attributes={"a": 1, "b": 2, "c": 3, "d": 4},
-                                 start_time=1_700_000_000_000_000_001)
-        for i in range(3):
-            span.add_event(f"e{i}", {"x": i, "y": i}, timestamp=1_700_000_000_000_000_002 + i)
-        span.set_status(Status(StatusCode.ERROR, "boom ☃") if kind is SpanKind.CLIENT
-                        else Status(StatusCode.OK) if kind is SpanKind.SERVER
-                        else Status(StatusCode.UNSET))
-        span.end(end_time=1_700_000_000_000_000_009)
-    root = tracer.start_span("")  # a root span without a name, parent or attributes
-    root.end()
-    request = assert_bytes_equal(exporter.get_finished_spans())
+    request = assert_bytes_equal(edge_case_spans())
     first = request.resource_spans[0].scope_spans[0].spans[0]
     assert first.flags == 0x300 and first.dropped_events_count == 1
     assert first.trace_state == "vendor=v1,other=o2"
 
 
 def test_resources_and_scopes_group_like_the_sdk_encoder():
-    schema = "https://opentelemetry.io/schemas/1.27.0"
-    providers = [_provider(Resource({"service.name": "a"}, schema)),
-                 _provider(Resource({"service.name": "a"}, schema)),
-                 _provider(Resource({"service.name": "b"}))]
-    spans = []
-    for round_ in range(2):
-        for i, (provider, exporter) in enumerate(providers):
-            for scope in ("one", "two"):
-                with provider.get_tracer(scope).start_as_current_span(f"{round_}-{i}-{scope}"):
-                    pass
-    for _, exporter in providers:
-        spans.extend(exporter.get_finished_spans())
-    spans.sort(key=lambda s: s.name)  # interleaved resources and scopes
-    request = assert_bytes_equal(spans)
-    assert len(request.resource_spans) == 2
+    assert len(assert_bytes_equal(grouped_spans()).resource_spans) == 2
 
 
 @pytest.mark.parametrize("bad", ["a\ud800b", "\udfff"])
 def test_text_that_is_not_unicode_goes_the_sdk_way(bad, caplog):
-    provider, exporter = _provider()
+    provider, exporter = span_provider()
     with provider.get_tracer("edge").start_as_current_span("s", attributes={"bad": bad,
                                                                             "good": "ok"}):
         pass

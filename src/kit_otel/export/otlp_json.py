@@ -26,18 +26,23 @@ from opentelemetry.trace import SpanKind
 
 log = logging.getLogger("kit_otel")
 
-# OTLP's Span.SpanKind numbers, as the SDK's trace encoder maps them
-_SPAN_KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3,
-              SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
+# OTLP's Span.SpanKind numbers, as the SDK's trace encoder maps them (both direct encoders)
+SPAN_KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3,
+             SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
 # SpanFlags: the SDK's encoder always says whether the parent was remote
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def span_flags(parent) -> int:
+    """The SpanFlags the SDK's encoder writes for a span (or link) with this parent context."""
+    return _HAS_IS_REMOTE | _IS_REMOTE if parent and parent.is_remote else _HAS_IS_REMOTE
 
 _encode_json = msgspec.json.Encoder().encode
 _Raw = msgspec.Raw
 
 
-class _Unencodable(ValueError):
+class Unencodable(ValueError):
     """A value protobuf itself would refuse (the SDK's encoder then drops the attribute)."""
 
 
@@ -60,8 +65,8 @@ def _any_value(value) -> dict:
     if isinstance(value, str):
         return {"stringValue": value}
     if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise _Unencodable(f"integer {value} is outside int64")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise Unencodable(f"integer {value} is outside int64")
         return {"intValue": str(value)}
     if isinstance(value, float):
         return {"doubleValue": _double(value)}
@@ -73,17 +78,20 @@ def _any_value(value) -> dict:
     if isinstance(value, Mapping):
         pairs = [{"key": str(k), "value": _any_value(v)} for k, v in value.items()]
         return {"kvlistValue": {"values": pairs} if pairs else {}}
-    raise _Unencodable(f"invalid type {type(value).__name__}")
+    raise Unencodable(f"invalid type {type(value).__name__}")
 
 
-class _AttributeCache:
-    """Encoded key-value pairs by (key, value): a stream repeats the same few model, tool and
-    provider names on thousands of spans. Bounded; only hashable scalar values are kept."""
+class AttributeCache:
+    """Encoded key-value pairs by (key, type, value): a stream repeats the same few model, tool
+    and provider names on thousands of spans. Bounded; only ints, bools and short strings are
+    kept (a float's -0.0 equals 0.0 as a key). `encode_pair(key, value)` is the encoding (a
+    dict here, bytes for protobuf) and raises Unencodable for a value the SDK drops."""
 
     _LIMIT = 8192
     _LONGEST = 256  # longer strings are content or paths, rarely repeated
 
-    def __init__(self):
+    def __init__(self, encode_pair):
+        self._encode_pair = encode_pair
         self._pairs: dict = {}
 
     def encode(self, attributes) -> list:
@@ -96,24 +104,24 @@ class _AttributeCache:
         out = []
         for key, value in attributes.items():
             kind = type(value)
-            if kind is int or kind is bool or (kind is str and len(value) <= self._LONGEST):
+            cacheable = kind is int or kind is bool or (
+                kind is str and len(value) <= self._LONGEST)
+            if cacheable:
                 cache_key = (key, kind, value)
                 pair = pairs.get(cache_key)
-                if pair is None:
-                    try:
-                        pair = {"key": key, "value": _any_value(value)}
-                    except _Unencodable as exc:
-                        log.warning("attribute %s not exported: %s", key, exc)
-                        continue
-                    if len(pairs) >= self._LIMIT:
-                        pairs.clear()
-                    pairs[cache_key] = pair
-                out.append(pair)
-                continue
+                if pair is not None:
+                    out.append(pair)
+                    continue
             try:
-                out.append({"key": key, "value": _any_value(value)})
-            except _Unencodable as exc:
+                pair = self._encode_pair(key, value)
+            except Unencodable as exc:
                 log.warning("attribute %s not exported: %s", key, exc)
+                continue
+            if cacheable:
+                if len(pairs) >= self._LIMIT:
+                    pairs.clear()
+                pairs[cache_key] = pair
+            out.append(pair)
         return out
 
 
@@ -122,7 +130,8 @@ class OTLPJsonEncoder:
     Resources and scopes are encoded once and reused, as are repeated attribute pairs."""
 
     def __init__(self):
-        self._attributes = _AttributeCache()
+        self._attributes = AttributeCache(lambda key, value: {"key": key,
+                                                              "value": _any_value(value)})
         self._resources: dict = {}
         self._scopes: dict = {}
 
@@ -164,35 +173,18 @@ class OTLPJsonEncoder:
         order first seen (as the SDK's encoder groups them)."""
         try:
             return _encode_json(self._trace_request(spans))
-        except (_Unencodable, UnicodeError, TypeError, ValueError, OverflowError):
+        except (Unencodable, UnicodeError, TypeError, ValueError, OverflowError):
             from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
             return reference_json(encode_spans(spans))
 
     def _trace_request(self, spans) -> dict:
-        # The SDK's encoder groups by resource and scope as dict keys, i.e. by equality; a
-        # Resource hashes by serialising its attributes, too dear per span. Each distinct
-        # object is matched to its first equal one once per batch, then grouped by identity.
-        canonical: dict = {}
-        by_resource: dict = {}
-        for span in spans:
-            resource, scope = span._resource, span._instrumentation_scope or None
-            resource = canonical.get(id(resource)) or canonical_equal(canonical, resource)
-            if scope is not None:
-                scope = canonical.get(id(scope)) or canonical_equal(canonical, scope)
-            group = by_resource.get(id(resource))
-            if group is None:
-                group = by_resource[id(resource)] = (resource, {})
-            scopes = group[1]
-            encoded = scopes.get(id(scope))
-            if encoded is None:
-                encoded = scopes[id(scope)] = (scope, [])
-            # written out at once: a batch's tree of dicts would otherwise live until the
-            # end, and the cyclic GC traverse it again at every collection it triggers
-            encoded[1].append(_Raw(_encode_json(self._span(span))))
+        # written out at once: a batch's tree of dicts would otherwise live until the end, and
+        # the cyclic GC traverse it again at every collection it triggers
+        grouped = group_spans(spans, lambda span: _Raw(_encode_json(self._span(span))))
         resource_spans = []
-        for resource, scopes in by_resource.values():
+        for resource, scopes in grouped:
             scope_spans = []
-            for scope, encoded in scopes.values():
+            for scope, encoded in scopes:
                 entry = {"scope": self._scope(scope), "spans": encoded}
                 if scope is not None and scope.schema_url:
                     entry["schemaUrl"] = scope.schema_url
@@ -213,10 +205,9 @@ class OTLPJsonEncoder:
         parent = span._parent
         if parent:
             out["parentSpanId"] = format(parent.span_id, "016x")
-        flags = _HAS_IS_REMOTE | _IS_REMOTE if parent and parent.is_remote else _HAS_IS_REMOTE
         if span._name:
             out["name"] = span._name
-        out["kind"] = _SPAN_KIND[span._kind]
+        out["kind"] = SPAN_KIND[span._kind]
         if span._start_time:
             out["startTimeUnixNano"] = str(span._start_time)
         if span._end_time:
@@ -247,7 +238,7 @@ class OTLPJsonEncoder:
             if status.status_code.value:
                 body["code"] = status.status_code.value
             out["status"] = body
-        out["flags"] = flags
+        out["flags"] = span_flags(parent)
         return out
 
     def _event(self, event) -> dict:
@@ -272,7 +263,7 @@ class OTLPJsonEncoder:
             out["attributes"] = attributes
         if link.dropped_attributes:
             out["droppedAttributesCount"] = link.dropped_attributes
-        out["flags"] = _HAS_IS_REMOTE | _IS_REMOTE if context.is_remote else _HAS_IS_REMOTE
+        out["flags"] = span_flags(context)
         return out
 
     # ── metrics ──────────────────────────────────────────────────────────────────────────────
@@ -281,7 +272,7 @@ class OTLPJsonEncoder:
         """The ExportMetricsServiceRequest of `data`."""
         try:
             return _encode_json(self._metrics_request(data))
-        except (_Unencodable, UnicodeError, TypeError, ValueError, OverflowError):
+        except (Unencodable, UnicodeError, TypeError, ValueError, OverflowError):
             from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
             return reference_json(encode_metrics(data))
 
@@ -427,7 +418,7 @@ class OTLPJsonEncoder:
         elif isinstance(value, int):
             out["asInt"] = str(_int64(int(value)))
         else:
-            raise _Unencodable("exemplar value must be an int or float")
+            raise Unencodable("exemplar value must be an int or float")
         if exemplar.span_id is not None and exemplar.trace_id is not None:
             out["spanId"] = format(exemplar.span_id, "016x")
             out["traceId"] = format(exemplar.trace_id, "032x")
@@ -437,10 +428,35 @@ class OTLPJsonEncoder:
         return out
 
 
-def canonical_equal(canonical: dict, item):
+def group_spans(spans, encode_span) -> list:
+    """[(resource, [(scope, [encode_span(span), ...]), ...]), ...]: spans grouped by resource
+    then scope in the order first seen, as the SDK's trace encoder groups them (both direct
+    encoders use it).
+
+    The SDK groups with resources and scopes as dict keys, i.e. by hash and equality; a
+    Resource hashes by serialising its attributes, too dear per span. Each distinct object is
+    matched to its first equal one once per batch, then grouped by identity."""
+    canonical: dict = {}
+    by_resource: dict = {}
+    for span in spans:
+        resource, scope = span._resource, span._instrumentation_scope or None
+        resource = canonical.get(id(resource)) or _first_equal(canonical, resource)
+        if scope is not None:
+            scope = canonical.get(id(scope)) or _first_equal(canonical, scope)
+        group = by_resource.get(id(resource))
+        if group is None:
+            group = by_resource[id(resource)] = (resource, {})
+        encoded = group[1].get(id(scope))
+        if encoded is None:
+            encoded = group[1][id(scope)] = (scope, [])
+        encoded[1].append(encode_span(span))
+    return [(resource, list(scopes.values())) for resource, scopes in by_resource.values()]
+
+
+def _first_equal(canonical: dict, item):
     """The first item of this batch equal to `item` (a resource or scope) as a dict key is
-    equal — same hash and `==`, as the SDK's encoders group them (a Resource's `==` takes
-    {"x": 1} and {"x": True} for one, its hash does not) — remembered by id."""
+    equal — same hash and `==` (a Resource's `==` takes {"x": 1} and {"x": True} for one, its
+    hash does not) — remembered by id."""
     for seen in canonical.values():
         if type(seen) is type(item) and hash(seen) == hash(item) and seen == item:
             canonical[id(item)] = seen
@@ -450,8 +466,8 @@ def canonical_equal(canonical: dict, item):
 
 
 def _int64(value: int) -> int:
-    if not _INT64_MIN <= value <= _INT64_MAX:
-        raise _Unencodable(f"integer {value} is outside int64")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise Unencodable(f"integer {value} is outside int64")
     return value
 
 

@@ -23,17 +23,12 @@ import struct
 from collections.abc import Mapping, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind
 
-from kit_otel.export.otlp_json import canonical_equal
+from kit_otel.export.otlp_json import (INT64_MAX, INT64_MIN, SPAN_KIND, AttributeCache,
+                                        Unencodable, group_spans, span_flags)
 
 log = logging.getLogger("kit_otel")
 
-# OTLP's Span.SpanKind numbers, as the SDK's trace encoder maps them
-_SPAN_KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3,
-              SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
-_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200  # SpanFlags: the SDK always says which
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64 = 1 << 64
 
 _fixed64 = struct.Struct("<Q").pack
@@ -53,10 +48,6 @@ _LINK_TRACE_ID, _LINK_SPAN_ID = b"\x0a\x10", b"\x12\x08"
 _LINK_ATTRIBUTE, _LINK_DROPPED, _LINK_FLAGS = b"\x22", b"\x28", b"\x35"
 _STATUS_MESSAGE, _STATUS_CODE = b"\x12", b"\x18"
 _FIRST, _SECOND, _THIRD = b"\x0a", b"\x12", b"\x1a"  # fields 1-3, length-delimited
-
-
-class _Unencodable(ValueError):
-    """A value protobuf itself refuses (the SDK's encoder then drops the attribute)."""
 
 
 def _varint(n: int) -> bytes:
@@ -85,8 +76,8 @@ def _any_value(value) -> bytes:
     if isinstance(value, str):
         return _delimited(b"\x0a", value.encode("utf-8"))
     if isinstance(value, int):
-        if not _INT64_MIN <= value <= _INT64_MAX:
-            raise _Unencodable(f"integer {value} is outside int64")
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise Unencodable(f"integer {value} is outside int64")
         return b"\x18" + _varint(value if value >= 0 else value + _UINT64)
     if isinstance(value, float):
         return b"\x21" + _double(value)
@@ -97,7 +88,7 @@ def _any_value(value) -> bytes:
     if isinstance(value, Mapping):
         return _delimited(b"\x32", b"".join(
             _delimited(b"\x0a", _key_value(str(k), v)) for k, v in value.items()))
-    raise _Unencodable(f"invalid type {type(value).__name__}")
+    raise Unencodable(f"invalid type {type(value).__name__}")
 
 
 def _key_value(key: str, value) -> bytes:
@@ -106,45 +97,10 @@ def _key_value(key: str, value) -> bytes:
         _delimited(b"\x12", _any_value(value))
 
 
-class _AttributeCache:
-    """Each key-value pair's bytes with their length prefix, by (key, type, value); a
-    container adds its own field tag. Bounded; only hashable scalar values are kept."""
-
-    _LIMIT = 8192
-    _LONGEST = 256  # longer strings are content or paths, rarely repeated
-
-    def __init__(self):
-        self._pairs: dict = {}
-
-    def encode(self, tag: bytes, attributes) -> bytes:
-        if not attributes:
-            return b""
-        # an ended span's BoundedAttributes are immutable: read the dict beneath
-        attributes = getattr(attributes, "_dict", attributes)
-        pairs = self._pairs
-        out = []
-        for key, value in attributes.items():
-            kind = type(value)
-            cacheable = kind is int or kind is bool or (
-                kind is str and len(value) <= self._LONGEST)
-            if cacheable:
-                cache_key = (key, kind, value)
-                pair = pairs.get(cache_key)
-                if pair is not None:
-                    out.append(pair)
-                    continue
-            try:
-                encoded = _key_value(key, value)
-            except _Unencodable as exc:
-                log.warning("attribute %s not exported: %s", key, exc)
-                continue
-            pair = _varint(len(encoded)) + encoded
-            if cacheable:
-                if len(pairs) >= self._LIMIT:
-                    pairs.clear()
-                pairs[cache_key] = pair
-            out.append(pair)
-        return tag + tag.join(out) if out else b""
+def _attribute_pair(key: str, value) -> bytes:
+    """A KeyValue with its length prefix; its container adds its own field tag."""
+    encoded = _key_value(key, value)
+    return _varint(len(encoded)) + encoded
 
 
 class OTLPProtoEncoder:
@@ -152,41 +108,31 @@ class OTLPProtoEncoder:
     Resources and scopes are encoded once and reused, as are repeated attribute pairs."""
 
     def __init__(self):
-        self._attributes = _AttributeCache()
+        self._attributes = AttributeCache(_attribute_pair)
         self._resources: dict = {}
         self._scopes: dict = {}
+
+    def _attributes_field(self, tag: bytes, attributes) -> bytes:
+        """Each attribute as a field `tag` of its container (b"" without attributes)."""
+        pairs = self._attributes.encode(attributes)
+        return tag + tag.join(pairs) if pairs else b""
 
     def spans(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The ExportTraceServiceRequest of `spans`, grouped by resource then scope in the
         order first seen (as the SDK's encoder groups them)."""
         try:
             return self._trace_request(spans)
-        except (_Unencodable, UnicodeError, TypeError, ValueError, OverflowError,
+        except (Unencodable, UnicodeError, TypeError, ValueError, OverflowError,
                 struct.error):
             from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
             return encode_spans(spans).SerializeToString()
 
     def _trace_request(self, spans) -> bytes:
-        canonical: dict = {}
-        by_resource: dict = {}
-        encode_span = self._span
-        for span in spans:
-            resource, scope = span._resource, span._instrumentation_scope or None
-            resource = canonical.get(id(resource)) or canonical_equal(canonical, resource)
-            if scope is not None:
-                scope = canonical.get(id(scope)) or canonical_equal(canonical, scope)
-            group = by_resource.get(id(resource))
-            if group is None:
-                group = by_resource[id(resource)] = (resource, {})
-            scopes = group[1]
-            encoded = scopes.get(id(scope))
-            if encoded is None:
-                encoded = scopes[id(scope)] = (scope, [])
-            encoded[1].append(encode_span(span))
+        grouped = group_spans(spans, self._span)
         out = []
-        for resource, scopes in by_resource.values():
+        for resource, scopes in grouped:
             body = [_delimited(_FIRST, self._resource(resource))]
-            for scope, encoded in scopes.values():
+            for scope, encoded in scopes:
                 scope_spans = [_delimited(_FIRST, self._scope(scope))]
                 scope_spans.extend(_delimited(_SECOND, span) for span in encoded)
                 if scope is not None and scope.schema_url:
@@ -200,7 +146,7 @@ class OTLPProtoEncoder:
     def _resource(self, resource) -> bytes:
         encoded = self._resources.get(id(resource))
         if encoded is None or encoded[0] is not resource:
-            encoded = (resource, self._attributes.encode(_FIRST, resource.attributes))
+            encoded = (resource, self._attributes_field(_FIRST, resource.attributes))
             if len(self._resources) > 64:
                 self._resources.clear()
             self._resources[id(resource)] = encoded
@@ -216,7 +162,7 @@ class OTLPProtoEncoder:
                 body += _delimited(_FIRST, scope.name.encode("utf-8"))
             if scope.version:
                 body += _delimited(_SECOND, scope.version.encode("utf-8"))
-            body += self._attributes.encode(_THIRD, scope.attributes)
+            body += self._attributes_field(_THIRD, scope.attributes)
             encoded = (scope, body)
             if len(self._scopes) > 256:
                 self._scopes.clear()
@@ -236,12 +182,12 @@ class OTLPProtoEncoder:
             out += (_SPAN_PARENT_ID, parent.span_id.to_bytes(8, "big"))
         if span._name:
             out.append(_delimited(_SPAN_NAME, span._name.encode("utf-8")))
-        out += (_SPAN_KIND_TAG, _SMALL[_SPAN_KIND[span._kind]])
+        out += (_SPAN_KIND_TAG, _SMALL[SPAN_KIND[span._kind]])
         if span._start_time:
             out += (_SPAN_START, _fixed64(span._start_time))
         if span._end_time:
             out += (_SPAN_END, _fixed64(span._end_time))
-        out.append(self._attributes.encode(_SPAN_ATTRIBUTE, span._attributes))
+        out.append(self._attributes_field(_SPAN_ATTRIBUTE, span._attributes))
         dropped = span.dropped_attributes
         if dropped:
             out += (_SPAN_DROPPED_ATTRIBUTES, _varint(dropped))
@@ -263,8 +209,7 @@ class OTLPProtoEncoder:
             if status.status_code.value:
                 body += _STATUS_CODE + _varint(status.status_code.value)
             out.append(_delimited(_SPAN_STATUS, body))
-        flags = _HAS_IS_REMOTE | _IS_REMOTE if parent and parent.is_remote else _HAS_IS_REMOTE
-        out += (_SPAN_FLAGS, _fixed32(flags))
+        out += (_SPAN_FLAGS, _fixed32(span_flags(parent)))
         return b"".join(out)
 
     def _event(self, event) -> bytes:
@@ -273,7 +218,7 @@ class OTLPProtoEncoder:
             out = _EVENT_TIME + _fixed64(event.timestamp)
         if event.name:
             out += _delimited(_EVENT_NAME, event.name.encode("utf-8"))
-        out += self._attributes.encode(_EVENT_ATTRIBUTE, event.attributes)
+        out += self._attributes_field(_EVENT_ATTRIBUTE, event.attributes)
         if event.dropped_attributes:
             out += _EVENT_DROPPED + _varint(event.dropped_attributes)
         return out
@@ -282,11 +227,10 @@ class OTLPProtoEncoder:
         context = link.context
         out = (_LINK_TRACE_ID + context.trace_id.to_bytes(16, "big") +
                _LINK_SPAN_ID + context.span_id.to_bytes(8, "big"))
-        out += self._attributes.encode(_LINK_ATTRIBUTE, link.attributes)
+        out += self._attributes_field(_LINK_ATTRIBUTE, link.attributes)
         if link.dropped_attributes:
             out += _LINK_DROPPED + _varint(link.dropped_attributes)
-        flags = _HAS_IS_REMOTE | _IS_REMOTE if context.is_remote else _HAS_IS_REMOTE
-        return out + _LINK_FLAGS + _fixed32(flags)
+        return out + _LINK_FLAGS + _fixed32(span_flags(context))
 
 
 def with_direct_encoding(exporter_class: type) -> type:
