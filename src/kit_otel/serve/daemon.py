@@ -80,6 +80,7 @@ class Server(SocketInput, SpoolDirectory):
         self.file_owner: dict[str, Stream] = {}
         self.spool_watch: DirectoryWatcher | None = None  # which spool files were written to
         self.scan_soon = False  # a file not followed yet was named: list the directory now
+        self._next_full_refresh = 0.0  # monotonic: when every spool file is checked again
         self.committed_serial: dict[str, int] = {}
         self.newest_ts_ns = 0
         self.processed = 0

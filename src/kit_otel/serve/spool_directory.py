@@ -13,7 +13,8 @@ from pathlib import Path
 
 from kit_otel.serve.options import NEVER_NS, ServeError
 from kit_otel.sources.dir_watch import SPOOL_MASK, DirectoryWatcher
-from kit_otel.sources.spool import Item, peek_first, pid_alive, spool_names, SpoolFile, Stream
+from kit_otel.sources.spool import (Item, is_spool_name, peek_first, pid_alive, spool_names,
+                                   SpoolFile, Stream)
 
 log = logging.getLogger("kit_otel.serve")
 
@@ -65,7 +66,6 @@ class SpoolDirectory:
     def _watch_spool(self) -> None:
         """Learn which spool files were written to from inotify. Without it, a poll checks
         every file read to its end: one stat each, 10% of a core for 1,000 idle files."""
-        self._next_full_refresh = 0.0
         if not self.options.watch_spool:
             return
         try:
@@ -94,8 +94,7 @@ class SpoolDirectory:
                     stream = self.file_owner.get(path.name)
                     if stream is not None:
                         stream.refresh()
-                    elif path.name.endswith(".ndjson") and not path.name.startswith(".") \
-                            and path.name not in self._ignored_names:
+                    elif is_spool_name(path.name) and path.name not in self._ignored_names:
                         self.scan_soon = True
                 return
             if not watch.watching(self.spool_dir):

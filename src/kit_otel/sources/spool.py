@@ -445,7 +445,12 @@ def spool_names(spool_dir: str) -> Iterable[str]:
         names = os.listdir(spool_dir)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if n.endswith(SPOOL_SUFFIX) and not n.startswith("."))
+    return sorted(filter(is_spool_name, names))
+
+
+def is_spool_name(name: str) -> bool:
+    """A bridge's spool file name: `*.ndjson`, not hidden (temp and lock files are)."""
+    return name.endswith(SPOOL_SUFFIX) and not name.startswith(".")
 
 
 PID_MAX = (1 << 22)  # Linux's ceiling for pid_max: a larger pid cannot be a live process
