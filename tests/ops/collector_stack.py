@@ -267,8 +267,21 @@ class KitOtel:
     def llm_calls_expected(self) -> int:
         return sum(1 for p in self.processes for _, line in p.lines if b'"type":"llm_usage"' in line)
 
+    def turns_expected(self) -> int:
+        """Main-agent turns (one trace each); a subagent's turn is a span inside its parent's."""
+        return sum(1 for p in self.processes for _, line in p.lines
+                   if b'"type":"agent_end"' in line and b'"agent":"subagent"' not in line)
+
+    def turns_exported(self) -> int:
+        return len({s["trace"] for s in self.exported_spans().values()
+                    if s["name"] == "invoke_agent kit"})
+
     def caught_up(self) -> bool:
-        return exposition_sum(self.exposition(), "kit_llm_calls_total") == self.llm_calls_expected()
+        """Every event translated and every turn's spans exported. The metrics alone are not
+        enough: a turn's spans leave in a batch that may still be filling (export linger) after
+        its LLM calls were counted, so a snapshot of the spans taken then would miss them."""
+        return (exposition_sum(self.exposition(), "kit_llm_calls_total") == self.llm_calls_expected()
+                and self.turns_exported() == self.turns_expected())
 
     def exported_spans(self) -> dict[str, dict]:
         return read_otlp_spans(self.out / "traces.jsonl")
