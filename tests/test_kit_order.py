@@ -133,3 +133,114 @@ def test_cut_arguments_keep_their_size():
     write = next(sp for sp in h.spans if sp.name == "execute_tool write")
     assert write.attributes[n.KIT_TOOL_INPUT_BYTES] == 665_611
     assert write.attributes[n.KIT_TOOL_OUTPUT_BYTES] == 70_000
+
+
+# ── a subagent's refused calls: the child's own stream against the parent's chunks ──────────
+
+CHILD = "call_sub"
+
+
+def chunks_of_a_call(s: Stream, name: str, failed: bool) -> None:
+    """What the parent's bridge writes for one of the child's calls: the SDK's events, which
+    show a call KIT's wrapper refused as started, ended and failed all the same."""
+    for kind, extra in (("tool_call", {"ToolArgs": "{}"}), ("tool_execution_start", {}),
+                        ("tool_execution_end", {}),
+                        ("tool_result", {"ToolResult": "Error: refused" if failed else "done",
+                                         "IsError": failed})):
+        s.add("subagent_chunk", ToolCallID=CHILD, ChunkType=kind, ToolName=name, **extra)
+
+
+def child_calls(s: Stream, calls: list[tuple[str, str, str]]) -> None:
+    """The child's own bridge: one step with these calls (id, name, how KIT treated it: "ran",
+    "refused" after the bridge saw the tool_call, or "refused_unseen" before it)."""
+    for call, name, fate in calls:
+        s.add("tool_call_input_start", "subagent", CHILD, ToolCallID=call, ToolName=name)
+        if fate != "refused_unseen":
+            s.add("tool_call", "subagent", CHILD, ToolCallID=call, ToolName=name, Input="{}")
+        if fate == "ran":
+            s.add("tool_execution_start", "subagent", CHILD, ToolCallID=call, ToolName=name)
+            s.add("tool_execution_end", "subagent", CHILD, ToolCallID=call, ToolName=name)
+            s.add("tool_result", "subagent", CHILD, ToolCallID=call, ToolName=name)
+    s.usage(0, 300, "subagent", CHILD, finish="tool-calls")
+
+
+def subagent_turn(order: str, calls: list[tuple[str, str, str]], chunk_errors: list[bool]):
+    """A turn running one subagent, the child's calls and the chunks in `order`: "child_first"
+    (the child's bridge flushed first), "chunks_first", or "no_child" (no bridge in the child).
+    The child's stream begins (its step_start) before either: an LLM call comes first."""
+    s = Stream()
+    s.add("agent_start", Prompt="look")
+    s.add("step_start", StepNumber=0)
+    s.add("subagent_start", ToolCallID=CHILD, Task="look")
+    s.add("tool_call", ToolCallID=CHILD, ToolName="subagent", ToolKind="agent", Input="{}")
+    s.add("tool_execution_start", ToolCallID=CHILD, ToolName="subagent", ToolKind="agent")
+    if order != "no_child":
+        s.add("agent_start", "subagent", CHILD, Prompt="look")
+        s.add("step_start", "subagent", CHILD, StepNumber=0)
+    if order == "child_first":
+        child_calls(s, calls)
+    for (_, name, _), failed in zip(calls, chunk_errors):
+        chunks_of_a_call(s, name, failed)
+    if order == "chunks_first":
+        child_calls(s, calls)
+    s.add("tool_result", ToolCallID=CHILD, ToolName="subagent", ToolKind="agent", Content="ok")
+    s.add("subagent_end", ToolCallID=CHILD, Task="look", Response="ok")
+    s.usage(0, 500, finish="tool-calls")
+    s.add("agent_end", StopReason="stop", ToolCallCount=1, ToolNames=["subagent"])
+    h = make_harness().feed(s.events).close()
+    outcomes = {}
+    for sp in h.spans:
+        if sp.name.startswith("execute_tool ") and sp.name != "execute_tool subagent":
+            blocked = sp.attributes.get(n.KIT_TOOL_BLOCKED, False)
+            outcomes.setdefault(sp.name.split()[1], []).append(
+                "blocked" if blocked else ("error" if sp.status.status_code.name == "ERROR"
+                                           else "ok"))
+    return h, outcomes
+
+
+def test_a_call_refused_inside_a_subagent_is_blocked_in_either_order():
+    calls = [("c1", "read", "refused"), ("c2", "bash", "ran"), ("c3", "read", "ran")]
+    errors = [True, True, False]  # the refusal's error result; bash really failed
+    for order in ("child_first", "chunks_first"):
+        h, outcomes = subagent_turn(order, calls, errors)
+        assert outcomes == {"read": ["blocked", "ok"], "bash": ["error"]}, order
+        assert h.total("kit.tool.calls", outcome="blocked", tool="read") == 1, order
+        assert h.total("kit.tool.calls", outcome="error", tool="bash") == 1, order
+        assert h.total("kit.tool.calls", outcome="ok", tool="read") == 1, order
+        refused = next(sp for sp in h.spans if sp.name == "execute_tool read")
+        assert refused.status.description == "blocked by an extension", order
+
+
+def test_a_call_refused_before_the_childs_bridge_saw_it_is_blocked():
+    """The refusing extension loads before the bridge: the child's stream knows the call only
+    from the LLM stream (tool_call_input_start)."""
+    for order in ("child_first", "chunks_first"):
+        h, outcomes = subagent_turn(order, [("c1", "edit", "refused_unseen")], [True])
+        assert outcomes == {"edit": ["blocked"]}, order
+        assert h.total("kit.tool.calls", outcome="blocked") == 1, order
+
+
+def test_without_a_child_stream_the_chunks_tell_the_outcome():
+    h, outcomes = subagent_turn("no_child", [("c1", "read", "refused"), ("c2", "read", "ran")],
+                                [True, False])
+    assert outcomes == {"read": ["error", "ok"]}
+    assert h.total("kit.tool.calls", outcome="blocked") == 0
+
+
+def test_a_chunk_result_waits_only_until_the_childs_verdict():
+    """The span of a call the child's bridge saw running ends at its tool_execution_start, not at
+    the subagent's end: the metric is there while the subagent still works."""
+    s = Stream()
+    s.add("agent_start", Prompt="look")
+    s.add("step_start", StepNumber=0)
+    s.add("subagent_start", ToolCallID=CHILD, Task="look")
+    s.add("step_start", "subagent", CHILD, StepNumber=0)  # the child's stream has begun
+    chunks_of_a_call(s, "read", False)
+    h = make_harness().feed(s.events)
+    assert h.total("kit.tool.calls") == 0  # held: the child has not said whether it ran
+    s.events.clear()
+    s.add("tool_call", "subagent", CHILD, ToolCallID="c1", ToolName="read", Input="{}")
+    s.add("tool_execution_start", "subagent", CHILD, ToolCallID="c1", ToolName="read")
+    h.feed(s.events)
+    assert h.total("kit.tool.calls", outcome="ok", tool="read") == 1
+    h.close()

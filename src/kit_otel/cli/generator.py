@@ -334,13 +334,25 @@ class KitScript:
                 self.advance(5, 30)
             child_tools = sub.tools if number == 0 else []
             for ct in child_tools:
+                # KIT's order: the SDK's events become the parent's chunks; between the SDK's
+                # execution start and end, the child's tool wrapper fires its extension events
                 chunk("tool_call", ToolName=ct.name, ToolArgs=json.dumps(ct.args))
-                if usage is not None:
-                    self.emit("tool_call", ev.ToolCall(
-                        ToolName=ct.name, ToolCallID=f"toolu_{self.rng.getrandbits(48):012x}",
-                        ToolKind=ct.kind, Input=json.dumps(ct.args), Source="llm"), child=call_id)
                 chunk("tool_execution_start", ToolName=ct.name)
+                if usage is not None:
+                    child_call = f"toolu_{self.rng.getrandbits(48):012x}"
+                    self.emit("tool_call", ev.ToolCall(
+                        ToolName=ct.name, ToolCallID=child_call, ToolKind=ct.kind,
+                        Input=json.dumps(ct.args), Source="llm"), child=call_id)
+                    self.emit("tool_execution_start", ev.ToolExecutionStart(
+                        ToolCallID=child_call, ToolName=ct.name, ToolKind=ct.kind), child=call_id)
                 self.advance(ct.duration_ms)
+                if usage is not None:
+                    self.emit("tool_execution_end", ev.ToolExecutionEnd(
+                        ToolCallID=child_call, ToolName=ct.name, ToolKind=ct.kind), child=call_id)
+                    self.emit("tool_result", ev.ToolResult(
+                        ToolCallID=child_call, ToolName=ct.name, ToolKind=ct.kind,
+                        Input=json.dumps(ct.args), Content=ct.output, IsError=ct.is_error),
+                        child=call_id)
                 chunk("tool_execution_end", ToolName=ct.name)
                 chunk("tool_result", ToolName=ct.name, ToolResult=ct.output, IsError=ct.is_error)
             if usage is not None:

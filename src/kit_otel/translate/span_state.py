@@ -60,6 +60,29 @@ class Tool:
 
 
 @dataclass(eq=False)
+class ChildCall:
+    """A tool call of a subagent's child agent as the child's own bridge saw it: whether KIT's
+    tool wrapper let it run. The parent's chunks cannot tell: they come from the SDK's events,
+    which show a refused call as started, ended and failed."""
+
+    name: str
+    verdict: str = ""  # "" until known, then RAN or REFUSED
+
+
+RAN, REFUSED = "ran", "blocked"
+
+
+@dataclass(eq=False)
+class HeldResult:
+    """A chunk tool_result waiting for its call's verdict from the child's own stream."""
+
+    tool: Tool
+    content: str
+    is_error: bool
+    ts_ns: int
+
+
+@dataclass(eq=False)
 class Subagent:
     span: trace.Span
     call_id: str
@@ -69,6 +92,16 @@ class Subagent:
     chunk_tools: dict[str, deque] = field(default_factory=dict)  # tool name → open spans
     text: Deltas = field(default_factory=Deltas)
     child: "Run | None" = None  # the child agent's own events, when its bridge reports them
+    # The child's calls of its open step: those not yet seen running, by id, and every id the
+    # child's bridge named; all calls by tool name in call order (chunks name no call id); the
+    # chunk results still waiting for a verdict, by tool name.
+    pending_calls: dict[str, ChildCall] = field(default_factory=dict)
+    step_call_ids: set[str] = field(default_factory=set)
+    verdicts: dict[str, deque] = field(default_factory=dict)
+    held: dict[str, deque] = field(default_factory=dict)
+    # chunk results finished before the child's stream began, by tool name: the child's first
+    # calls of that name are theirs, so they pair with no later result
+    settled_unheard: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

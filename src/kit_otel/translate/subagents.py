@@ -1,6 +1,10 @@
 """Subagent spans (`invoke_agent subagent`) under their tool span: the subagent's chunks
 (tool calls paired with results by name), its child agent's own events (linked by the parent's
-tool call id, or the newest open subagent of the process), and its end."""
+tool call id, or the newest open subagent of the process), and its end.
+
+A chunk tool's outcome waits for the child's own stream when there is one: the chunks come from
+the SDK's events, in which a call KIT's tool wrapper refused still starts, ends and fails; only
+the child's bridge sees that it never ran (no tool_execution_start)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ from kit_otel.model import events as ev, names as n
 from kit_otel.translate import messages
 from kit_otel.translate.classify import error_kind, error_type
 from kit_otel.translate.logs import EVENT_SUBAGENT_END, INFO, WARN
-from kit_otel.translate.span_state import Run, Session, Subagent, Turn
+from kit_otel.translate.span_state import (REFUSED, RAN, ChildCall, HeldResult, Run, Session,
+                                          Subagent, Tool, Turn)
+from kit_otel.translate.tools import BLOCKED_STATUS
 
 # kit-otel's own reason for a subagent's ERROR status (not text from an event).
 TURN_ENDED_FIRST = "turn ended first"
@@ -78,10 +84,79 @@ class SubagentSpans:
                 self._span_event(tool.span, event)
             else:
                 queue.popleft()
-                self._finish_tool(tool, "subagent", data.ToolResult, data.IsError, event.ts_ns)
-                tool.span.end(end_time=max(event.ts_ns, tool.start_ns))
+                if subagent.child is None:  # no stream of the child's own: the chunks are all
+                    self._end_chunk_tool(tool, data.ToolResult, data.IsError, event.ts_ns)
+                    unheard = subagent.settled_unheard
+                    unheard[data.ToolName] = unheard.get(data.ToolName, 0) + 1
+                else:
+                    subagent.held.setdefault(data.ToolName, deque()).append(
+                        HeldResult(tool, data.ToolResult, data.IsError, event.ts_ns))
+                    self._settle_chunk_tools(subagent, data.ToolName)
         else:  # turn_start, turn_end and kinds a newer KIT adds
             self._span_event(subagent.span, event)
+
+    def _end_chunk_tool(self, tool: Tool, content: str, is_error: bool, ts_ns: int,
+                        refused: bool = False) -> None:
+        if refused:
+            tool.executed = False
+        self._finish_tool(tool, "subagent", content, is_error, ts_ns)
+        if refused:
+            tool.span.set_status(Status(StatusCode.ERROR, BLOCKED_STATUS))
+        tool.span.end(end_time=max(ts_ns, tool.start_ns))
+
+    def _settle_chunk_tools(self, subagent: Subagent, name: str, final: bool = False) -> None:
+        """End the held chunk tools named `name` whose call the child's stream has judged, in
+        call order; at the subagent's end (`final`) the rest, as the chunks tell them.
+
+        The two streams are written by two bridge instances, each flushing on its own timer, so
+        a chunk result may be read before or after the child's events of the same call."""
+        held = subagent.held.get(name)
+        verdicts = subagent.verdicts.get(name)
+        while held:
+            call = verdicts[0] if verdicts else None
+            if call is not None and (call.verdict or final):
+                verdicts.popleft()
+            elif not final:
+                return  # the child has not said yet whether the call ran
+            result = held.popleft()
+            self._end_chunk_tool(result.tool, result.content, result.is_error, result.ts_ns,
+                                 refused=call is not None and call.verdict == REFUSED)
+
+    def _judge_child_call(self, subagent: Subagent, event: ev.Event) -> None:
+        """What the child's own stream says of its tool calls: a tool_call is pending until its
+        tool_execution_start (it ran); at step_finish every call of the step has had its chance,
+        so one still pending — or known only from the LLM stream, when the refusing extension
+        loads before the bridge — was refused by KIT's tool wrapper."""
+        if event.type == "tool_call":
+            self._new_child_call(subagent, event.data.ToolCallID, event.data.ToolName)
+        elif event.type == "tool_execution_start":
+            call = subagent.pending_calls.pop(event.data.ToolCallID, None)
+            if call is not None:
+                call.verdict = RAN
+                self._settle_chunk_tools(subagent, call.name)
+        else:  # step_finish
+            step = subagent.child.step if subagent.child is not None else None
+            if step is not None:
+                for call_id, (name, _kind, _ts) in step.streamed_calls.items():
+                    self._new_child_call(subagent, call_id, name)
+            for call in subagent.pending_calls.values():
+                call.verdict = REFUSED
+            subagent.pending_calls.clear()
+            subagent.step_call_ids.clear()
+            for name in [name for name, held in subagent.held.items() if held]:
+                self._settle_chunk_tools(subagent, name)
+
+    def _new_child_call(self, subagent: Subagent, call_id: str, name: str) -> None:
+        if call_id in subagent.step_call_ids:
+            return
+        subagent.step_call_ids.add(call_id)
+        call = ChildCall(name)
+        unheard = subagent.settled_unheard
+        if unheard.get(name):  # its chunk result was ended before the child's stream began
+            unheard[name] -= 1
+            return
+        subagent.pending_calls[call_id] = call
+        subagent.verdicts.setdefault(name, deque()).append(call)
 
     def _on_subagent_end(self, session: Session, run: Run, event: ev.Event) -> None:
         data: ev.SubagentEnd = event.data
@@ -116,6 +191,8 @@ class SubagentSpans:
             if subagent.child.cost.notional_usd:
                 subagent.span.set_attribute(n.KIT_COST_NOTIONAL_USD,
                                             subagent.child.cost.notional_usd)
+        for name in [name for name, held in subagent.held.items() if held]:
+            self._settle_chunk_tools(subagent, name, final=True)
         for queue in subagent.chunk_tools.values():
             for tool in queue:
                 self._end_tool_span(tool, end_ns, unfinished=True)
@@ -173,6 +250,8 @@ class SubagentSpans:
         child.last_ns = event.ts_ns
         subagent.turn.last_ns = max(subagent.turn.last_ns, event.ts_ns)
         session = subagent.session
+        if event.type in ("tool_call", "tool_execution_start", "step_finish"):
+            self._judge_child_call(subagent, event)
         if event.type in ("step_start", "step_finish", "llm_usage", "message_update",
                           "reasoning_start", "tool_call_input_start", "tool_call_input_delta",
                           "tool_call_input_end", "tool_call"):

@@ -13,6 +13,9 @@ from kit_otel.translate.logs import EVENT_TOOL_RESULT, INFO, WARN
 from kit_otel.translate.span_state import Deltas, NS_PER_S, Run, Session, Step, Tool, Turn
 
 # what a tool's log record repeats of its span
+# The ERROR status of a call KIT's tool wrapper refused (kit-otel's words, not an event's text).
+BLOCKED_STATUS = "blocked by an extension"
+
 _TOOL_LOG_KEYS = (n.GEN_AI_OPERATION_NAME, n.GEN_AI_TOOL_NAME, n.GEN_AI_TOOL_CALL_ID,
                   n.GEN_AI_TOOL_TYPE, n.GEN_AI_CONVERSATION_ID, n.GEN_AI_AGENT_NAME, n.KIT_TOOL_KIND,
                   n.ERROR_TYPE, n.GEN_AI_TOOL_CALL_ARGUMENTS, n.GEN_AI_TOOL_CALL_RESULT)
@@ -146,7 +149,7 @@ class ToolSpans:
     def _block_tool(self, turn: Turn, call_id: str, tool: Tool, ts_ns: int) -> None:
         turn.aggregate.add_tool(tool.name)  # KIT's aggregate counts blocked calls too
         self._finish_tool(tool, tool.kind, "", True, ts_ns)
-        tool.span.set_status(Status(StatusCode.ERROR, "blocked by an extension"))
+        tool.span.set_status(Status(StatusCode.ERROR, BLOCKED_STATUS))
         del turn.tools[call_id]
         turn.finished_calls.add(call_id)
         tool.span.end(end_time=max(ts_ns, tool.start_ns))
