@@ -244,3 +244,62 @@ def test_a_chunk_result_waits_only_until_the_childs_verdict():
     h.feed(s.events)
     assert h.total("kit.tool.calls", outcome="ok", tool="read") == 1
     h.close()
+
+
+def test_a_child_read_before_its_subagent_start_leaves_one_subagent():
+    """Each bridge instance flushes on its own timer and numbers lines as it writes them, so a
+    new child's first lines can be numbered before its parent's subagent_start: one subagent,
+    which learns its task late, and the process is quiescent after the turn (serve releases)."""
+    s = Stream()
+    s.add("agent_start", Prompt="look")
+    s.add("step_start", StepNumber=0)
+    s.add("input", "subagent", CHILD, Text="find it")
+    s.add("agent_start", "subagent", CHILD, Prompt="find it")
+    s.add("step_start", "subagent", CHILD, StepNumber=0)
+    s.add("subagent_start", ToolCallID=CHILD, Task="find it")
+    s.add("tool_call", ToolCallID=CHILD, ToolName="subagent", ToolKind="agent", Input="{}")
+    s.add("tool_execution_start", ToolCallID=CHILD, ToolName="subagent", ToolKind="agent")
+    s.usage(0, 300, "subagent", CHILD)
+    s.add("agent_end", "subagent", CHILD, StopReason="stop", LLMCallCount=1)
+    s.add("tool_result", ToolCallID=CHILD, ToolName="subagent", ToolKind="agent", Content="ok")
+    s.add("subagent_end", ToolCallID=CHILD, Task="find it", Response="ok")
+    s.usage(0, 500, finish="tool-calls")
+    s.add("agent_end", StopReason="stop", ToolCallCount=1, ToolNames=["subagent"])
+    h = make_harness().feed(s.events)
+    assert h.translator.is_quiescent({7})
+    assert not h.translator.open_subagents.get(7)
+    h.close()
+    sub, = h.spans_named(n.SPAN_SUBAGENT)
+    assert sub.attributes[n.KIT_SUBAGENT_TASK_LENGTH] == len("find it")
+    assert sub.attributes[n.GEN_AI_USAGE_INPUT_TOKENS] == 300
+    assert h.total("kit.subagents") == 1
+    assert all(sp.end_time for sp in h.spans)
+
+
+def child_error_turn(message: str) -> Stream:
+    s = Stream()
+    s.add("agent_start", Prompt="look")
+    s.add("step_start", StepNumber=0)
+    s.add("subagent_start", ToolCallID=CHILD, Task="t")
+    s.add("tool_execution_start", ToolCallID=CHILD, ToolName="subagent", ToolKind="agent")
+    s.add("agent_start", "subagent", CHILD, Prompt="t")
+    s.add("step_start", "subagent", CHILD, StepNumber=0)
+    s.add("error", "subagent", CHILD, Error=message)  # while the child's LLM call streams
+    s.add("agent_end", "subagent", CHILD, StopReason="error")
+    s.add("tool_result", ToolCallID=CHILD, ToolName="subagent", ToolKind="agent", IsError=True,
+          Content="Subagent failed after 0s.\n\nError: " + message)
+    s.add("subagent_end", ToolCallID=CHILD, Task="t", ErrorMsg="Error: " + message)
+    s.usage(0, 500)
+    s.add("agent_end", StopReason="stop")
+    return s
+
+
+def test_a_childs_errors_count_as_the_main_agents_do():
+    h = make_harness().feed(child_error_turn("context canceled").events).close()
+    assert h.total("kit.errors") == 0  # the user's ESC inside a subagent pages nobody
+    h = make_harness().feed(child_error_turn("429 Too Many Requests: rate limit").events).close()
+    assert h.total("kit.errors", kind="rate_limit") == 1
+    chat, = [sp for sp in h.spans if sp.name.startswith("chat")
+             and sp.attributes.get(n.GEN_AI_AGENT_NAME) == n.AGENT_SUBAGENT]
+    assert chat.status.status_code.name == "ERROR"  # the child's failed LLM call, as the main's
+    assert chat.attributes[n.ERROR_TYPE] == "rate_limit"

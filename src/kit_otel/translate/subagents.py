@@ -15,7 +15,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from kit_otel.model import events as ev, names as n
 from kit_otel.translate import messages
-from kit_otel.translate.classify import error_kind, error_type
+from kit_otel.translate.classify import error_kind, error_type, is_user_cancel
 from kit_otel.translate.logs import EVENT_SUBAGENT_END, INFO, WARN
 from kit_otel.translate.span_state import (REFUSED, RAN, ChildCall, HeldResult, Run, Session,
                                           Subagent, Tool, Turn)
@@ -34,6 +34,12 @@ class SubagentSpans:
         if not isinstance(run, Turn):
             return
         data: ev.SubagentStart = event.data
+        known = run.subagents.get(data.ToolCallID)
+        if known is not None:
+            # its child's first lines came first (two bridge instances, each flushing on its own
+            # timer) and opened the subagent: it only learns its task now
+            self._describe_task(known.span, data.Task)
+            return
         tool = run.tools.get(data.ToolCallID)
         if tool is None:
             # KIT fires subagent_start on the SDK's ToolExecutionStart, still inside the LLM
@@ -45,18 +51,23 @@ class SubagentSpans:
         parent = tool.span
         attrs = {n.GEN_AI_OPERATION_NAME: n.OP_INVOKE_AGENT,
                  n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT, n.GEN_AI_TOOL_CALL_ID: data.ToolCallID,
-                 n.KIT_SUBAGENT_TASK_LENGTH: len(data.Task), **session.base_attributes}
+                 **session.base_attributes}
         self._model_attributes(session, attrs)
-        captured = messages.input_messages(self.content, data.Task)
-        if captured is not None:
-            attrs[n.GEN_AI_INPUT_MESSAGES] = captured
         span = self.tracer.start_span(n.SPAN_SUBAGENT, context=trace.set_span_in_context(parent),
                                       kind=SpanKind.INTERNAL, attributes=attrs,
                                       start_time=event.ts_ns)
+        self._describe_task(span, data.Task)
         subagent = Subagent(span=span, call_id=data.ToolCallID, start_ns=event.ts_ns,
                              session=session, turn=run)
         run.subagents[data.ToolCallID] = subagent
         self.open_subagents.setdefault(session.pid, []).append(subagent)
+
+    def _describe_task(self, span: trace.Span, task: str) -> None:
+        attrs: dict = {n.KIT_SUBAGENT_TASK_LENGTH: len(task)}
+        captured = messages.input_messages(self.content, task)
+        if captured is not None:
+            attrs[n.GEN_AI_INPUT_MESSAGES] = captured
+        span.set_attributes(attrs)
 
     def _on_subagent_chunk(self, session: Session, run: Run, event: ev.Event) -> None:
         data: ev.SubagentChunk = event.data
@@ -260,9 +271,17 @@ class SubagentSpans:
                             "tool_result", "message_start", "context_prepare", "prepare_step"):
             return  # the chunks already describe these; counted in kit_otel_events_total
         elif event.type == "error":
-            self.metrics.errors.add(1, {n.L_KIND: error_kind(event.data.Error)})
-            if self.event_log.logger is not None:
-                self._log_error(session, subagent.span, event)
+            # as the main agent's (session_events._on_error): a user's cancel is no error, and
+            # a failure while the child's LLM call streams fails that call
+            message = event.data.Error
+            if not is_user_cancel(message):
+                self.metrics.errors.add(1, {n.L_KIND: error_kind(message)})
+                step = child.step
+                if step is not None and not step.stream_end_ns:
+                    step.error = message
+                if self.event_log.logger is not None:
+                    self._log_error(session, step.span if step is not None and step.error
+                                    else subagent.span, event)
             self._span_event(subagent.span, event)
         elif event.type == "retry":
             self.metrics.retries.add(1, {n.L_KIND: error_kind(event.data.Error)})
