@@ -116,7 +116,12 @@ class TurnSpans:
         """End the turn and everything still open in it; then its span, its log record, its
         metrics and the summary's record, in that order."""
         self._end_step(session, turn, end_ns)
-        for subagent in list(turn.subagents.values()):
+        # (and any open subagent of this turn that lost its place there: none should, but one
+        # left open would keep the process from ever being quiescent)
+        open_ones = list(turn.subagents.values())
+        open_ones += [s for s in self.open_subagents.get(session.pid, ())
+                      if s.turn is turn and s not in open_ones]
+        for subagent in open_ones:
             self._end_subagent(session, turn, subagent, end_ns, TURN_ENDED_FIRST)
         for call_id, tool in list(turn.tools.items()):
             tool.span.set_attribute(n.KIT_TURN_INCOMPLETE, True)
