@@ -80,6 +80,7 @@ class Server(SocketInput, SpoolDirectory):
         self.file_owner: dict[str, Stream] = {}
         self.spool_watch: DirectoryWatcher | None = None  # which spool files were written to
         self.scan_soon = False  # a file not followed yet was named: list the directory now
+        self._housekeeping_failures: dict[str, tuple[str, float]] = {}  # task -> (error, when)
         self._next_full_refresh = 0.0  # monotonic: when every spool file is checked again
         self.committed_serial: dict[str, int] = {}
         self.newest_ts_ns = 0
@@ -303,13 +304,13 @@ class Server(SocketInput, SpoolDirectory):
                     if stream.has_input() or stream.dirty:  # (idle streams cost nothing)
                         busy |= self._advance(stream, now)
             if now >= next_sweep:
-                self._sweep()
-                self._retention()
+                self._housekeeping("the sweep", self._sweep)
+                self._housekeeping("spool retention", self._retention)
                 next_sweep = now + opts.sweep_interval_s
-            self.budget_status.maybe_write(now)
+            self._housekeeping("the budget status file", self.budget_status.maybe_write, now)
             if now >= next_house:
                 self._set_lag(time.time_ns())
-                self.sidecars.poll()
+                self._housekeeping("the sidecars", self.sidecars.poll)
                 next_house = now + opts.housekeeping_interval_s
             if self.processor.full:
                 self._stop.wait(opts.poll_interval_s)
@@ -317,6 +318,21 @@ class Server(SocketInput, SpoolDirectory):
             if self._throttled:
                 self._resume_throttled(now)
             self._poll_sockets(0 if busy else max(next_refresh - time.monotonic(), 0))
+
+    def _housekeeping(self, what: str, task, *args) -> None:
+        """Run one of the loop's periodic tasks; a failure (a full disk, a file that vanished
+        under it) is logged and the task runs again next time: it never ends the daemon, whose
+        reading and exporting do not depend on it. The same failure is logged once a minute."""
+        try:
+            task(*args)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, serve goes on
+            message = f"{type(exc).__name__}: {exc}"
+            last = self._housekeeping_failures.get(what)
+            now = time.monotonic()
+            if last is None or last[0] != message or now - last[1] >= 60:
+                self._housekeeping_failures[what] = (message, now)
+                log.error("serve: %s failed (%s); it is tried again, reading and exporting go on",
+                          what, message)
 
     def _advance(self, stream: Stream, now: float) -> bool:
         """Translate what the stream has, up to a round's worth; True when it may have more."""

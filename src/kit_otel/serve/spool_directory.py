@@ -205,10 +205,12 @@ class SpoolDirectory:
             if not self._exported(stream):
                 stream.ended_since = None
                 continue
-            if all(f.missing for f in stream.files.values()) and stream.files:
+            if stream.files and all(f.missing and not os.path.lexists(f.path)
+                                    for f in stream.files.values()):
                 self._remove(stream, "its files were removed")
                 continue
-            ended = stream.last_type == "session_shutdown" and not pid_alive(stream.pid)
+            alive = pid_alive(stream.pid)
+            ended = stream.last_type == "session_shutdown" and not alive
             if not ended:
                 stream.ended_since = None
             elif stream.ended_since is None:
@@ -216,7 +218,9 @@ class SpoolDirectory:
             idle = now - stream.last_activity()
             if ended and now - stream.ended_since >= retention:
                 self._remove(stream, "process ended")
-            elif idle >= retention:
+            elif idle >= retention and not alive:
+                # a crashed process; a live one only went quiet (its user is away) and its
+                # bridge still holds the file open: deleting it would lose what it writes next
                 self._remove(stream, f"idle for {idle:.0f}s")
 
     def _remove(self, stream: Stream, why: str) -> None:
@@ -243,7 +247,11 @@ class SpoolDirectory:
         self._socket_lru.pop(stream.key, None)
         self.committed_serial.pop(stream.key, None)
         if stream.key in self.store.streams:
-            self.store.retire(stream.key)
+            try:
+                self.store.retire(stream.key)
+            except OSError as exc:  # the state is retired in memory; the next write keeps it
+                log.warning("could not save the checkpoint after retiring stream %s: %s",
+                            stream.key, exc.strerror or exc)
 
     def _forget_sessions(self, stream: Stream) -> None:
         self.translator.forget_sessions(stream.session_keys)

@@ -161,8 +161,7 @@ class SpoolFile:
                 # the new lines unread until the next write
                 return 0
             self._idle_stat = key
-            if not self.missing and key is None:
-                self.missing = True
+            self.missing = key is None  # as of now: a name can be given to a file again
             return 0
         for line in lines:
             item = decode_item(line.data, self.path, line.lineno, self.max_bytes, line.end_offset)
@@ -174,6 +173,7 @@ class SpoolFile:
             self.buffer.append(item)
         self.lines_read += len(lines)
         self.last_growth = time.time()
+        self.missing = False
         return len(lines)
 
     def may_have_changed(self) -> bool:
