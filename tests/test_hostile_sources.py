@@ -292,6 +292,30 @@ def test_too_large_seq_in_a_spool_file_never_blinds_the_process(dirs, receiver, 
     assert receiver.metric_sum("kit_otel.dropped", source="spool_gap") == 1
 
 
+def test_a_line_rejected_for_one_field_keeps_its_seq_and_stalls_nothing(dirs, receiver):
+    """A line whose envelope still says pid and seq, refused for one bad field (here `ts`), is
+    rejected in its turn: the lines after it do not wait out the gap time for its seq, and it is
+    counted as rejected, not also as lost before kit-otel (spool_gap)."""
+    import json
+    spool, state, root = dirs
+    proc = kit_process(906, 41010, root, turns=3)
+    bad = [i for i, (_, line) in enumerate(proc.lines) if i > 5 and b'"message_update"' in line][:3]
+    for i in bad:
+        name, line = proc.lines[i]
+        data = json.loads(line)
+        data["ts"] = "not a timestamp"
+        proc.lines[i] = (name, json.dumps(data).encode() + b"\n")
+    write_all(spool, proc)
+    run = InProcess(settings_for(receiver, spool, state, root), gap_wait_s=30)
+    receiver.wait_for(lambda: run.server.processed + run.server.rejected >= len(proc.lines),
+                      timeout=20, message="the lines after a rejected one waited for its seq")
+    assert run.server.rejected == len(bad)
+    assert sum(s.missing_seqs for s in run.server.streams.values()) == 0
+    assert run.stop() == 0
+    assert receiver.metric_sum("kit_otel.events.rejected", reason="invalid_field") == len(bad)
+    assert not receiver.metric_sum("kit_otel.dropped", source="spool_gap")
+
+
 def test_tcp_peer_with_a_huge_seq_cannot_blind_a_spool_stream(dirs, receiver, caplog):
     import socket as socketlib
     spool, state, root = dirs

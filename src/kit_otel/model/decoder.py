@@ -68,6 +68,28 @@ class DecodeFailure(ValueError):
 
 _PATH_RE = re.compile(r" - at `\$\.?([^`]*)`$")
 _wire_decoder = msgspec.json.Decoder(_Wire)
+
+
+class _Position(msgspec.Struct):
+    """Only where a line stands in its process's stream (any other field is skipped unread)."""
+    pid: int = 0
+    seq: int = 0
+
+
+_position_decoder = msgspec.json.Decoder(_Position)
+
+
+def line_position(line: bytes, error: "DecodeError") -> tuple[int, int]:
+    """(pid, seq) of a rejected line whose envelope still says them, else (0, 0): a line refused
+    for one bad field keeps its place in the stream, so the stream need not wait for its seq
+    as for a line that never came. Never for a line that is not JSON, too deep or too long."""
+    if error.reason_code in ("malformed_json", "oversize"):
+        return 0, 0
+    try:
+        position = _position_decoder.decode(line)
+    except Exception:  # noqa: BLE001 - whatever the bytes: no position
+        return 0, 0
+    return (position.pid, position.seq) if position.seq > 0 else (0, 0)
 _data_decoders = {name: msgspec.json.Decoder(cls) for name, cls in DATA_TYPES.items()}
 _any_decoder = msgspec.json.Decoder()
 

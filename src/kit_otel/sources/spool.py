@@ -27,7 +27,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
 
-from kit_otel.model.decoder import DecodeError, DecodeFailure, OversizeLine, decode_line
+from kit_otel.model.decoder import (DecodeError, DecodeFailure, OversizeLine, decode_line,
+                                    line_position)
 from kit_otel.model.events import Event
 from kit_otel.state.regular_file import open_regular
 from kit_otel.sources.tail import FileTailer
@@ -56,6 +57,8 @@ class Item:
     end_offset: int = 0  # file offset just past the line (0 for socket input)
     lineno: int = 0
     from_socket: bool = False
+    pid: int = 0  # of a rejected line whose envelope still says where it stands (else 0)
+    seq: int = 0
 
 
 def decode_item(data: bytes, source: str, lineno: int, max_bytes: int,
@@ -71,7 +74,8 @@ def decode_item(data: bytes, source: str, lineno: int, max_bytes: int,
         return Item(decode_line(data, source=source, lineno=lineno, max_bytes=max_bytes), None,
                     end_offset, lineno, from_socket)
     except DecodeFailure as failure:
-        return Item(None, failure.error, end_offset, lineno, from_socket)
+        pid, seq = line_position(data, failure.error)
+        return Item(None, failure.error, end_offset, lineno, from_socket, pid, seq)
 
 
 def peek_first(path: str, max_bytes: int) -> Item | None:
@@ -299,7 +303,18 @@ class Stream:
                 self._drained.add(spool_file)
                 continue
             event = head.event
-            if event is None or not self._in_order(event):
+            if event is None:
+                seq = head.seq if self.ordered and head.pid == self.pid else 0
+                if seq and seq not in self._by_head and (
+                        self.next_seq is None or seq >= self.next_seq) \
+                        and not self._outlier(spool_file, seq):
+                    # rejected, but still at its seq: taken (and reported) in its turn, so
+                    # the lines after it do not wait for a seq that "never came"
+                    self._by_head[seq] = spool_file
+                    continue
+                pending.add(spool_file)
+                return self._pop(spool_file)
+            if not self._in_order(event):
                 pending.add(spool_file)
                 return self._pop(spool_file)
             if (self.next_seq is not None and event.seq < self.next_seq) \
@@ -372,8 +387,8 @@ class Stream:
             if seq is not None:
                 item = self._take_file_head(seq)
                 event = self.socket_items.pop(seq, None)
-                if item is None and event is not None:
-                    item = Item(event, None, from_socket=True)
+                if event is not None and (item is None or item.event is None):
+                    item = Item(event, None, from_socket=True)  # (a good copy beats a bad one)
                 elif event is not None:
                     self.duplicates += 1
                 if item is not None:
