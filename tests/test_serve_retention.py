@@ -119,3 +119,33 @@ def test_a_failed_checkpoint_write_at_retirement_does_not_end_serve(dirs, receiv
     receiver.wait_for(lambda: run.server.processed >= len(ended.lines) + len(later.lines),
                       timeout=30)
     assert run.stop() == 0
+
+
+def test_a_ci_process_keeps_its_trace_parent_across_a_serve_restart(dirs, receiver):
+    """The bridge header (TRACEPARENT, model) is read once; the checkpoint keeps what it said,
+    so turns a CI job's KIT runs after serve restarted still join the CI trace."""
+    import json
+    spool, state, root = dirs
+    ci_trace, ci_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    proc = kit_process(21, 40021, root, turns=6)
+    name, header = proc.lines[0]
+    data = json.loads(header)
+    assert data["type"] == "bridge_start"
+    data["data"]["Traceparent"] = f"00-{ci_trace}-{ci_span}-01"
+    proc.lines[0] = (name, json.dumps(data).encode() + b"\n")
+    half = len(proc.lines) // 2
+    settings = settings_for(receiver, spool, state, root)
+    _append(spool, proc.lines[:half])
+    run = InProcess(settings)
+    receiver.wait_for(lambda: run.server.processed >= half, timeout=30)
+    assert run.stop() == 0
+    _append(spool, proc.lines[half:])
+    run = InProcess(settings)
+
+    def turn_spans():
+        return [s for s in receiver.spans() if s.name == "invoke_agent kit"]
+    receiver.wait_for(lambda: len(turn_spans()) >= 6, timeout=30)
+    assert run.stop() == 0
+    turns = turn_spans()
+    assert len(turns) == 6
+    assert {(t.trace_id, t.parent_span_id) for t in turns} == {(ci_trace, ci_span)}

@@ -51,3 +51,31 @@ def test_other_processes_and_a_bad_traceparent_stay_root_spans():
     assert all(t.parent is None for t in h.spans_named(n.SPAN_TURN))
     h = make_harness().feed([header(s.pid, "00-not-a-trace-01")] + s.events).close()
     assert all(t.parent is None for t in h.spans_named(n.SPAN_TURN))
+
+
+def test_a_new_process_with_a_reused_pid_is_not_in_the_old_ones_trace():
+    """A process's first line (seq 1) says nothing of an earlier process with its pid holds:
+    containers sharing a spool directory reuse small pids all the time."""
+    ci = two_turns()
+    first = ev.Event(type="bridge_start", ts_ns=sc.T0 - 1, pid=ci.pid, seq=1, source="bridge",
+                     data=ev.BridgeStart(BridgeVersion="0.1.0", Traceparent=TRACEPARENT,
+                                         Model="anthropic/claude-sonnet-4-5"))
+    later = sc.simple_turn()  # the same pid, an hour later, without TRACEPARENT
+    shift = 3600 * 10**9
+    later_events = [ev.Event(type=e.type, data=e.data, ts_ns=e.ts_ns + shift, pid=e.pid,
+                             seq=e.seq, session_path=e.session_path + ".new", source=e.source,
+                             agent=e.agent) for e in later.events]
+    fresh = ev.Event(type="bridge_start", ts_ns=sc.T0 + shift - 1, pid=ci.pid, seq=1,
+                     source="bridge", data=ev.BridgeStart(BridgeVersion="0.1.0"))
+    h = make_harness().feed([first] + ci.events + [fresh] + later_events).close()
+    by_path = {}
+    for turn in h.spans_named(n.SPAN_TURN):
+        by_path.setdefault(turn.attributes[n.KIT_SESSION_PATH], []).append(turn)
+    old, new = by_path[ci.events[0].session_path], by_path[later_events[0].session_path]
+    assert all(f"{t.context.trace_id:032x}" == CI_TRACE for t in old)
+    assert all(t.parent is None and f"{t.context.trace_id:032x}" != CI_TRACE for t in new)
+    # a later instance of the same process (a subagent, a hot reload: seq > 1) keeps the parent
+    again = ev.Event(type="bridge_start", ts_ns=sc.T0, pid=ci.pid, seq=40, source="bridge",
+                     data=ev.BridgeStart(BridgeVersion="0.1.0"))
+    h = make_harness().feed([first, again] + ci.events).close()
+    assert all(f"{t.context.trace_id:032x}" == CI_TRACE for t in h.spans_named(n.SPAN_TURN))

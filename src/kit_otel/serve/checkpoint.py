@@ -55,6 +55,7 @@ class StreamRecord(msgspec.Struct):
     ordered: bool = True
     created_ns: int | None = None
     last_type: str = ""
+    process: dict[str, str] = {}  # the KIT process's trace parent and model (its bridge header)
 
 
 class SavedState(msgspec.Struct):

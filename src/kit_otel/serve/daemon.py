@@ -278,6 +278,7 @@ class Server(SocketInput, SpoolDirectory):
         current = self.by_pid.get(stream.pid)
         if current is None or current.created_ns < stream.created_ns:
             self.by_pid[stream.pid] = stream
+            self.translator.restore_process(stream.pid, snap.get("process", {}))
 
 
     # ── the loop ─────────────────────────────────────────────────────────────────────────────
@@ -420,6 +421,7 @@ class Server(SocketInput, SpoolDirectory):
             "ordered": stream.ordered, "created_ns": stream.created_ns,
             "last_type": stream.last_type,
             "files": dict(stream.positions),  # name → (offset, line number)
+            "process": self.translator.process_snapshot(stream.pid),
             "sessions": encode_sessions(self.translator.snapshot_sessions(stream.session_keys)),
             "ledger": copy_totals(stream.ledger),
         }

@@ -242,6 +242,7 @@ class SpoolDirectory:
         if self.by_pid.get(stream.pid) is stream:
             del self.by_pid[stream.pid]
             self._forget_sessions(stream)
+            self.translator.forget_process(stream.pid)
         if self.streams.pop(stream.key, None) is not None and stream.socket_only:
             self.socket_streams -= 1
         self._socket_lru.pop(stream.key, None)

@@ -98,6 +98,7 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
         # trace context turns start in: a KIT process's TRACEPARENT (every turn of the pid),
         # or one handed in for a session's next turn (ACP `_meta`)
         self.process_parents: dict[int, Context] = {}
+        self.process_traceparents: dict[int, tuple[str, str]] = {}  # as given, for checkpoints
         self.next_turn_parents: dict[tuple[int, str], Context] = {}
         # "provider/model" a KIT process had selected (bridge header, later model changes):
         # a new session knows its model before its first LLM call reports it
@@ -170,6 +171,8 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
             self.clock_ns = ts
         if etype in ev.META_TYPES:
             if etype == "bridge_start":
+                if event.seq == 1:  # a process's first line: a pid's earlier process is gone
+                    self.forget_process(event.pid)
                 if event.data.Traceparent:
                     self.set_process_parent(event.pid, event.data.Traceparent,
                                             event.data.Tracestate)
@@ -215,7 +218,34 @@ class Translator(TurnSpans, ChatSpans, ToolSpans, SubagentSpans, SessionEvents,
         context = remote_parent(traceparent, tracestate)
         if context is not None:
             self.process_parents[pid] = context
+            self.process_traceparents[pid] = (traceparent, tracestate)
         return context is not None
+
+    def forget_process(self, pid: int) -> None:
+        """Nothing of an earlier KIT process with this pid holds for the next one: not its
+        trace parent, not its model (a new process's first line, or its spool retired)."""
+        self.process_parents.pop(pid, None)
+        self.process_traceparents.pop(pid, None)
+        self.process_models.pop(pid, None)
+
+    def process_snapshot(self, pid: int) -> dict[str, str]:
+        """What a checkpoint keeps of a KIT process: its bridge header is not read again after
+        a restart, and its later turns still belong to its TRACEPARENT and know its model."""
+        snapshot = {}
+        given = self.process_traceparents.get(pid)
+        if given is not None:
+            snapshot["traceparent"], snapshot["tracestate"] = given
+        model = self.process_models.get(pid)
+        if model:
+            snapshot["model"] = model
+        return snapshot
+
+    def restore_process(self, pid: int, snapshot: dict[str, str]) -> None:
+        self.forget_process(pid)
+        if snapshot.get("traceparent"):
+            self.set_process_parent(pid, snapshot["traceparent"], snapshot.get("tracestate", ""))
+        if snapshot.get("model"):
+            self.process_models[pid] = snapshot["model"]
 
     def set_next_turn_parent(self, pid: int, session_path: str, context: Context) -> None:
         """The session's next turn is a child of the span in `context` (once)."""
