@@ -220,6 +220,40 @@ def test_spool_file_truncated_or_rotated_while_serving(dirs, receiver, how, capl
     assert f"spool file {spool / main} was {word}" in caplog.text
 
 
+@pytest.mark.parametrize("how", ["truncate", "rotate"])
+def test_spool_file_truncated_or_rotated_while_serve_was_stopped(dirs, receiver, how, caplog):
+    """The checkpoint's offset points into content that is not there any more, and the new
+    content is longer than the offset: serve reads it from the start (seen lines skipped by seq)
+    instead of from the middle of a line, and nothing is rejected or lost."""
+    spool, state, root = dirs
+    proc = kit_process(906, 41011, root, turns=4)
+    expected = reference_spans([proc], root)
+    main = proc.files[0]
+    # up to the end of the first turn: a quiescent point, so the checkpoint covers it all (what
+    # a rotation takes away after an uncommitted read is lost to any reader of the name)
+    cut = next(i for i, (_, line) in enumerate(proc.lines) if b'"type":"agent_end"' in line) + 1
+    first = proc.lines[:cut]
+    assert all(name == main for name, _ in first)
+    settings = settings_for(receiver, spool, state, root)
+    write_all(spool, type(proc)(proc.pid, first, proc.events))
+    run = InProcess(settings)
+    receiver.wait_for(lambda: run.server.processed >= len(first), timeout=30)
+    assert run.stop() == 0
+    if how == "truncate":
+        os.truncate(spool / main, 0)
+    else:
+        os.rename(spool / main, spool / (main + ".1"))
+    write_all(spool, type(proc)(proc.pid, proc.lines[cut:], proc.events))
+    assert (spool / main).stat().st_size > sum(len(line) for _, line in first)
+    run = InProcess(settings)
+    receiver.wait_for(lambda: len(received_spans(receiver)) >= len(expected), timeout=30)
+    assert run.stop() == 0
+    assert Counter(received_spans(receiver)) == Counter(expected)
+    assert run.server.rejected == 0
+    assert not receiver.metric_sum("kit_otel.dropped", source="spool_gap")
+    assert f"spool file {spool / main} was rewritten" in caplog.text
+
+
 # ── StateStore on hostile files ────────────────────────────────────────────────────────────
 
 def test_state_store_on_a_fifo_a_directory_and_a_huge_file(tmp_path):

@@ -53,3 +53,29 @@ def test_max_lines_resumes_where_it_stopped(tmp_path):
         got.extend(batch)
     assert [line.data for line in got] == lines
     assert [line.lineno for line in got] == list(range(1, 51))
+
+
+def test_a_file_truncated_and_written_past_the_offset_between_reads_is_read_anew(tmp_path):
+    """copytruncate, then the writer goes on past where the reader was, before the next read:
+    the size never looks short, but the byte before the offset is no longer a newline."""
+    old = [b'{"n":%d,"pad":"%s"}\n' % (i, b"o" * 20) for i in range(10)]
+    path = _content(tmp_path, b"".join(old))
+    tailer = FileTailer(str(path))
+    assert len(tailer.read_available()) == 10
+    new = [b'{"n":%d,"text":"%s"}\n' % (i, b"n" * 33) for i in range(20)]
+    with open(path, "r+b") as fh:
+        fh.truncate(0)
+        fh.write(b"".join(new))
+    got = tailer.read_available()
+    assert [line.data for line in got] == new and got[0].lineno == 1
+    assert tailer.resets == 1 and "rewritten" in tailer.reset_reason
+
+
+def test_a_reader_resumed_at_an_offset_in_other_content_reads_it_from_the_start(tmp_path):
+    """A checkpointed offset into a file that is not the one read (rotated or rewritten while
+    nobody read it): the first read notices and starts at 0."""
+    path = _content(tmp_path, b"".join(b'{"line":%d}\n' % i for i in range(40)))
+    got = FileTailer(str(path), offset=100, lineno=7).read_available()  # 100: mid-line here
+    assert got[0].lineno == 1 and len(got) == 40
+    good = FileTailer(str(path), offset=len(b'{"line":0}\n'), lineno=1).read_available()
+    assert good[0].data == b'{"line":1}\n' and good[0].lineno == 2  # a line start: resumed

@@ -3,7 +3,9 @@
 A line without its newline yet is left for the next read, so a reader never decodes half a line
 and the offset it reports is always the start of the next whole line (what a checkpoint needs).
 A file truncated under the reader, or replaced by another one at its path (rotation), is noticed
-as soon as the old content is read to its end, and the new content is read from its start.
+as soon as the old content is read to its end, and the new content is read from its start; one
+truncated and written again past the reader's offset is noticed by the byte before the offset,
+which is a newline in the content that was read.
 """
 
 from __future__ import annotations
@@ -79,11 +81,23 @@ class FileTailer:
                 return False
             self.reset_reason = "replaced by another file (rotated)"
             self.close()
-        self.offset = self.lineno = self._skipping = 0
-        self.resets += 1
+        self._start_over()
         return True
 
+    def _start_over(self) -> None:
+        self.offset = self.lineno = self._skipping = 0
+        self.resets += 1
+
     def _read(self, fh: BinaryIO, max_lines: int) -> list[Line]:
+        if self.offset and not self._skipping:
+            # The offset is always just past a newline. If the byte before it is something
+            # else, the file was truncated and written again past the offset between two reads
+            # (or, after a restart, another file took the name): what is there now is new.
+            fh.seek(self.offset - 1)
+            before = fh.read(1)
+            if before and before != b"\n":
+                self.reset_reason = "rewritten (truncated and written again, or another file at its name)"
+                self._start_over()
         fh.seek(self.offset + self._skipping)
         lines: list[Line] = []
         pending = b""
