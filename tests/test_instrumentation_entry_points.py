@@ -556,7 +556,8 @@ def test_subagent_failure(setup, agent_module):
                                                       "error.type": "timeout"}),
         (1, "execute_tool subagent", "INTERNAL", "ERROR", {"error.type": "tool_error"}),
         (2, "invoke_agent subagent", "INTERNAL", "ERROR", {"error.type": "timeout"}),
-        (3, "chat claude-sonnet-4-5", "CLIENT", "UNSET", {}),  # the error event is the subagent's
+        # the subagent's LLM call failed, as a main agent's would (test_exceptions_are_...)
+        (3, "chat claude-sonnet-4-5", "CLIENT", "ERROR", {"error.type": "timeout"}),
     ]
     # the subagent's LLM call failed (one error for the subagent loop, not one per layer), and
     # the failure escaped the turn (one for the main loop)
