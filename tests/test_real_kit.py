@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness import make_harness
-from kithost_real.runtime import BLOCKER, BRIDGE, VARIANTS, build, run_host
+from kithost_real.runtime import ARGS_EDITOR, BLOCKER, BRIDGE, VARIANTS, build, run_host
 from kit_otel.model import names as n
 from kit_otel.cli.bridge_install import spool_dir as bridge_default_spool
 from kit_otel.cli.main import replay_items
@@ -180,6 +180,35 @@ def test_a_650_kb_write_is_not_rejected(host, tmp_path):
     write = next(s for s in h.spans if s.name == f"{n.SPAN_TOOL_PREFIX} write")
     assert write.attributes[n.KIT_TOOL_INPUT_BYTES] == call["data"]["InputBytes"]
     assert write.status.status_code.name == "UNSET"
+
+
+def test_an_extension_editing_parsed_args_after_the_bridge_never_crashes_kit(host, tmp_path):
+    """KIT hands every extension the same ParsedArgs map; one loaded after the bridge writes to
+    it. With content capture on, the bridge's writer used to encode that map while it was being
+    written: Go's fatal "concurrent map iteration and map write", which takes KIT down."""
+    _, binary = host
+    run = run_host(binary, "shared-args", tmp_path, extensions=(BRIDGE, ARGS_EDITOR),
+                   options={"kit-otel-capture-content": "true", "kit-otel-flush-ms": "1"})
+    calls = [l for l in spool_lines(run.spool) if l["type"] == "tool_call"]
+    assert len(calls) == run.truth["turns"] == 2000
+    # the arguments as the model sent them (parsed again from Input), not the editor's keys
+    assert all(len(c["data"]["ParsedArgs"]) == 300 for c in calls)
+
+
+def test_events_lost_while_the_spool_cannot_be_opened_are_all_counted(host, tmp_path):
+    """Lines that could not be written carried the count of earlier losses: a failed write
+    must count those too, so written + dropped is every event fired."""
+    _, binary = host
+    spool = tmp_path / "spool"
+    spool.write_text("not a directory yet")  # the host removes it after 2.5 s
+    run = run_host(binary, "spool-comes-late", tmp_path, spool=spool,
+                   env={"KITHOST_BLOCK": str(spool)},
+                   options={"kit-otel-spool-dir": str(spool), "kit-otel-queue-size": "16",
+                            "kit-otel-flush-ms": "1500"})
+    lines = [l for l in spool_lines(run.spool) if l["type"] != "bridge_start"]
+    dropped = sum(l.get("dropped", 0) for l in lines)
+    assert dropped > 0 and lines[-1]["type"] == "session_shutdown"
+    assert len(lines) + dropped == run.truth["turns"]
 
 
 def test_error_and_cancel(host, tmp_path):

@@ -23,6 +23,7 @@ OVERLAY = Path(__file__).parent
 REPO = OVERLAY.parent.parent
 BRIDGE = REPO / "src" / "kit_otel" / "bridge" / "kit_otel_bridge.go"
 BLOCKER = OVERLAY / "extensions" / "blocker.go"
+ARGS_EDITOR = OVERLAY / "extensions" / "args_editor.go"
 BUDGET = REPO / "src" / "kit_otel" / "bridge" / "kit_otel_budget.go"
 VARIANTS = ("head", "seed")
 STALE_HOST_S = 86400

@@ -132,19 +132,20 @@ type writer struct {
 	model        string // the Context's model when the bridge began
 	header       []byte
 
-	line      envelope // reused for every line
-	out       *bytes.Buffer
-	enc       *json.Encoder
-	lines     int64
-	lastPath  string // path of the last event that carried one
-	lastState map[string]string
-	file      *os.File
-	fileName  string
-	nextOpen  time.Time
-	openWait  time.Duration
-	conn      net.Conn
-	nextDial  time.Time
-	dialWait  time.Duration
+	line         envelope // reused for every line
+	out          *bytes.Buffer
+	enc          *json.Encoder
+	lines        int64
+	batchDropped int64  // the losses the lines in out report (their "dropped"): lost with them
+	lastPath     string // path of the last event that carried one
+	lastState    map[string]string
+	file         *os.File
+	fileName     string
+	nextOpen     time.Time
+	openWait     time.Duration
+	conn         net.Conn
+	nextDial     time.Time
+	dialWait     time.Duration
 }
 
 // headerData is the data of the bridge_start line that opens every spool file
@@ -303,6 +304,11 @@ func Init(api ext.API) {
 				return nil
 			}
 		}
+		// KIT hands the same ParsedArgs map to every extension after this one, which may
+		// write to it while the writer goroutine encodes it: a concurrent map read and
+		// write is a fatal error no recover() stops, and it would take KIT down. The
+		// writer parses Input (the same JSON) again when it needs the arguments.
+		e.ParsedArgs = nil
 		if len(w.q) < cap(w.q) {
 			w.q <- record{typ: "tool_call", ts: time.Now(), path: w.sessionPath(), ev: e}
 		} else {
@@ -1253,11 +1259,16 @@ func encode(w *writer, r record) {
 	case ext.ToolCallEvent:
 		// KIT sends the arguments twice (Input and ParsedArgs): a 650 KB
 		// write would make a line over kit-otel's 1 MiB limit. ParsedArgs
-		// goes when it is big or content is off; without content capture,
-		// Input is cut too and its full size sent as InputBytes.
-		if e.ParsedArgs != nil && (!w.content || len(e.Input) > maxArgBytes) {
-			e.ParsedArgs = nil
-			env.Data = e
+		// (dropped in the handler, see OnToolCall) is parsed again from
+		// Input only with content capture and small arguments; without
+		// content capture, Input is cut too and its full size sent as
+		// InputBytes.
+		if w.content && len(e.Input) <= maxArgBytes {
+			var parsed map[string]interface{}
+			if json.Unmarshal([]byte(e.Input), &parsed) == nil {
+				e.ParsedArgs = parsed
+				env.Data = e
+			}
 		}
 		if !w.content && len(e.Input) > maxArgBytes {
 			size := len(e.Input)
@@ -1272,6 +1283,7 @@ func encode(w *writer, r record) {
 		}
 	}
 	env.Dropped = atomic.SwapInt64(&w.dropped, 0)
+	w.batchDropped += env.Dropped
 	env.State = nil
 	if r.state != nil && (!r.ifChanged || !sameState(r.state, w.lastState)) {
 		// Read in the handler, so the state is the one at the event: a
@@ -1351,11 +1363,12 @@ func flush(w *writer) {
 		}
 		if w.file != nil {
 			if _, err := w.file.Write(data); err != nil {
-				atomic.AddInt64(&w.dropped, w.lines)
+				atomic.AddInt64(&w.dropped, w.lines+w.batchDropped)
 			}
 		} else {
-			// Not on disk: counted, so the loss shows in the next line written.
-			atomic.AddInt64(&w.dropped, w.lines)
+			// Not on disk: counted, so the loss shows in the next line written
+			// (with the losses these lines were carrying).
+			atomic.AddInt64(&w.dropped, w.lines+w.batchDropped)
 		}
 		if w.sockPath != "" {
 			sendSocket(w, data)
@@ -1363,6 +1376,7 @@ func flush(w *writer) {
 	}
 	w.out.Reset()
 	w.lines = 0
+	w.batchDropped = 0
 }
 
 // openSpool creates the spool file of this instance and writes its header.

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -493,6 +494,46 @@ func (h *host) snapshotStatus(r *extensions.Runner) {
 }
 
 var scenarios = map[string]func(h *host){
+	"spool-comes-late": func(h *host) {
+		// The spool directory cannot be made for a while (KITHOST_BLOCK, a regular
+		// file, sits at its path): the queue overflows meanwhile, then the file
+		// goes and the directory can be made. Turns: the events fired.
+		block := os.Getenv("KITHOST_BLOCK")
+		a := h.newAgent(true, nil, "")
+		_, _ = a.runner.Emit(extensions.SessionStartEvent{})
+		for i := 0; i < 500; i++ {
+			_, _ = a.runner.Emit(extensions.ToolOutputEvent{ToolCallID: "toolu_out", ToolName: "bash",
+				Chunk: strconv.Itoa(i)})
+		}
+		time.Sleep(2500 * time.Millisecond)
+		_ = os.Remove(block)
+		time.Sleep(3 * time.Second)
+		_, _ = a.runner.Emit(extensions.ToolOutputEvent{ToolCallID: "toolu_out", ToolName: "bash",
+			Chunk: "last"})
+		a.k.Close()
+		h.truth.Turns = 1 + 500 + 1 + 1 // session_start, the outputs, session_shutdown
+	},
+	"shared-args": func(h *host) {
+		// Many tool calls, each with its ParsedArgs map as KIT's tool wrapper makes
+		// it (wrapper.go: one map per call, handed to every extension in turn), so
+		// an extension after the bridge writes to the map the bridge was given.
+		a := h.newAgent(true, nil, "")
+		_, _ = a.runner.Emit(extensions.SessionStartEvent{})
+		args := map[string]any{}
+		for i := 0; i < 300; i++ {
+			args["arg"+strconv.Itoa(i)] = strings.Repeat("x", 20)
+		}
+		raw, _ := json.Marshal(args)
+		for i := 0; i < 2000; i++ {
+			var parsed map[string]any
+			_ = json.Unmarshal(raw, &parsed)
+			_, _ = a.runner.Emit(extensions.ToolCallEvent{ToolName: "bash", ToolKind: "execute",
+				ToolCallID: "toolu_args_" + strconv.Itoa(i), Input: string(raw),
+				ParsedArgs: parsed, Source: "llm"})
+		}
+		a.k.Close()
+		h.truth.Turns = 2000
+	},
 	"budget": func(h *host) {
 		// The session starts on the first status file; each later file is
 		// what serve has written by the time the next prompt comes, and that
