@@ -276,12 +276,13 @@ def test_full_queue_drops_are_counted_and_never_block(hosts, tmp_path, mode, var
 class SocketServer:
     """A Unix socket listener that either reads everything or never reads."""
 
-    def __init__(self, path: Path, read: bool):
+    def __init__(self, path: Path, read: bool, private: bool = True):
         self.path = path
         self.read = read
         self.received = bytearray()
         self.connections = 0
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.chmod(0o700 if private else 0o755)  # serve makes its socket's folder 0700
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(str(path))
         self.sock.listen(8)
@@ -335,6 +336,23 @@ def test_socket_stream_carries_the_same_lines(hosts, tmp_path, mode, variant):
     assert server.connections == 1
     assert bytes(server.received) == b"".join(run.lines())
     assert decode_line(bytes(server.received).split(b"\n", 1)[0]).type == "bridge_start"
+
+
+@pytest.mark.parametrize("mode,variant", params(RUN_MODES, ("head",)))
+def test_no_events_go_to_a_socket_others_can_reach(hosts, tmp_path, mode, variant):
+    """A listener in a folder that is not private (another user's, next to a spool directory
+    in a shared place) gets nothing; the spool file still gets every event."""
+    host = hosts(mode, variant)
+    sock_path = tmp_path / "shared" / "bridge.sock"
+    server = SocketServer(sock_path, read=True, private=False)
+    try:
+        run = host.run("roundtrip", tmp_path, env={option_env_name("kit-otel-socket"):
+                                                   str(sock_path)})
+        time.sleep(0.3)
+    finally:
+        server.close()
+    assert server.connections == 0 and not server.received
+    assert decode_all(run.lines())[-1].type == "session_shutdown"
 
 
 @pytest.mark.parametrize("mode,variant", params(RUN_MODES, ("head",)))

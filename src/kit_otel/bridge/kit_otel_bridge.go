@@ -34,6 +34,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"expvar"
 	"net"
 	"os"
@@ -1416,7 +1417,11 @@ func sendSocket(w *writer, data []byte) {
 		if time.Now().Before(w.nextDial) {
 			return
 		}
-		conn, err := net.DialTimeout("unix", w.sockPath, socketDialWait)
+		var conn net.Conn
+		err := errNotPrivate
+		if privateSocket(w.sockPath) {
+			conn, err = net.DialTimeout("unix", w.sockPath, socketDialWait)
+		}
 		if err != nil {
 			w.nextDial = time.Now().Add(w.dialWait)
 			w.dialWait = nextWait(w.dialWait)
@@ -1429,6 +1434,21 @@ func sendSocket(w *writer, data []byte) {
 		}
 	}
 	writeSocket(w, data)
+}
+
+var errNotPrivate = errors.New("socket not in a private directory")
+
+// privateSocket: the events (prompts and tool output with content capture)
+// go only to a socket in a directory nobody else can enter, as serve makes
+// it (0700, the socket 0600). Next to a spool directory in a shared place
+// (/tmp/x/spool without XDG_RUNTIME_DIR), anybody could listen there.
+func privateSocket(path string) bool {
+	dir, err := os.Lstat(filepath.Dir(path))
+	if err != nil || !dir.IsDir() || dir.Mode().Perm()&0o077 != 0 {
+		return false
+	}
+	sock, err := os.Lstat(path)
+	return err == nil && sock.Mode()&os.ModeSocket != 0
 }
 
 func writeSocket(w *writer, data []byte) bool {
