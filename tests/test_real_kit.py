@@ -211,6 +211,29 @@ def test_events_lost_while_the_spool_cannot_be_opened_are_all_counted(host, tmp_
     assert len(lines) + dropped == run.truth["turns"]
 
 
+def test_events_of_over_a_megabyte_arrive_cut_not_rejected(host, tmp_path):
+    """A pasted 1.2 MB prompt, 1.1 MB of another extension's state, a subagent's 1.1 MB write:
+    every line stays under kit-otel's limit, each event arrives with its long strings cut and
+    their full sizes beside them, and the turn is whole."""
+    _, binary = host
+    run = run_host(binary, "big-lines", tmp_path)
+    lines = spool_lines(run.spool)  # asserts every line is under the decoder's limit
+    assert max(len(json.dumps(l)) for l in lines) < 600 * 1024
+    by_type = {}
+    for line in lines:
+        by_type.setdefault(line["type"], []).append(line)
+    prompt = by_type["agent_start"][0]["data"]
+    assert prompt["PromptBytes"] > 1100 * 1024 and len(prompt["Prompt"]) <= 64 * 1024
+    assert len(by_type["agent_start"][0]["state"]["notes"]) <= 64 * 1024
+    chunks = [c["data"] for c in by_type["subagent_chunk"] if c["data"]["ChunkType"] == "tool_call"]
+    assert chunks and chunks[0]["ToolArgsBytes"] > 1100 * 1024
+    h = translate(run.spool)
+    assert_turns_complete(h, ["stop"])
+    write = next(s for s in h.spans if s.name == f"{n.SPAN_TOOL_PREFIX} write")
+    assert write.attributes[n.KIT_TOOL_INPUT_BYTES] == chunks[0]["ToolArgsBytes"]
+    assert write.attributes[n.KIT_TOOL_OUTPUT_BYTES] == 1100 * 1024  # the file it wrote
+
+
 def test_error_and_cancel(host, tmp_path):
     _, binary = host
     run = run_host(binary, "error-and-cancel", tmp_path)

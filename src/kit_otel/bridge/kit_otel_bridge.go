@@ -72,7 +72,8 @@ const (
 	idleTicks         = 20 // empty flush intervals before the writer parks
 	maxBatch          = 4096
 	socketWriteWait   = 50 * time.Millisecond
-	maxArgBytes       = 64 << 10 // tool arguments and output kept without content capture
+	maxArgBytes       = 64 << 10  // tool arguments and output kept without content capture
+	maxLineBytes      = 512 << 10 // a line longer than this has its long strings cut (kit-otel reads up to 1 MiB)
 	socketDialWait    = 100 * time.Millisecond
 	minRetry          = time.Second
 	maxRetry          = 30 * time.Second
@@ -1292,12 +1293,94 @@ func encode(w *writer, r record) {
 		// later, would put it on an earlier event).
 		env.State = stateJSON(w, r.state)
 	}
+	start := w.out.Len()
 	if err := w.enc.Encode(env); err != nil {
 		// A value encoding/json refuses (NaN cost): keep the event, not its data.
 		env.Data = struct{}{}
 		_ = w.enc.Encode(env)
 	}
+	if w.out.Len()-start > maxLineBytes {
+		// A pasted log in a prompt, a subagent's big write in its chunk, another
+		// extension's state: a line kit-otel would refuse as a whole. Its long
+		// strings are cut (each with its full size as <Field>Bytes), so the
+		// event, its type and its numbers still arrive.
+		w.out.Truncate(start)
+		env.Data = shortened(env.Data)
+		env.State = shortenedState(env.State)
+		if err := w.enc.Encode(env); err != nil || w.out.Len()-start > maxLineBytes {
+			w.out.Truncate(start)
+			env.Data = struct{}{}
+			env.State = nil
+			_ = w.enc.Encode(env)
+		}
+	}
 	w.lines++
+}
+
+// shortened is an event's data with every string longer than maxArgBytes
+// cut; a cut top-level field's full size goes beside it as <Field>Bytes.
+func shortened(data interface{}) interface{} {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return struct{}{}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // token counts and costs exactly as they were
+	var fields map[string]interface{}
+	if dec.Decode(&fields) != nil {
+		return struct{}{}
+	}
+	sizes := map[string]int{}
+	for key, value := range fields {
+		if text, ok := value.(string); ok && len(text) > maxArgBytes {
+			fields[key] = cut(text, maxArgBytes)
+			sizes[key+"Bytes"] = len(text)
+		} else {
+			fields[key] = cutStrings(value)
+		}
+	}
+	for key, size := range sizes {
+		if _, taken := fields[key]; !taken {
+			fields[key] = size
+		}
+	}
+	return fields
+}
+
+// cutStrings cuts the long strings inside lists and objects (message bodies).
+func cutStrings(value interface{}) interface{} {
+	switch v := value.(type) {
+	case string:
+		return cut(v, maxArgBytes)
+	case []interface{}:
+		for i := range v {
+			v[i] = cutStrings(v[i])
+		}
+	case map[string]interface{}:
+		for key := range v {
+			v[key] = cutStrings(v[key])
+		}
+	}
+	return value
+}
+
+// shortenedState is a state map with its long values cut.
+func shortenedState(state json.RawMessage) json.RawMessage {
+	if state == nil {
+		return nil
+	}
+	var values map[string]string
+	if json.Unmarshal(state, &values) != nil {
+		return nil
+	}
+	for key, value := range values {
+		values[key] = cut(value, maxArgBytes)
+	}
+	out, err := json.Marshal(values)
+	if err != nil {
+		return nil
+	}
+	return out
 }
 
 // cut shortens s to at most n bytes, at a UTF-8 character boundary.

@@ -201,6 +201,8 @@ class SubagentChunk(EventData):
     ToolArgs: str = ""
     ToolResult: str = ""
     IsError: bool = False
+    ToolArgsBytes: Count = 0  # the bridge's: full sizes of fields it cut
+    ToolResultBytes: Count = 0
 
 
 class SubagentEnd(EventData):
@@ -208,6 +210,7 @@ class SubagentEnd(EventData):
     Task: str = ""
     Response: str = ""
     ErrorMsg: str = ""
+    ResponseBytes: Count = 0  # the bridge's: the full size of a Response it cut
 
 
 class StepStart(EventData):

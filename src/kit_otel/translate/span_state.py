@@ -80,6 +80,7 @@ class HeldResult:
     content: str
     is_error: bool
     ts_ns: int
+    content_bytes: int = 0  # the full size of a result the bridge cut
 
 
 @dataclass(eq=False)

@@ -80,7 +80,8 @@ class SubagentSpans:
             self._coalesce(subagent.span, subagent.text, event, data.Content)
         elif kind == "tool_call":
             tool = self._start_tool(session, subagent.span, data.ToolName, "subagent", data.ToolArgs,
-                                    event.ts_ns, {n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT})
+                                    event.ts_ns, {n.GEN_AI_AGENT_NAME: n.AGENT_SUBAGENT},
+                                    data.ToolArgsBytes)
             subagent.chunk_tools.setdefault(data.ToolName, deque()).append(tool)
         elif kind in ("tool_execution_start", "tool_execution_end", "tool_result"):
             queue = subagent.chunk_tools.get(data.ToolName)
@@ -96,21 +97,23 @@ class SubagentSpans:
             else:
                 queue.popleft()
                 if subagent.child is None:  # no stream of the child's own: the chunks are all
-                    self._end_chunk_tool(tool, data.ToolResult, data.IsError, event.ts_ns)
+                    self._end_chunk_tool(tool, data.ToolResult, data.IsError, event.ts_ns,
+                                         data.ToolResultBytes)
                     unheard = subagent.settled_unheard
                     unheard[data.ToolName] = unheard.get(data.ToolName, 0) + 1
                 else:
                     subagent.held.setdefault(data.ToolName, deque()).append(
-                        HeldResult(tool, data.ToolResult, data.IsError, event.ts_ns))
+                        HeldResult(tool, data.ToolResult, data.IsError, event.ts_ns,
+                                   data.ToolResultBytes))
                     self._settle_chunk_tools(subagent, data.ToolName)
         else:  # turn_start, turn_end and kinds a newer KIT adds
             self._span_event(subagent.span, event)
 
     def _end_chunk_tool(self, tool: Tool, content: str, is_error: bool, ts_ns: int,
-                        refused: bool = False) -> None:
+                        content_bytes: int = 0, refused: bool = False) -> None:
         if refused:
             tool.executed = False
-        self._finish_tool(tool, "subagent", content, is_error, ts_ns)
+        self._finish_tool(tool, "subagent", content, is_error, ts_ns, content_bytes)
         if refused:
             tool.span.set_status(Status(StatusCode.ERROR, BLOCKED_STATUS))
         tool.span.end(end_time=max(ts_ns, tool.start_ns))
@@ -131,6 +134,7 @@ class SubagentSpans:
                 return  # the child has not said yet whether the call ran
             result = held.popleft()
             self._end_chunk_tool(result.tool, result.content, result.is_error, result.ts_ns,
+                                 result.content_bytes,
                                  refused=call is not None and call.verdict == REFUSED)
 
     def _judge_child_call(self, subagent: Subagent, event: ev.Event) -> None:
@@ -175,7 +179,8 @@ class SubagentSpans:
         if subagent is None:
             self._span_event(run.span, event)
             return
-        subagent.span.set_attribute(n.KIT_SUBAGENT_RESPONSE_LENGTH, len(data.Response))
+        subagent.span.set_attribute(n.KIT_SUBAGENT_RESPONSE_LENGTH,
+                                    max(len(data.Response), data.ResponseBytes))
         captured = messages.output_messages(self.content, data.Response,
                                             "error" if data.ErrorMsg else "stop")
         if captured is not None:

@@ -494,6 +494,29 @@ func (h *host) snapshotStatus(r *extensions.Runner) {
 }
 
 var scenarios = map[string]func(h *host){
+	"big-lines": func(h *host) {
+		// Events that carry over a megabyte: a pasted 1.2 MB log in the prompt,
+		// another extension's 1.1 MB state, and a subagent writing a 1.1 MB file
+		// (the parent's bridge gets the child's call as a subagent_chunk).
+		body := strings.Repeat("0123456789abcdef", 1100*1024/16)
+		input, _ := json.Marshal(map[string]string{"path": "big.txt", "content": body})
+		child := &turn{Prompt: "write it", Steps: []step{
+			{Finish: "tool-calls", Usage: usage(500, 300, 0, 0), Calls: []call{
+				{ID: "toolu_child_write", Name: "write", Input: string(input), Output: body}}},
+			{Text: []string{"Written."}, Finish: "stop", Usage: usage(1000, 5, 0, 0)},
+		}}
+		a := h.newAgent(true, nil, "")
+		a.runner.SetState("notes", strings.Repeat("n", 1100*1024))
+		_, _ = a.runner.Emit(extensions.SessionStartEvent{})
+		prompt := "why does this fail?\n" + strings.Repeat("ERROR some line of a build log\n", 1200*1024/31)
+		_, _ = a.runTurn(&turn{Prompt: prompt, Steps: []step{
+			{Finish: "tool-calls", Usage: usage(900, 40, 0, 0), Calls: []call{
+				{ID: "toolu_sub_W", Name: "subagent", Input: `{"task":"write it"}`, Child: child}}},
+			{Text: []string{"Done."}, Finish: "stop", Usage: usage(1000, 5, 0, 0)},
+		}})
+		h.truth.Turns = 1
+		a.k.Close()
+	},
 	"spool-comes-late": func(h *host) {
 		// The spool directory cannot be made for a while (KITHOST_BLOCK, a regular
 		// file, sits at its path): the queue overflows meanwhile, then the file
