@@ -63,7 +63,9 @@ def taken_port():
     ({"OTEL_TRACES_EXPORTER": "zipkin"}, cli.EXIT_USAGE, "zipkin"),
     ({"OTEL_METRICS_EXPORTER": "statsd"}, cli.EXIT_USAGE, "statsd"),
     ({"OTEL_METRICS_EXPORTER": "otlp", "OTEL_TRACES_EXPORTER": "none",
-      "OTEL_METRIC_EXPORT_INTERVAL": "-5"}, cli.EXIT_USAGE, "-5 is invalid and"),
+      "OTEL_METRIC_EXPORT_INTERVAL": "-5"}, cli.EXIT_USAGE, "OTEL_METRIC_EXPORT_INTERVAL: -5 is"),
+    ({"KIT_OTEL_IDLE_TIMEOUT_S": "inf"}, cli.EXIT_USAGE, "KIT_OTEL_IDLE_TIMEOUT_S: inf is"),
+    ({"KIT_OTEL_MAX_LINE_BYTES": "10"}, cli.EXIT_USAGE, "KIT_OTEL_MAX_LINE_BYTES: 10 is"),
     ({"KIT_OTEL_PROMETHEUS_PORT": "99999", "OTEL_TRACES_EXPORTER": "none"}, cli.EXIT_UNUSABLE,
      "KIT_OTEL_PROMETHEUS_PORT"),
     ({"KIT_OTEL_PROMETHEUS_PORT": "nine", "OTEL_TRACES_EXPORTER": "none"}, cli.EXIT_USAGE,
@@ -237,3 +239,80 @@ def test_summary_memory_is_bounded_by_what_it_prints():
     assert len(keeper.best) <= 50 and not keeper._open
     text = summary.render(max_turns=10)
     assert "4 session(s), 120 turn(s)" in text and "… 110 more turn(s)" in text
+
+
+# ── what a user meets beyond the commands' own checks ────────────────────────────────────────
+
+def test_an_otel_variable_the_sdk_refuses_on_import_is_one_line_even_for_help(tmp_path):
+    """The SDK reads OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT when it is imported: before any command."""
+    for args in (["--help"], ["config"]):
+        result = subprocess.run([sys.executable, "-m", "kit_otel.cli.entry", *args], cwd=tmp_path,
+                                env=_env({"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": "-1"}),
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == cli.EXIT_USAGE, result.stderr
+        assert "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT" in _one_clean_line(result)
+
+
+def test_replay_exits_non_zero_when_its_log_records_did_not_arrive(tmp_path, events_file):
+    result = run(["replay", "-q", str(events_file)], tmp_path, env={
+        **NO_EXPORT, "OTEL_LOGS_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        "OTEL_BLRP_EXPORT_TIMEOUT": "1000"})
+    assert result.returncode == cli.EXIT_NOT_DELIVERED, result.stderr
+    assert "log records to http://127.0.0.1:9" in result.stderr
+
+
+def test_summary_exports_nothing_not_even_logs(tmp_path, events_file):
+    result = run(["summary", str(events_file)], tmp_path,
+                 env={"OTEL_LOGS_EXPORTER": "otlp_json_file"})
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "kit-otel-out").exists()
+
+
+def test_a_signal_endpoint_is_the_one_named_when_it_fails(tmp_path, events_file):
+    result = run(["replay", "-q", str(events_file)], tmp_path, env={
+        "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:7/v1/traces"})
+    assert result.returncode == cli.EXIT_NOT_DELIVERED
+    line = _one_clean_line(result)
+    assert "to http://127.0.0.1:7/v1/traces" in line and "(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)" in line
+
+
+def test_follow_with_nothing_to_follow_ends_at_once(tmp_path):
+    result = run(["replay", "-f", str(tmp_path / "later.ndjson")], tmp_path, env=NO_EXPORT,
+                 timeout=30)
+    assert result.returncode == cli.EXIT_INPUT
+    assert "no file to follow" in result.stderr
+
+
+def test_a_full_disk_behind_stdout_is_one_line_not_an_internal_error(tmp_path, events_file):
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(KIT_OTEL + ["summary", str(events_file)], cwd=tmp_path,
+                                env=_env(), stdout=full, stderr=subprocess.PIPE, text=True,
+                                timeout=60)
+    assert result.returncode == cli.EXIT_UNUSABLE, result.stderr
+    assert "No space left on device" in _one_clean_line(result)
+
+
+def test_one_file_named_twice_is_read_once(tmp_path, events_file):
+    once = run(["summary", str(events_file)], tmp_path, env=NO_EXPORT)
+    twice = run(["summary", str(events_file), str(events_file.parent / "." / events_file.name)],
+                tmp_path, env=NO_EXPORT)
+    assert once.returncode == twice.returncode == 0
+    assert once.stdout.splitlines()[0] == twice.stdout.splitlines()[0]
+    assert "named twice" in twice.stderr
+
+
+def test_serve_names_the_metrics_port_it_cannot_have(tmp_path, taken_port):
+    state = tmp_path / "state"
+    result = subprocess.run(KIT_OTEL + ["serve"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env=_env({
+                                "KIT_OTEL_STATE_DIR": str(state),
+                                "KIT_OTEL_SPOOL_DIR": str(tmp_path / "spool"),
+                                "KIT_OTEL_SOCKET_PATH": "off", "OTEL_TRACES_EXPORTER": "none",
+                                "OTEL_METRICS_EXPORTER": "prometheus",
+                                "KIT_OTEL_PROMETHEUS_PORT": str(taken_port)}))
+    assert result.returncode == 2
+    assert f"127.0.0.1:{taken_port}" in result.stderr and "KIT_OTEL_PROMETHEUS_PORT" in result.stderr
+    assert "Traceback" not in result.stderr

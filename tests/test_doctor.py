@@ -309,11 +309,17 @@ def test_every_exporter_none_is_a_warning(setup):
 def test_otlp_json_files(setup, tmp_path):
     def export_finding(output: Path):
         settings = dataclasses.replace(setup.settings, traces_exporter=("otlp_json_file",),
-                                       metrics_exporter=("otlp_json_file",),
-                                       output_dir=str(output))
+                                       metrics_exporter=("otlp_json_file",))
+        if output is not None:
+            settings.output_dir = str(output)
+            settings.sources = {**settings.sources, "output_dir": "env:KIT_OTEL_OUTPUT_DIR"}
         found, = [f for f in diagnose(settings, setup.env, setup.project, timeout_s=2.0)
                   if f.topic == "export"]
         return found
+    # by default, where serve writes them: with its state, not in doctor's working directory
+    default = export_finding(None)
+    assert default.status == OK and str(Path(setup.settings.state_dir).expanduser().resolve()
+                                        / "otlp-json") in default.message
     # a folder serve will create (it makes the parents) is fine ...
     assert export_finding(tmp_path / "not" / "yet" / "out").status == OK
     # ... one under a regular file can never be made

@@ -7,6 +7,7 @@ where it came from, so `kit-otel config` can show it.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -108,6 +109,48 @@ class Settings:
         return extra + self.budgets
 
 
+# The values a numeric setting may take (inclusive): a type check alone let `inf`, `nan`, 0 and
+# negative numbers through, to fail later under another setting's name or to drop everything
+# with a "success" exit code (max_line_bytes=10 rejected every line).
+_RANGES: dict[str, tuple[float, float]] = {
+    "metric_export_interval_ms": (1, 86_400_000),
+    "content_max_length": (1, 1 << 30),
+    "idle_timeout_s": (0.001, 365 * 86400.0), "session_forget_s": (0.001, 365 * 86400.0),
+    "spool_retention_s": (0, 365 * 86400.0), "shutdown_timeout_s": (0, 86400.0),
+    "max_tools": (1, 1_000_000), "max_models": (1, 1_000_000), "max_projects": (1, 1_000_000),
+    "max_line_bytes": (4096, 1 << 30), "state_max_value_length": (0, 1 << 30),
+    "tcp_port": (0, 65535), "export_queue_spans": (1, 1 << 26),
+    "budget_day_usd": (0, 1e12), "budget_month_usd": (0, 1e12), "budget_turn_usd": (0, 1e12),
+}
+_BUDGET_WINDOWS = ("day", "month", "turn")
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+_BUDGET_SCOPES = ("global", "project", "model")
+
+
+def _check_ranges(settings: Settings, sources: dict[str, str]) -> None:
+    for name, (low, high) in _RANGES.items():
+        value = getattr(settings, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+            raise ValueError(f"setting {name} from {sources[name]}: {value!r} is not a number "
+                             f"from {_number(low)} to {_number(high)}")
+    for budget in settings.budgets:
+        where = f"setting budgets from {sources['budgets']}"
+        if budget.window not in _BUDGET_WINDOWS:
+            raise ValueError(f"{where}: window {budget.window!r} is not one of "
+                             f"{', '.join(_BUDGET_WINDOWS)}")
+        if budget.scope not in _BUDGET_SCOPES:
+            raise ValueError(f"{where}: scope {budget.scope!r} is not one of "
+                             f"{', '.join(_BUDGET_SCOPES)}")
+        usd = budget.usd
+        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or \
+                not math.isfinite(usd) or usd < 0:
+            raise ValueError(f"{where}: usd {usd!r} is not a non-negative number")
+
+
 _PROTOCOLS = ("grpc", "http/protobuf")
 _TEMPORALITIES = ("cumulative", "delta", "lowmemory")
 
@@ -158,7 +201,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
         path = Path(file_path or DEFAULT_CONFIG_FILE).expanduser()
         try:
             file_values = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ValueError(f"config file {path}: {exc}") from None
         file_label = f"file:{path}"
         unknown = set(file_values) - set(sources)
@@ -206,6 +249,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | None 
             raise ValueError(f"setting {name} from {sources[name]}: {value!r} is {why}"
                              if value != "http/json" else
                              f"setting {name} from {sources[name]}: {why}")
+    _check_ranges(settings, sources)
     if settings.metrics_temporality.lower() not in _TEMPORALITIES:
         raise ValueError(f"setting metrics_temporality from {sources['metrics_temporality']}: "
                          f"{settings.metrics_temporality!r} is not cumulative, delta or lowmemory")

@@ -2,6 +2,6 @@
 
 import sys
 
-from kit_otel.cli.main import main
+from kit_otel.cli.entry import main
 
 sys.exit(main())

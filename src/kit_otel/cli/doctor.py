@@ -42,6 +42,8 @@ class Finding:
 def diagnose(settings: Settings, env: Mapping[str, str] | None = None, cwd: Path | None = None,
              *, config_file: str | None = None, timeout_s: float = 3.0) -> list[Finding]:
     env = dict(os.environ if env is None else env)
+    from kit_otel.serve.options import use_daemon_output_dir
+    use_daemon_output_dir(settings)  # the exporters are checked as serve runs them
     findings = [_config(settings, env, config_file)]
     findings += _settings_rows(settings)
     findings += _bridge(env, cwd)
@@ -239,8 +241,8 @@ def _test_export(settings: Settings, timeout_s: float) -> Finding:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from kit_otel.export.exporters import otlp_exporter, signal_protocol
-    endpoint = settings.effective_otlp_endpoint()
+    from kit_otel.export.exporters import otlp_destination, otlp_exporter, signal_protocol
+    endpoint, variable = otlp_destination(settings, "traces")
     where = f"{endpoint} ({signal_protocol(settings, 'traces')})"
     provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
     span = provider.get_tracer("kit_otel.doctor").start_span(TEST_SPAN_NAME)
@@ -259,7 +261,7 @@ def _test_export(settings: Settings, timeout_s: float) -> Finding:
                        f"({TEST_SPAN_NAME!r})")
     return Finding(FAIL, "export", f"OTLP endpoint {where} did not accept a test span within "
                    f"{timeout_s:g} s{': ' + detail if detail else ''}",
-                   "start the Collector, or set OTEL_EXPORTER_OTLP_ENDPOINT / "
+                   f"start the Collector, or set {variable} / "
                    "OTEL_EXPORTER_OTLP_PROTOCOL to where it listens")
 
 

@@ -19,7 +19,7 @@ from typing import Iterator
 from kit_otel import __version__
 from kit_otel.config import describe, load_settings
 from kit_otel.model.decoder import DecodeError, DecodeFailure, OversizeLine, decode_line, iter_stream
-from kit_otel.export.pipeline import Pipeline
+from kit_otel.export.pipeline import Pipeline, start_failure
 from kit_otel.sources.replay_order import group_by_process, merge_by_seq
 from kit_otel.cli.summary import RichestTurnKeeper, Summary
 from kit_otel.sources.tail import FileTailer
@@ -82,19 +82,15 @@ def _pipeline(settings, command: str, **kwargs) -> Pipeline:
     except ValueError as exc:  # an unknown exporter name and the like
         raise UserError(" ".join(str(exc).split()), EXIT_USAGE) from None
     except (OSError, OverflowError) as exc:
-        if getattr(exc, "filename", None):
-            raise UserError(f"cannot write {exc.filename}: {exc.strerror} (choose another "
-                            "output directory: --out or KIT_OTEL_OUTPUT_DIR)",
-                            EXIT_UNUSABLE) from None
-        where = f"{settings.prometheus_host}:{settings.prometheus_port}"
-        reason = getattr(exc, "strerror", None) or str(exc)
-        if command == "replay" and _is_default(settings, "prometheus_port") and \
+        if command == "replay" and not getattr(exc, "filename", None) and \
+                _is_default(settings, "prometheus_port") and \
                 getattr(exc, "errno", None) == errno.EADDRINUSE:
-            print(f"kit-otel: {where} is in use (a kit-otel serve?); this replay serves no "
-                  "/metrics (KIT_OTEL_PROMETHEUS_PORT picks a port)", file=sys.stderr)
+            print(f"kit-otel: {settings.prometheus_host}:{settings.prometheus_port} is in use "
+                  "(a kit-otel serve?); this replay serves no /metrics (KIT_OTEL_PROMETHEUS_PORT "
+                  "picks a port)", file=sys.stderr)
             return Pipeline(settings, **{**kwargs, "serve_prometheus": False})
-        raise UserError(f"cannot serve /metrics on {where}: {reason} (KIT_OTEL_PROMETHEUS_HOST, "
-                        "KIT_OTEL_PROMETHEUS_PORT)", EXIT_UNUSABLE) from None
+        raise UserError(start_failure(settings, exc, "--out" if command == "demo" else ""),
+                        EXIT_UNUSABLE) from None
 
 
 class _Progress:
@@ -169,6 +165,16 @@ def _sequenced(tailer: FileTailer, max_bytes: int, progress) -> Iterator[tuple[i
         progress()
 
 
+def _identity(name: str) -> tuple[int, int] | None:
+    """(device, inode) of a file: one named twice (`a` and `./a`, a link) is read once, or its
+    events would be counted twice."""
+    try:
+        st = os.stat(name)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _unreadable(name: str) -> str:
     """Why `name` cannot be replayed ("" if it can): said the way a user fixes it."""
     try:
@@ -210,7 +216,15 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
     max_bytes = pipeline.settings.max_line_bytes
     missing = 0
     tailers: list[FileTailer] = []
+    seen: set[tuple[int, int]] = set()
     for name in files:
+        if name != "-":
+            identity = _identity(name)
+            if identity is not None and identity in seen:
+                log.warning("%s: named twice (the same file); read once", name)
+                continue
+            if identity is not None:
+                seen.add(identity)
         if name == "-":
             log.debug("reading <stdin>")
             # a pipe cannot be re-read from an offset: read it once, to its end
@@ -230,7 +244,9 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
                              finished=not follow):
         pipeline.feed(item)
     bar.finish()
-    if follow:
+    if follow and not tailers:
+        print("kit-otel: --follow: no file to follow", file=sys.stderr)
+    elif follow:
         from kit_otel.sources.sidecar_follow import SidecarFollower
         sidecars = SidecarFollower(pipeline.translator, pipeline.settings.sessions_root)
         stop = []
@@ -261,9 +277,7 @@ def _undelivered(pipeline: Pipeline) -> list[str]:
     for tally in pipeline.tallies:
         if tally.complete:
             continue
-        hint = ""
-        if tally.destination == pipeline.settings.effective_otlp_endpoint():
-            hint = " — is a Collector running? (OTEL_EXPORTER_OTLP_ENDPOINT)"
+        hint = f" — is a Collector running? ({tally.setting})" if tally.setting else ""
         reason = " ".join(tally.failure.split())[:240]
         lines.append(f"exported {tally.accepted}/{tally.offered} {tally.signal} to "
                      f"{tally.destination}: {reason}{hint}")
@@ -288,7 +302,8 @@ def cmd_replay(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    settings = _settings(args, traces_exporter=("none",), metrics_exporter=("none",))
+    settings = _settings(args, traces_exporter=("none",), metrics_exporter=("none",),
+                         logs_exporter=("none",))
     keeper = RichestTurnKeeper()
     pipeline = _pipeline(settings, "summary", span_processors=[keeper], serve_prometheus=False)
     summary = Summary(pipeline.translator, keeper, max_turns=args.max_turns)
@@ -375,6 +390,17 @@ def cmd_config(args) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0 (argparse says which option when it is not)."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_count.__name__ = "whole number >= 0"  # argparse's "invalid <name> value: '-1'"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kit-otel", description="OpenTelemetry traces and metrics for KIT coding agents.",
@@ -398,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--sessions", type=int, default=3)
     demo.add_argument("--turns", type=int, default=6)
-    demo.add_argument("--max-turns", type=int, default=40, help="turn rows in the summary")
+    demo.add_argument("--max-turns", type=_count, default=40, help="turn rows in the summary")
     demo.set_defaults(func=cmd_demo)
 
     replay = sub.add_parser("replay", help="export NDJSON event files",
@@ -410,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", metavar="FILE")
     replay.add_argument("--follow", "-f", action="store_true", help="keep tailing the files")
     replay.add_argument("--quiet", "-q", action="store_true", help="no progress bar, no summary")
-    replay.add_argument("--max-turns", type=int, default=40)
+    replay.add_argument("--max-turns", type=_count, default=40)
     replay.set_defaults(func=cmd_replay)
 
     summary = sub.add_parser("summary", help="summary of NDJSON files, without exporting",
@@ -418,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "turn and per model, and the span tree of one turn.\n\nexample: "
                              "kit-otel summary ~/.local/state/kit-otel/spool/*.ndjson")
     summary.add_argument("files", nargs="+", metavar="FILE")
-    summary.add_argument("--max-turns", type=int, default=40)
+    summary.add_argument("--max-turns", type=_count, default=40)
     summary.set_defaults(func=cmd_summary)
 
     config = sub.add_parser("config", help="show the effective configuration",
@@ -466,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         handlers=[handler])
     try:
-        return args.func(args) or EXIT_OK
+        code = args.func(args) or EXIT_OK
+        sys.stdout.flush()  # a full disk behind stdout fails this command, said below
+        return code
     except UserError as exc:
         print(f"kit-otel: {exc}", file=sys.stderr)
         return exc.code
@@ -479,11 +507,23 @@ def main(argv: list[str] | None = None) -> int:
         # the reader of stdout has what it wanted; nothing more may be written there
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            return _internal_error(exc)
+        # stdout (or a file written without a message of its own) cannot take more: the
+        # exit's own flush must not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"kit-otel: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
     except Exception as exc:  # noqa: BLE001 - the last net: a bug is one line, not a traceback
-        log.debug("internal error", exc_info=True)
-        print(f"kit-otel: internal error: {type(exc).__name__}: {exc} (run with -v for "
-              "details, and please report it)", file=sys.stderr)
-        return EXIT_INTERNAL
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    log.debug("internal error", exc_info=True)
+    print(f"kit-otel: internal error: {type(exc).__name__}: {exc} (run with -v for "
+          "details, and please report it)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def _flush_quietly() -> None:

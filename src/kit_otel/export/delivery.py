@@ -13,6 +13,7 @@ import re
 import threading
 from typing import Sequence
 
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -66,8 +67,9 @@ def short_reason(text: str) -> str:
 class Tally:
     """Items offered to and accepted by one exporter, and the last reason it failed."""
 
-    def __init__(self, signal: str, destination: str):
+    def __init__(self, signal: str, destination: str, setting: str = ""):
         self.signal, self.destination = signal, destination
+        self.setting = setting  # the variable that named the destination (OTLP), if any
         self.offered = self.accepted = 0
         self.failure = ""
         self._lock = threading.Lock()
@@ -86,9 +88,9 @@ class Tally:
 
 
 class TallyingSpanExporter(SpanExporter):
-    def __init__(self, inner: SpanExporter, destination: str):
+    def __init__(self, inner: SpanExporter, destination: str, setting: str = ""):
         self.inner = inner
-        self.tally = Tally("spans", destination)
+        self.tally = Tally("spans", destination, setting)
         _listen_to_otlp_logs()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -107,17 +109,39 @@ class TallyingSpanExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
+class TallyingLogExporter(LogRecordExporter):
+    def __init__(self, inner: LogRecordExporter, destination: str, setting: str = ""):
+        self.inner = inner
+        self.tally = Tally("log records", destination, setting)
+        _listen_to_otlp_logs()
+
+    def export(self, batch) -> LogRecordExportResult:
+        try:
+            result = self.inner.export(batch)
+        except Exception as exc:  # noqa: BLE001 - counted and reported, never raised into the SDK
+            self.tally.record(len(batch), False, f"{type(exc).__name__}: {exc}")
+            return LogRecordExportResult.FAILURE
+        self.tally.record(len(batch), result == LogRecordExportResult.SUCCESS)
+        return result
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+
 def _data_points(data: MetricsData) -> int:
     return sum(len(metric.data.data_points) for rm in data.resource_metrics
                for sm in rm.scope_metrics for metric in sm.metrics)
 
 
 class TallyingMetricExporter(MetricExporter):
-    def __init__(self, inner: MetricExporter, destination: str):
+    def __init__(self, inner: MetricExporter, destination: str, setting: str = ""):
         super().__init__(preferred_temporality=inner._preferred_temporality,
                          preferred_aggregation=inner._preferred_aggregation)
         self.inner = inner
-        self.tally = Tally("metric points", destination)
+        self.tally = Tally("metric points", destination, setting)
         _listen_to_otlp_logs()
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000,

@@ -86,6 +86,18 @@ def explicit_exporter_arguments(settings, signal: str,
     return arguments
 
 
+def otlp_destination(settings, signal: str,
+                     env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(where the OTLP exporter of `signal` sends, the variable that says so), resolved as the
+    SDK resolves it: the signal's own OTEL_EXPORTER_OTLP_<SIGNAL>_ENDPOINT first."""
+    env = os.environ if env is None else env
+    variable = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+    own = env.get(variable, "").strip()
+    if own:
+        return own, variable
+    return settings.effective_otlp_endpoint(), "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+
 def otlp_exporter(settings, signal: str, **arguments: Any):
     """The SDK's OTLP exporter of this signal for its protocol (checked by
     `check_exporter_names`)."""

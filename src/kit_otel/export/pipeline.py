@@ -35,7 +35,8 @@ from kit_otel.model import names as n
 from kit_otel.config import Settings
 from kit_otel.translate.content import ContentPolicy
 from kit_otel.model.decoder import DecodeError
-from kit_otel.export.delivery import Tally, TallyingMetricExporter, TallyingSpanExporter
+from kit_otel.export.delivery import (Tally, TallyingLogExporter, TallyingMetricExporter,
+                                      TallyingSpanExporter)
 from kit_otel.model.events import Event
 from kit_otel.translate.ext_state import StatePolicy
 from kit_otel.translate.logs import EventLog
@@ -192,7 +193,7 @@ class Pipeline:
             for name, exporter in named:
                 if exporter is None:
                     continue
-                exporter = TallyingSpanExporter(exporter, self._destination(name, "traces"))
+                exporter = TallyingSpanExporter(exporter, *self._destination(name, "traces"))
                 self.tallies.append(exporter.tally)
                 self.tracer_provider.add_span_processor(BatchSpanProcessor(
                     exporter, max_queue_size=_SPAN_QUEUE,
@@ -211,10 +212,13 @@ class Pipeline:
         self.meter_provider = MeterProvider(resource=resource, metric_readers=readers)
         self.logger_provider: LoggerProvider | None = None
         log_exporters = [] if self.disabled else [
-            e for e in map(self._log_exporter, settings.logs_exporter) if e is not None]
+            (name, e) for name in settings.logs_exporter
+            if (e := self._log_exporter(name)) is not None]
         if log_exporters:
             self.logger_provider = LoggerProvider(resource=resource)
-            for exporter in log_exporters:
+            for name, exporter in log_exporters:
+                exporter = TallyingLogExporter(exporter, *self._destination(name, "logs"))
+                self.tallies.append(exporter.tally)
                 self.logger_provider.add_log_record_processor(BatchLogRecordProcessor(
                     exporter, max_queue_size=_SPAN_QUEUE, schedule_delay_millis=1000))
         event_log = EventLog(self.logger_provider.get_logger("kit_otel", __version__)
@@ -271,7 +275,7 @@ class Pipeline:
         else:
             exporter = None
         if exporter is not None:
-            exporter = TallyingMetricExporter(exporter, self._destination(name, "metrics"))
+            exporter = TallyingMetricExporter(exporter, *self._destination(name, "metrics"))
             self.tallies.append(exporter.tally)
             return PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
         if name in ("none", ""):
@@ -280,12 +284,13 @@ class Pipeline:
         return exporter if isinstance(exporter, MetricReader) else \
             PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
 
-    def _destination(self, exporter_name: str, signal: str) -> str:
+    def _destination(self, exporter_name: str, signal: str) -> tuple[str, str]:
+        """(where an exporter sends, the variable that says so: OTLP only)."""
         if exporter_name == "otlp":
-            return self.settings.effective_otlp_endpoint()
+            return exporters.otlp_destination(self.settings, signal)
         if exporter_name == "otlp_json_file":
-            return str(self.output_dir / f"{signal}.jsonl")
-        return exporter_name
+            return str(self.output_dir / f"{signal}.jsonl"), ""
+        return exporter_name, ""
 
     def _set_budgets(self) -> None:
         for budget in self.settings.all_budgets():
@@ -351,6 +356,21 @@ class Pipeline:
             self.logger_provider.shutdown()
         if self.prometheus is not None:
             self.prometheus.close()
+
+
+def start_failure(settings: Settings, exc: OSError | OverflowError,
+                  output_option: str = "") -> str:
+    """One line naming the setting to change when a Pipeline could not start: an output file
+    it cannot write, or the /metrics address it cannot have."""
+    if getattr(exc, "filename", None):
+        options = f"{output_option} or KIT_OTEL_OUTPUT_DIR" if output_option else \
+            "KIT_OTEL_OUTPUT_DIR"
+        return (f"cannot write {exc.filename}: {exc.strerror} (choose another output "
+                f"directory: {options})")
+    where = f"{settings.prometheus_host}:{settings.prometheus_port}"
+    reason = getattr(exc, "strerror", None) or str(exc)
+    return (f"cannot serve /metrics on {where}: {reason} (KIT_OTEL_PROMETHEUS_HOST, "
+            "KIT_OTEL_PROMETHEUS_PORT)")
 
 
 def translator_settings(settings: Settings) -> TranslatorSettings:

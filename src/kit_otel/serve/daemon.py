@@ -40,7 +40,7 @@ from typing import Any
 
 from kit_otel.config import load_settings, Settings
 from kit_otel.export.instance_id import service_instance_id
-from kit_otel.export.pipeline import Pipeline
+from kit_otel.export.pipeline import Pipeline, start_failure
 from kit_otel.export.reliable_export import (
     DeadLetterFile, DeterministicIdGenerator, event_seed, ReliableSpanProcessor,
 )
@@ -51,7 +51,7 @@ from kit_otel.serve.checkpoint import (
     AttributedCounters, bounded_values, CheckpointError, CheckpointStore, copy_totals,
     decode_sessions, encode_sessions, restore_bounded_values, Totals,
 )
-from kit_otel.serve.options import NEVER_NS, ServeError, ServeOptions
+from kit_otel.serve.options import NEVER_NS, ServeError, ServeOptions, use_daemon_output_dir
 from kit_otel.sources.sidecar_follow import SidecarFollower
 from kit_otel.sources.spool import Item, SpoolFile, Stream
 from kit_otel.state.regular_file import open_regular
@@ -127,8 +127,10 @@ class Server(SocketInput, SpoolDirectory):
             log.error("%s", exc)
             self._abort_start()
             return 2
-        except Exception:  # noqa: BLE001 - e.g. a checkpoint written by an incompatible version
-            log.exception("cannot start")
+        except Exception as exc:  # noqa: BLE001 - e.g. a checkpoint of an incompatible version
+            log.debug("cannot start", exc_info=True)
+            log.error("cannot start: %s: %s (run with -v for details, and please report it)",
+                      type(exc).__name__, exc)
             self._abort_start()
             return 2
         self.started.set()
@@ -171,8 +173,8 @@ class Server(SocketInput, SpoolDirectory):
             self.pipeline = Pipeline(self.settings, span_exporters_processor=make_processor,
                                      id_generator=self.ids,
                                      instance_id=service_instance_id(self.settings.state_dir))
-        except OSError as exc:
-            raise ServeError(f"cannot start the exporters: {exc}") from None
+        except (OSError, OverflowError) as exc:
+            raise ServeError(start_failure(self.settings, exc)) from None
         except ValueError as exc:
             raise ServeError(str(exc)) from None
         self.translator = self.pipeline.translator
@@ -547,9 +549,7 @@ def cmd_serve(args) -> int:
     except ValueError as exc:
         print(f"kit-otel: {exc}", file=sys.stderr)
         return 2
-    if settings.sources.get("output_dir", "default") == "default":
-        # a daemon has no meaningful working directory: OTLP-JSON files go with its state
-        settings.output_dir = str(Path(settings.state_dir).expanduser() / "otlp-json")
+    use_daemon_output_dir(settings)
     logger = logging.getLogger("kit_otel")
     if not getattr(args, "verbose", False):
         logger.setLevel(logging.INFO)

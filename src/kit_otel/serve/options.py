@@ -39,3 +39,11 @@ class ServeOptions:
 
 class ServeError(RuntimeError):
     """A problem that prevents the daemon from starting (clear message, exit status 2)."""
+
+
+def use_daemon_output_dir(settings) -> None:
+    """A daemon has no meaningful working directory: unless a setting names one, its OTLP-JSON
+    files go with its state (`<state_dir>/otlp-json`). `doctor` checks the same place."""
+    if settings.sources.get("output_dir", "default") == "default":
+        from pathlib import Path
+        settings.output_dir = str(Path(settings.state_dir).expanduser() / "otlp-json")
