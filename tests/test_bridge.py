@@ -343,7 +343,7 @@ def test_no_events_go_to_a_socket_others_can_reach(hosts, tmp_path, mode, varian
     """A listener in a folder that is not private (another user's, next to a spool directory
     in a shared place) gets nothing; the spool file still gets every event."""
     host = hosts(mode, variant)
-    sock_path = tmp_path / "shared" / "bridge.sock"
+    sock_path = tmp_path / "open-to-all" / "bridge.sock"
     server = SocketServer(sock_path, read=True, private=False)
     try:
         run = host.run("roundtrip", tmp_path, env={option_env_name("kit-otel-socket"):

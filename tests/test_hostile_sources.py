@@ -350,6 +350,32 @@ def test_a_line_rejected_for_one_field_keeps_its_seq_and_stalls_nothing(dirs, re
     assert not receiver.metric_sum("kit_otel.dropped", source="spool_gap")
 
 
+def test_a_rejected_line_never_decides_where_a_stream_starts(tmp_path):
+    """A stream's first line, rejected, with a seq far ahead (or one refused as out of range):
+    taken in file order, so the real lines from seq 1 are all translated, and nothing crashes
+    when the gap wait later looks at it."""
+    import json
+    from kit_otel.sources.spool import SpoolFile, Stream
+
+    def line(seq, ts="2025-01-01T00:00:00.000000001Z"):
+        return json.dumps({"v": 1, "ts": ts, "type": "error", "seq": seq, "pid": 42,
+                           "data": {"Error": "x"}}) + "\n"
+    for bad in (line(1000, ts="garbage"), line(2 << 41)):
+        folder = tmp_path / str(len(bad))
+        folder.mkdir()
+        (folder / "kit-42-b.ndjson").write_text(line(1))
+        (folder / "kit-42-a.ndjson").write_text(bad + line(2) + line(3))
+        stream = Stream("k", 42)
+        for name in ("kit-42-a.ndjson", "kit-42-b.ndjson"):
+            stream.add_file(SpoolFile(str(folder / name)))
+        now, taken = time.time(), []
+        for at in (now, now, now, now, now + 6, now + 6):
+            item = stream.next_item(at, 5.0)
+            if item is not None:
+                taken.append(item.event.seq if item.event else "rejected")
+        assert taken == ["rejected", 1, 2, 3] and stream.duplicates == 0, taken
+
+
 def test_tcp_peer_with_a_huge_seq_cannot_blind_a_spool_stream(dirs, receiver, caplog):
     import socket as socketlib
     spool, state, root = dirs

@@ -218,6 +218,10 @@ def test_a_call_refused_before_the_childs_bridge_saw_it_is_blocked():
         h, outcomes = subagent_turn(order, [("c1", "edit", "refused_unseen")], [True])
         assert outcomes == {"edit": ["blocked"]}, order
         assert h.total("kit.tool.calls", outcome="blocked") == 1, order
+        # ... and it keeps its place among the calls of its name the bridge did see
+        h, outcomes = subagent_turn(order, [("c1", "read", "refused_unseen"),
+                                            ("c2", "read", "ran")], [True, False])
+        assert outcomes == {"read": ["blocked", "ok"]}, order
 
 
 def test_without_a_child_stream_the_chunks_tell_the_outcome():

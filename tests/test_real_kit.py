@@ -229,6 +229,8 @@ def test_events_of_over_a_megabyte_arrive_cut_not_rejected(host, tmp_path):
     assert chunks and chunks[0]["ToolArgsBytes"] > 1100 * 1024
     h = translate(run.spool)
     assert_turns_complete(h, ["stop"])
+    turn, = h.spans_named(n.SPAN_TURN)
+    assert turn.attributes[n.KIT_TURN_PROMPT_LENGTH] == prompt["PromptBytes"]  # not the cut's
     write = next(s for s in h.spans if s.name == f"{n.SPAN_TOOL_PREFIX} write")
     assert write.attributes[n.KIT_TOOL_INPUT_BYTES] == chunks[0]["ToolArgsBytes"]
     assert write.attributes[n.KIT_TOOL_OUTPUT_BYTES] == 1100 * 1024  # the file it wrote

@@ -149,3 +149,16 @@ def test_a_ci_process_keeps_its_trace_parent_across_a_serve_restart(dirs, receiv
     turns = turn_spans()
     assert len(turns) == 6
     assert {(t.trace_id, t.parent_span_id) for t in turns} == {(ci_trace, ci_span)}
+
+
+def test_a_pid_taken_over_by_a_newer_process_does_not_keep_the_old_files(dirs, receiver):
+    """The stream's KIT started its bridge an hour before the process now holding its pid
+    (ours) started: pid reuse, so the idle rule removes the files as for a crashed process."""
+    spool, state, root = dirs
+    old = kit_process(43, os.getpid(), root, turns=1, start_ns=time.time_ns() - 3600 * 10**9)
+    write_all(spool, old)
+    run = InProcess(settings_for(receiver, spool, state, root, spool_retention_s=0.5),
+                    sweep_interval_s=0.1)
+    receiver.wait_for(lambda: not list(spool.glob("*.ndjson")), timeout=30,
+                      message="the files of a reused pid's old process were kept")
+    assert run.stop() == 0

@@ -1445,17 +1445,18 @@ func flush(w *writer) {
 		if w.file == nil {
 			openSpool(w)
 		}
+		written := false
 		if w.file != nil {
-			if _, err := w.file.Write(data); err != nil {
-				atomic.AddInt64(&w.dropped, w.lines+w.batchDropped)
-			}
-		} else {
-			// Not on disk: counted, so the loss shows in the next line written
-			// (with the losses these lines were carrying).
-			atomic.AddInt64(&w.dropped, w.lines+w.batchDropped)
+			_, err := w.file.Write(data)
+			written = err == nil
 		}
-		if w.sockPath != "" {
-			sendSocket(w, data)
+		if w.sockPath != "" && sendSocket(w, data) {
+			written = true // serve has these lines (and the losses they report)
+		}
+		if !written {
+			// Lost: counted, so the loss shows in the next line written (with
+			// the losses these lines were carrying).
+			atomic.AddInt64(&w.dropped, w.lines+w.batchDropped)
 		}
 	}
 	w.out.Reset()
@@ -1495,10 +1496,10 @@ func openSpool(w *writer) {
 // sendSocket streams a batch to the socket, connecting lazily. A slow or
 // absent reader costs at most socketWriteWait per attempt; the connection is
 // then dropped and retried later. The spool file is the durable path.
-func sendSocket(w *writer, data []byte) {
+func sendSocket(w *writer, data []byte) bool {
 	if w.conn == nil {
 		if time.Now().Before(w.nextDial) {
-			return
+			return false
 		}
 		var conn net.Conn
 		err := errNotPrivate
@@ -1508,15 +1509,15 @@ func sendSocket(w *writer, data []byte) {
 		if err != nil {
 			w.nextDial = time.Now().Add(w.dialWait)
 			w.dialWait = nextWait(w.dialWait)
-			return
+			return false
 		}
 		w.conn = conn
 		w.dialWait = minRetry
 		if !writeSocket(w, w.header) {
-			return
+			return false
 		}
 	}
-	writeSocket(w, data)
+	return writeSocket(w, data)
 }
 
 var errNotPrivate = errors.New("socket not in a private directory")

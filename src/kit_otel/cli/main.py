@@ -246,6 +246,7 @@ def _replay_into(pipeline: Pipeline, files: list[str], follow: bool, progress: b
     bar.finish()
     if follow and not tailers:
         print("kit-otel: --follow: no file to follow", file=sys.stderr)
+        missing = max(missing, 1)  # nothing was followed: exit 3, not "all delivered"
     elif follow:
         from kit_otel.sources.sidecar_follow import SidecarFollower
         sidecars = SidecarFollower(pipeline.translator, pipeline.settings.sessions_root)

@@ -121,7 +121,8 @@ class TallyingLogExporter(LogRecordExporter):
         except Exception as exc:  # noqa: BLE001 - counted and reported, never raised into the SDK
             self.tally.record(len(batch), False, f"{type(exc).__name__}: {exc}")
             return LogRecordExportResult.FAILURE
-        self.tally.record(len(batch), result == LogRecordExportResult.SUCCESS)
+        # (by name: an exporter may still return the SDK's older LogExportResult, another enum)
+        self.tally.record(len(batch), getattr(result, "name", None) == "SUCCESS")
         return result
 
     def shutdown(self) -> None:

@@ -14,7 +14,7 @@ from typing import IO, Annotated, Any, Iterable, Iterator
 
 import msgspec
 
-from kit_otel.model.events import (DATA_TYPES, FORMAT_VERSION, INT64_MAX, MAX_NAME_CHARS, AgentEnd, Count, Event,
+from kit_otel.model.events import (DATA_TYPES, FORMAT_VERSION, INT64_MAX, MAX_COUNT, MAX_NAME_CHARS, AgentEnd, Count, Event,
                      EventData, Int, Name, PathText, StateMap, UnknownData)
 from kit_otel.model.timestamps import MAX_TS_NS, format_ts, parse_ts
 
@@ -83,13 +83,15 @@ def line_position(line: bytes, error: "DecodeError") -> tuple[int, int]:
     """(pid, seq) of a rejected line whose envelope still says them, else (0, 0): a line refused
     for one bad field keeps its place in the stream, so the stream need not wait for its seq
     as for a line that never came. Never for a line that is not JSON, too deep or too long."""
-    if error.reason_code in ("malformed_json", "oversize"):
-        return 0, 0
+    if error.reason_code in ("malformed_json", "oversize") or error.field in ("seq", "pid"):
+        return 0, 0  # (a seq or pid refused as out of range is no place to believe)
     try:
         position = _position_decoder.decode(line)
     except Exception:  # noqa: BLE001 - whatever the bytes: no position
         return 0, 0
-    return (position.pid, position.seq) if position.seq > 0 else (0, 0)
+    if not (0 < position.seq <= MAX_COUNT and 0 <= position.pid <= INT64_MAX):
+        return 0, 0
+    return position.pid, position.seq
 _data_decoders = {name: msgspec.json.Decoder(cls) for name, cls in DATA_TYPES.items()}
 _any_decoder = msgspec.json.Decoder()
 

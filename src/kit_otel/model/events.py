@@ -111,18 +111,22 @@ class ToolResult(EventData):
 class Input(EventData):
     Text: str = ""
     Source: Name = ""
+    TextBytes: Count = 0  # the bridge's: the full size of a Text it cut (a line over its bound)
 
 
 class BeforeAgentStart(EventData):
     Prompt: str = ""
+    PromptBytes: Count = 0  # the bridge's: the full size of a Prompt it cut
 
 
 class AgentStart(EventData):
     Prompt: str = ""
+    PromptBytes: Count = 0  # the bridge's: the full size of a Prompt it cut
 
 
 class AgentEnd(EventData):
     Response: str = ""
+    ResponseBytes: Count = 0  # the bridge's: the full size of a Response it cut
     StopReason: Name = ""
     ToolCallCount: Count = 0
     ToolNames: NameList | None = None
@@ -190,6 +194,7 @@ class BeforeCompact(EventData):
 class SubagentStart(EventData):
     ToolCallID: Name = ""
     Task: str = ""
+    TaskBytes: Count = 0  # the bridge's: the full size of a Task it cut
 
 
 class SubagentChunk(EventData):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kit_otel.serve.options import NEVER_NS, ServeError
 from kit_otel.sources.dir_watch import SPOOL_MASK, DirectoryWatcher
-from kit_otel.sources.spool import (Item, is_spool_name, peek_first, pid_alive, spool_names,
+from kit_otel.sources.spool import (Item, is_spool_name, peek_first, spool_names, still_running,
                                    SpoolFile, Stream)
 
 log = logging.getLogger("kit_otel.serve")
@@ -31,6 +31,9 @@ def _own_directory(path: Path, what: str) -> os.stat_result | None:
     if st.st_uid != os.getuid():
         raise ServeError(f"{what} {path} belongs to uid {st.st_uid}, not to us")
     return st
+
+
+LIVE_IDLE_LIMIT_S = 7 * 86400  # a stream whose pid looks alive is kept at most this long idle
 
 
 def private_dir(path: Path, what: str, tighten: bool = False) -> None:
@@ -209,7 +212,7 @@ class SpoolDirectory:
                                     for f in stream.files.values()):
                 self._remove(stream, "its files were removed")
                 continue
-            alive = pid_alive(stream.pid)
+            alive = still_running(stream.pid, stream.first_started)
             ended = stream.last_type == "session_shutdown" and not alive
             if not ended:
                 stream.ended_since = None
@@ -218,9 +221,11 @@ class SpoolDirectory:
             idle = now - stream.last_activity()
             if ended and now - stream.ended_since >= retention:
                 self._remove(stream, "process ended")
-            elif idle >= retention and not alive:
+            elif idle >= retention and (not alive or idle >= LIVE_IDLE_LIMIT_S):
                 # a crashed process; a live one only went quiet (its user is away) and its
-                # bridge still holds the file open: deleting it would lose what it writes next
+                # bridge still holds the file open: deleting it would lose what it writes
+                # next. A week of silence is the limit even so: a pid of another pid namespace
+                # (containers sharing the spool directory) can look alive here for good.
                 self._remove(stream, f"idle for {idle:.0f}s")
 
     def _remove(self, stream: Stream, why: str) -> None:

@@ -27,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Iterable
 
+from kit_otel.model.timestamps import parse_ts
 from kit_otel.model.decoder import (DecodeError, DecodeFailure, OversizeLine, decode_line,
                                     line_position)
 from kit_otel.model.events import Event
@@ -305,8 +306,9 @@ class Stream:
             event = head.event
             if event is None:
                 seq = head.seq if self.ordered and head.pid == self.pid else 0
+                # (a stream's first line decides where it starts: only a good one may)
                 if seq and seq not in self._by_head and (
-                        self.next_seq is None or seq >= self.next_seq) \
+                        seq <= 1 if self.next_seq is None else seq >= self.next_seq) \
                         and not self._outlier(spool_file, seq):
                     # rejected, but still at its seq: taken (and reported) in its turn, so
                     # the lines after it do not wait for a seq that "never came"
@@ -347,6 +349,8 @@ class Stream:
 
     def _reject_head(self, spool_file: SpoolFile, why: str) -> Item:
         item = self._pop(spool_file)
+        if item.event is None:  # rejected already: the seq its envelope gave was not its own
+            return item
         self.seq_jumps += 1
         return Item(None, seq_jump_error(spool_file.path, item.lineno, item.event.seq,
                                          self.next_seq, why), item.end_offset, item.lineno)
@@ -469,6 +473,36 @@ def is_spool_name(name: str) -> bool:
 
 
 PID_MAX = (1 << 22)  # Linux's ceiling for pid_max: a larger pid cannot be a live process
+
+
+def process_started_ns(pid: int) -> int | None:
+    """When process `pid` started (wall clock, ns), from /proc; None where that is unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as fh:
+            boot_s = next(int(line.split()[1]) for line in fh if line.startswith(b"btime "))
+        ticks = os.sysconf("SC_CLK_TCK")
+        return int((boot_s + int(fields[19]) / ticks) * 1e9)  # field 22: starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def still_running(pid: int, started_at: str) -> bool:
+    """Is the KIT process whose bridge started at `started_at` (RFC 3339) still running? Its pid
+    is alive, and not taken over by a process that started after that bridge did (pid reuse:
+    a container's KIT as pid 7 leaves files that serve's pid 7, a different process, would
+    otherwise keep forever)."""
+    if not pid_alive(pid):
+        return False
+    if not started_at:
+        return True
+    try:
+        bridge_ns = parse_ts(started_at)
+    except ValueError:
+        return True
+    started = process_started_ns(pid)
+    return started is None or started <= bridge_ns + 2_000_000_000  # (boot time is in seconds)
 
 
 def pid_alive(pid: int) -> bool:

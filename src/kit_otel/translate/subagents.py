@@ -38,7 +38,7 @@ class SubagentSpans:
         if known is not None:
             # its child's first lines came first (two bridge instances, each flushing on its own
             # timer) and opened the subagent: it only learns its task now
-            self._describe_task(known.span, data.Task)
+            self._describe_task(known.span, data.Task, data.TaskBytes)
             return
         tool = run.tools.get(data.ToolCallID)
         if tool is None:
@@ -56,14 +56,14 @@ class SubagentSpans:
         span = self.tracer.start_span(n.SPAN_SUBAGENT, context=trace.set_span_in_context(parent),
                                       kind=SpanKind.INTERNAL, attributes=attrs,
                                       start_time=event.ts_ns)
-        self._describe_task(span, data.Task)
+        self._describe_task(span, data.Task, data.TaskBytes)
         subagent = Subagent(span=span, call_id=data.ToolCallID, start_ns=event.ts_ns,
                              session=session, turn=run)
         run.subagents[data.ToolCallID] = subagent
         self.open_subagents.setdefault(session.pid, []).append(subagent)
 
-    def _describe_task(self, span: trace.Span, task: str) -> None:
-        attrs: dict = {n.KIT_SUBAGENT_TASK_LENGTH: len(task)}
+    def _describe_task(self, span: trace.Span, task: str, task_bytes: int = 0) -> None:
+        attrs: dict = {n.KIT_SUBAGENT_TASK_LENGTH: max(len(task), task_bytes)}
         captured = messages.input_messages(self.content, task)
         if captured is not None:
             attrs[n.GEN_AI_INPUT_MESSAGES] = captured
@@ -142,7 +142,9 @@ class SubagentSpans:
         tool_execution_start (it ran); at step_finish every call of the step has had its chance,
         so one still pending — or known only from the LLM stream, when the refusing extension
         loads before the bridge — was refused by KIT's tool wrapper."""
-        if event.type == "tool_call":
+        if event.type in ("tool_call_input_start", "tool_call"):
+            # in the LLM stream's order, which is the chunks' order too: a call the bridge
+            # never sees as tool_call (refused before it) keeps its place among the others
             self._new_child_call(subagent, event.data.ToolCallID, event.data.ToolName)
         elif event.type == "tool_execution_start":
             call = subagent.pending_calls.pop(event.data.ToolCallID, None)
@@ -266,7 +268,8 @@ class SubagentSpans:
         child.last_ns = event.ts_ns
         subagent.turn.last_ns = max(subagent.turn.last_ns, event.ts_ns)
         session = subagent.session
-        if event.type in ("tool_call", "tool_execution_start", "step_finish"):
+        if event.type in ("tool_call_input_start", "tool_call", "tool_execution_start",
+                          "step_finish"):
             self._judge_child_call(subagent, event)
         if event.type in ("step_start", "step_finish", "llm_usage", "message_update",
                           "reasoning_start", "tool_call_input_start", "tool_call_input_delta",

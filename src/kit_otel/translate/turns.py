@@ -71,7 +71,8 @@ class TurnSpans:
         self._span_event(turn.span, event)
         prompt = getattr(event.data, "Prompt", None) or getattr(event.data, "Text", None)
         if prompt is not None and event.type != "before_agent_start":
-            turn.span.set_attribute(n.KIT_TURN_PROMPT_LENGTH, len(prompt))
+            full = getattr(event.data, "PromptBytes", 0) or getattr(event.data, "TextBytes", 0)
+            turn.span.set_attribute(n.KIT_TURN_PROMPT_LENGTH, max(len(prompt), full))
             captured = messages.input_messages(self.content, prompt)
             if captured is not None:
                 turn.span.set_attribute(n.GEN_AI_INPUT_MESSAGES, captured)
@@ -165,7 +166,8 @@ class TurnSpans:
         log record repeats them)."""
         span = turn.span
         if agent_end is not None:
-            span.set_attribute(n.KIT_TURN_RESPONSE_LENGTH, len(agent_end.Response))
+            span.set_attribute(n.KIT_TURN_RESPONSE_LENGTH,
+                               max(len(agent_end.Response), agent_end.ResponseBytes))
             captured = messages.output_messages(self.content, agent_end.Response, stop_reason)
             if captured is not None:
                 span.set_attribute(n.GEN_AI_OUTPUT_MESSAGES, captured)
