@@ -273,6 +273,19 @@ def test_full_queue_drops_are_counted_and_never_block(hosts, tmp_path, mode, var
     assert body[-1].type == "session_shutdown"
 
 
+@pytest.mark.parametrize("mode,variant", params(RUN_MODES, ("head",)))
+def test_a_huge_queue_size_is_bounded_not_fatal(hosts, tmp_path, mode, variant):
+    """The queue is allocated when the bridge starts, in KIT's own memory: a typo of a size
+    (a trillion) is held to the bound instead of failing the allocation."""
+    host = hosts(mode, variant)
+    run = host.run("roundtrip", tmp_path, env={
+        option_env_name("kit-otel-queue-size"): "1000000000000",
+        option_env_name("kit-otel-flush-ms"): "99999999"})
+    body = decode_all(run.lines())
+    assert body[0].type == "bridge_start" and body[-1].type == "session_shutdown"
+    assert body[0].data.Options["kit-otel-queue-size"] == str(1 << 20)
+
+
 class SocketServer:
     """A Unix socket listener that either reads everything or never reads."""
 

@@ -1007,9 +1007,11 @@ func begin(b *bridge, c ext.Context) *writer {
 		b.off = true
 		return nil
 	}
-	queue := intOption(c, link, env, optQueue, defaultQueueSize, 1)
-	shutdownMs := intOption(c, link, env, optShutdown, defaultShutdownMs, 0)
-	flushMs := intOption(c, link, env, optFlush, defaultFlushMs, 1)
+	// (bounded above too: the queue is allocated at once, in KIT's own memory, and a
+	// shutdown wait is KIT's exit waiting)
+	queue := intOption(c, link, env, optQueue, defaultQueueSize, 1, 1<<20)
+	shutdownMs := intOption(c, link, env, optShutdown, defaultShutdownMs, 0, 60000)
+	flushMs := intOption(c, link, env, optFlush, defaultFlushMs, 1, 10000)
 	spool := option(c, link, env, optSpoolDir, "")
 	if spool == "" {
 		spool = filepath.Join(stateHome(env), "kit-otel", "spool")
@@ -1096,10 +1098,13 @@ func begin(b *bridge, c ext.Context) *writer {
 	return w
 }
 
-func intOption(c ext.Context, link *childLink, env map[string]string, name string, def, min int) int {
+func intOption(c ext.Context, link *childLink, env map[string]string, name string, def, min, max int) int {
 	n, err := strconv.Atoi(option(c, link, env, name, ""))
 	if err != nil || n < min {
 		return def
+	}
+	if n > max {
+		return max
 	}
 	return n
 }
