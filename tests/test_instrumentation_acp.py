@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import warnings
 import sys
 from pathlib import Path
 
@@ -344,11 +345,19 @@ def test_prompt_meta_carries_the_turns_trace_context_and_honours_an_incoming_one
                                                prompt=[text_block("echo trace context")],
                                                traceparent=caller, tracestate="vendor=x"),
                                    SAFETY)
+            # acp's older style, one request model: it still works instrumented (acp knows
+            # it only when it comes alone) and its own _meta carries the context
+            from acp.schema import PromptRequest
+            await asyncio.wait_for(conn.prompt(PromptRequest(
+                session_id=session.session_id, prompt=[text_block("echo trace context")])),
+                SAFETY)
 
-    asyncio.run(two_turns())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (the older style's warning)
+        asyncio.run(two_turns())
     turns = sorted((s for s in exporter.get_finished_spans() if s.name == "invoke_agent kit"),
                    key=lambda s: s.start_time)
-    assert len(turns) == 2 and len(client.texts) == 2
+    assert len(turns) == 3 and len(client.texts) == 3
     sent = [json.loads(text) for text in client.texts]
     for meta, turn in zip(sent, turns):  # the agent got the turn's own context
         ctx = turn.get_span_context()

@@ -815,3 +815,52 @@ def test_a_process_started_with_traceparent_parents_its_turns(setup, agent_modul
     (turn,) = s.spans("invoke_agent kit")
     assert f"{turn.context.trace_id:032x}" == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert turn.parent is not None and f"{turn.parent.span_id:016x}" == "00f067aa0ba902b7"
+
+
+def test_an_exception_through_a_wrapped_call_keeps_no_frame_alive(setup, tmp_path):
+    """The program's objects live as long as without kit-otel: holding the exception on the
+    call record made a cycle that kept its traceback's frames (and their locals) until the
+    cyclic collector ran, or for good with gc disabled."""
+    import gc
+    (tmp_path / "cycle_agent.py").write_text(
+        "class Big:\n    pass\n\nREF = []\n\n"
+        "def tool(x):\n    big = Big()\n    REF.append(__import__('weakref').ref(big))\n"
+        "    raise ValueError('no')\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("cycle_agent")
+        setup(entry_points=[EntryPoint("cycle_agent:tool", "tool")])
+        gc.disable()
+        try:
+            try:
+                module.tool(1)
+            except ValueError:
+                pass
+            assert module.REF[-1]() is None, "a local of the failed call outlived the except"
+        finally:
+            gc.enable()
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("cycle_agent", None)
+
+
+def test_each_caught_failure_is_its_own_error_even_at_a_reused_address(setup, tmp_path):
+    """Failures are told apart by id (exceptions take no weak references): a new call resets
+    it, so a fresh exception at a freed one's address is still reported."""
+    import gc
+    (tmp_path / "reuse_agent.py").write_text(
+        "def tool(i):\n    raise ValueError(i)\n\n"
+        "def turn(prompt):\n    for i in range(5):\n        try:\n            tool(i)\n"
+        "        except ValueError:\n            pass\n        __import__('gc').collect()\n"
+        "    return 'done'\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("reuse_agent")
+        s = setup(entry_points=[EntryPoint("reuse_agent:turn", "turn"),
+                                EntryPoint("reuse_agent:tool", "tool")])
+        assert module.turn("go") == "done"
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("reuse_agent", None)
+    gc.collect()
+    assert s.h.total("kit.errors") == 5

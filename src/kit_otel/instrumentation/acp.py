@@ -288,7 +288,8 @@ class AcpInstrumentation:
         if begun is None:
             return await wrapped(*args, **kwargs)
         s, t = begun
-        kwargs = self.emitter.run(SOURCE, self._with_trace_context, s, kwargs) or kwargs
+        args, kwargs = self.emitter.run(SOURCE, self._with_trace_context, s, args,
+                                        kwargs) or (args, kwargs)
         token = None
         if t.ctx is not None:
             try:
@@ -388,16 +389,26 @@ class AcpInstrumentation:
         t.ctx = otel_context.set_value(FRAME_KEY, t.frame, ctx)
         return s, t
 
-    def _with_trace_context(self, s: _Session, kwargs: dict) -> dict:
-        """The prompt's keyword arguments (ACP puts them in the request's `_meta`) with the
-        turn's W3C trace context, as the ACP trace-context proposal carries it, so an agent
-        that traces can continue the turn's trace."""
+    def _with_trace_context(self, s: _Session, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        """The prompt's arguments with the turn's W3C trace context added to the request's
+        `_meta`, as the ACP trace-context proposal carries it, so an agent that traces can
+        continue the turn's trace: as keyword arguments (acp puts extra ones in `_meta`), or,
+        for a call with one request model (acp's older style, recognised only when it comes
+        alone), in a copy of the model's own `field_meta`."""
         span = self.emitter.turn_span(s.path)
         if span is None:
-            return kwargs
+            return args, kwargs
         carrier: dict[str, str] = {}
         _W3C.inject(carrier, context=trace.set_span_in_context(span))
-        return {**kwargs, **carrier}
+        model = args[0] if len(args) == 1 and not kwargs else \
+            kwargs.get("params") if not args and set(kwargs) == {"params"} else None
+        if model is not None and hasattr(model, "model_fields"):
+            if "field_meta" not in model.model_fields:
+                return args, kwargs  # nowhere to put it without changing the call
+            meta = {**(getattr(model, "field_meta", None) or {}), **carrier}
+            model = model.model_copy(update={"field_meta": meta})
+            return ((model,), {}) if args else ((), {"params": model})
+        return args, {**kwargs, **carrier}
 
     def _end_turn(self, s: _Session, t: _Turn, response: Any, exc: BaseException | None) -> None:
         if s.turn is not t:

@@ -40,6 +40,10 @@ class Invocation:
             self.done, self.frame = True, None
             return
         self.frame = self._frame()
+        # a new call in this agent loop: any exception reported before was handled by the
+        # program (one still propagating starts no call), so the next one is new even at a
+        # freed one's address (the dedupe is by id: exceptions take no weak references)
+        self.frame.reported = ()
         self.path, self.sid = self.frame.path, self.frame.session_id
         self.begin()
 
@@ -109,6 +113,10 @@ class Invocation:
                 stop = "error" if exc is not None else (
                     "cancelled" if how in ("closed", "abandoned") else self.implicit_stop())
                 end_turn(self, self.implicit, stop, "", exc)  # `exc` once, if not reported
+            # what the call returned or raised is the program's: holding it here made a cycle
+            # (exception → traceback → the wrapper's frame → this → exception) that kept the
+            # frames' locals alive until the cyclic collector ran, or for good without it
+            call.result = call.exception = None
 
     def _item(self, item: Any) -> None:
         if self.done:
