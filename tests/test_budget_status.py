@@ -62,15 +62,85 @@ def test_a_new_day_starts_at_zero_and_late_calls_of_yesterday_do_not_count(tmp_p
     assert status.snapshot()["spend"]["day"] == {"alpha": 1.0, "*": 1.0}
 
 
-def test_a_restart_keeps_todays_spend_and_a_broken_file_is_not_fatal(tmp_path):
+def test_a_restart_starts_from_the_ledger_not_from_the_file(tmp_path):
+    """serve reads the spool again from its last checkpoint, so the spend starts from what the
+    checkpoints restored (the translator's spend-to-date ledger), in the sources counted."""
+    h = make_harness()
+    s = script(start=time.time_ns())
+    s.oauth = True  # one notional (price_table) call ...
+    s.session_start()
+    s.turn("hi", [Step(text="ok", usage=Usage(1000, 100, 0, 0))])
+    h.feed(s.events)
     path = tmp_path / STATUS_FILE
-    first = BudgetStatus(path, ())
-    first.add_call(call(cost=0.75))
-    first.maybe_write(force=True)
-    again = BudgetStatus(path, ())
-    assert again.snapshot()["spend"]["day"] == {"alpha": 0.75, "*": 0.75}
-    path.write_text("{not json")
-    assert BudgetStatus(path, ()).snapshot()["spend"]["day"] == {}
+    path.write_text('{"version": 1, "windows": {}, "spend": {"day": {"*": 99}}}')  # not read
+    status = BudgetStatus(path, ())
+    status.start_from(h.translator.metrics.spend_to_date)
+    notional = (1000 * 3 + 100 * 15) / 1e6
+    assert status.snapshot()["spend"]["day"] == pytest.approx({"proj": notional, "*": notional})
+    billed_only = BudgetStatus(path, (), cost_sources=("kit",))
+    billed_only.start_from(h.translator.metrics.spend_to_date)
+    assert billed_only.snapshot()["spend"]["day"] == {}
+    h.close()
+
+
+def test_an_idle_serve_rewrites_the_file_and_rolls_into_a_new_day(tmp_path, monkeypatch):
+    path = tmp_path / STATUS_FILE
+    status = BudgetStatus(path, (), heartbeat_s=60)
+    status.add_call(call(cost=5.0))
+    status.maybe_write(now=1000.0)
+    first = json.loads(path.read_text())["written_unix_ms"]
+    time.sleep(0.01)
+    status.maybe_write(now=1030.0)  # nothing new, within the heartbeat: left alone
+    assert json.loads(path.read_text())["written_unix_ms"] == first
+    status.maybe_write(now=1061.0)  # a heartbeat: serve is up
+    assert json.loads(path.read_text())["written_unix_ms"] > first
+    tomorrow = time.time_ns() + DAY_NS
+    monkeypatch.setattr("kit_otel.serve.budget_status.time.time_ns", lambda: tomorrow)
+    status.maybe_write(now=1062.0)  # past midnight, nothing spent since
+    saved = json.loads(path.read_text())
+    assert saved["windows"]["day"] == time.strftime("%Y-%m-%d", time.gmtime(tomorrow // 10**9))
+    assert saved["spend"]["day"] == {}
+
+
+def test_a_call_a_nanosecond_before_midnight_is_the_old_days(tmp_path):
+    status = BudgetStatus(tmp_path / STATUS_FILE, ())
+    midnight = (time.time_ns() // DAY_NS + 1) * DAY_NS
+    status.windows = {"day": "1970-01-01", "month": "1970-01"}
+    status.add_call(call(cost=1.0, ts_ns=midnight - 1))
+    assert status.windows["day"] == time.strftime("%Y-%m-%d", time.gmtime(midnight // 10**9 - 1))
+
+
+def test_serve_stopped_mid_turn_does_not_count_a_call_twice(tmp_path):
+    """A stop in an open turn: the next start reads the spool again from the last checkpoint
+    (before the turn), so its first call is translated again; the file counts it once."""
+    from kit_otel.cli.generator import Tool
+    spool, state, root = tmp_path / "spool", tmp_path / "state", tmp_path / "sessions"
+    spool.mkdir()
+    s = script(start=time.time_ns() - 60 * 10**9)
+    s.session_start()
+    s.turn("one", [Step(text="ok", usage=Usage(1000, 100, 0, 0))])
+    s.turn("two", [Step(text="look", usage=Usage(2000, 200, 0, 0),
+                        tools=[Tool(name="read", kind="read")]),
+                   Step(text="done", usage=Usage(3000, 300, 0, 0))])
+    usages = [i for i, e in enumerate(s.events) if e.type == "llm_usage"]
+    kit_cost = sum(e.data.Cost for e in s.events if e.type == "llm_usage")
+    lines = [encode_event(e) for e in s.events]
+    cut = usages[1] + 1  # after turn two's first call, before its end
+    name = "kit-4242-20260609T131810.000000000Z-1.ndjson"
+    (spool / name).write_bytes(b"".join(lines[:cut]))
+    with OTLPReceiver() as receiver:
+        settings = settings_for(receiver, spool, state, root)
+        run = InProcess(settings)
+        receiver.wait_for(lambda: run.server.processed >= cut, timeout=30)
+        assert run.server.translator.open_turn_count() == 1
+        assert run.stop() == 0
+        with open(spool / name, "ab") as fh:
+            fh.write(b"".join(lines[cut:]))
+        run = InProcess(settings)
+        receiver.wait_for(lambda: run.server.processed >= len(lines) - cut, timeout=30)
+        assert run.stop() == 0
+    saved = json.loads((spool / STATUS_FILE).read_text())
+    assert saved["spend"]["day"]["*"] == pytest.approx(kit_cost, rel=1e-12)
 
 
 def test_writes_are_throttled(tmp_path):

@@ -6,8 +6,13 @@ already agree on — so code running inside KIT can read it without asking anybo
 Which cost counts is the user's choice (`budget_cost_sources`, default KIT's own number plus the
 notional price of calls KIT priced at 0); the file names it. The file is replaced atomically and
 at most once per `write_interval_s`, so a reader never sees a torn file and a busy serve does not
-rewrite it per call. On start, a file of the current windows is read back: a restart keeps
-today's spend.
+rewrite it per call; it is rewritten at least every `heartbeat_s` and when a new day or month
+begins by the wall clock, so an idle serve's file stays fresh and shows the new window at 0.
+
+On start, the spend begins from the translator's spend-to-date ledger as the checkpoints
+restored it (`start_from`), not from the file: serve reads the spool again from the last
+checkpoint, so a call translated after it — in a turn open at the stop, or while the collector
+was down — is added once more; the file's own number already had it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from pathlib import Path
 
 from kit_otel.state.atomic_file import write_atomically
 from kit_otel.config import Budget
+from kit_otel.model.names import L_COST_SOURCE, L_PROJECT
+from kit_otel.translate.instruments import L_WINDOW
 from kit_otel.translate.records import LlmCallRecord
 
 log = logging.getLogger("kit_otel.budget_status")
@@ -31,42 +38,48 @@ _MAX_PROJECTS = 1000  # beyond this, projects fold into "other" (the file stays 
 
 
 def _windows(ts_ns: int) -> dict[str, str]:
-    day = datetime.fromtimestamp(ts_ns / 1e9, tz=timezone.utc)
+    day = datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=timezone.utc)  # (/1e9 rounds up)
     return {"day": day.strftime("%Y-%m-%d"), "month": day.strftime("%Y-%m")}
 
 
 class BudgetStatus:
     def __init__(self, path: Path, budgets: tuple[Budget, ...],
                  cost_sources: tuple[str, ...] = ("kit", "price_table"),
-                 write_interval_s: float = 1.0):
+                 write_interval_s: float = 1.0, heartbeat_s: float = 60.0):
         self.path = path
         self.budgets = budgets
         self.cost_sources = frozenset(cost_sources)
         self.write_interval_s = write_interval_s
+        self.heartbeat_s = heartbeat_s
         self.windows = _windows(time.time_ns())
         self.spend: dict[str, dict[str, float]] = {"day": {}, "month": {}}
         self._dirty = True  # the first write says serve is up, even before any spend
-        self._written_at = 0.0
+        self._written_at: float | None = None
         self._failing = False
-        self._restore()
 
-    def _restore(self) -> None:
-        try:
-            saved = json.loads(self.path.read_text())
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("%s: not read back (%s); spend starts at 0", self.path, exc)
-            return
-        if not isinstance(saved, dict) or saved.get("version") != FORMAT_VERSION:
-            return
-        spend = saved.get("spend") if isinstance(saved.get("spend"), dict) else {}
-        windows = saved.get("windows") if isinstance(saved.get("windows"), dict) else {}
+    def start_from(self, spend_to_date) -> None:
+        """The spend of the current windows as the translator's ledger holds it (a
+        `WindowSpend` restored from the checkpoints), in the cost sources counted here."""
+        periods, sums = spend_to_date.current()
+        self.windows = {window: periods[window] for window in ("day", "month")}
+        self.spend = {"day": {}, "month": {}}
+        for labels, usd in sums:
+            if labels.get(L_COST_SOURCE) not in self.cost_sources or usd <= 0:
+                continue
+            totals = self.spend.get(labels.get(L_WINDOW))
+            if totals is None:
+                continue
+            project = labels.get(L_PROJECT) or "unknown"
+            totals[project] = totals.get(project, 0.0) + usd
+            totals[ALL_PROJECTS] = totals.get(ALL_PROJECTS, 0.0) + usd
+        self._dirty = True
+
+    def _roll(self, windows: dict[str, str]) -> None:
         for window in ("day", "month"):
-            values = spend.get(window)
-            if windows.get(window) == self.windows[window] and isinstance(values, dict):
-                self.spend[window] = {str(k): float(v) for k, v in values.items()
-                                      if isinstance(v, (int, float)) and v >= 0}
+            if windows[window] > self.windows[window]:  # a new day (or month) began
+                self.windows[window] = windows[window]
+                self.spend[window] = {}
+                self._dirty = True
 
     def add_call(self, call: LlmCallRecord) -> None:
         """translator.on_llm_call hook: one LLM call's cost, in the windows of its own time."""
@@ -77,11 +90,9 @@ class BudgetStatus:
         if usd <= 0:
             return
         windows = _windows(call.ts_ns or time.time_ns())
+        self._roll(windows)
         for window in ("day", "month"):
-            if windows[window] > self.windows[window]:  # a new day (or month) began
-                self.windows[window] = windows[window]
-                self.spend[window] = {}
-            elif windows[window] < self.windows[window]:
+            if windows[window] < self.windows[window]:
                 continue  # a late call of a window already over
             totals = self.spend[window]
             project = call.project or "unknown"
@@ -105,8 +116,11 @@ class BudgetStatus:
 
     def maybe_write(self, now: float | None = None, force: bool = False) -> None:
         now = time.monotonic() if now is None else now
-        if not (self._dirty or force) or (not force and now - self._written_at <
-                                          self.write_interval_s):
+        self._roll(_windows(time.time_ns()))  # midnight passes while nothing is spent too
+        since = None if self._written_at is None else now - self._written_at
+        due = since is None or (self._dirty and since >= self.write_interval_s) or \
+            since >= self.heartbeat_s
+        if not (due or force):
             return
         try:
             write_atomically(self.path, json.dumps(self.snapshot(), sort_keys=True).encode())

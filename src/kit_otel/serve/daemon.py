@@ -194,6 +194,9 @@ class Server(SocketInput, SpoolDirectory):
         self.counters.restore(daemon_totals)
         for key, snap in self.store.streams.items():
             self._restore_stream(key, snap)
+        # the budget file's spend, from what the checkpoints restored: the calls after them
+        # are read again and added once
+        self.budget_status.start_from(metrics.spend_to_date.inner)  # (past the attribution)
         meter = self.pipeline.meter_provider.get_meter("kit_otel.serve")
         for spec, value in ((n.SERVE_EXPORT_QUEUE, lambda: self.processor.queued_spans),
                             (n.SERVE_SPOOL_FILES, lambda: len(self.file_owner))):

@@ -193,7 +193,8 @@ class ChatSpans:
             m.tokens.add(value, {**labels, n.L_TYPE: token_type})
         spend = call.cost + call_cost.notional_usd  # KIT's plus notional, here and to date
         m.cost.add(spend, {**labels, **cost_metric_labels(call_cost, self.prices.version)})
-        for key in WindowSpend.keys(end_ns, labels):
+        # by cost source too: budget-status.json counts the sources the user chose, from these
+        for key in WindowSpend.keys(end_ns, {**labels, n.L_COST_SOURCE: call_cost.source}):
             m.spend_to_date.add_key(key, spend)
         m.llm_calls.add(1, {n.L_PROVIDER: provider, n.L_MODEL: bounded_model,
                             n.L_FINISH_REASON: call.finish_reason or "unknown"})

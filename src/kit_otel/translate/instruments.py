@@ -74,7 +74,7 @@ L_PERIOD = "period"  # internal: which calendar window a sum belongs to, never e
 
 def spend_windows(ts_ns: int) -> tuple[tuple[str, str], ...]:
     """(window, period) pairs of a UTC instant: ("day", "2026-12-01"), ("month", "2026-12")."""
-    day = time.strftime("%Y-%m-%d", time.gmtime(ts_ns / 1e9))
+    day = time.strftime("%Y-%m-%d", time.gmtime(ts_ns // 1_000_000_000))  # (not /1e9: rounds up)
     return (("day", day), ("month", day[:7]))
 
 
@@ -129,6 +129,19 @@ class WindowSpend(LedgerCounter):
     def restore(self, totals: dict[LabelKey, float]) -> None:
         current = self._current()
         super().restore({k: v for k, v in totals.items() if not self._is_past(k, current)})
+
+    def current(self) -> tuple[dict[str, str], list[tuple[dict, float]]]:
+        """The current periods by the wall clock ({window: period}) and the sums of each, with
+        their labels (the window's among them, the period's not): what the gauge reports."""
+        periods = dict(self._current())
+        with self._lock:
+            items = list(self._sums.items())
+        out = []
+        for key, value in items:
+            labels = dict(key)
+            if periods.get(labels.get(L_WINDOW)) == labels.pop(L_PERIOD, None):
+                out.append((labels, value))
+        return periods, out
 
 
 class BoundedValues:
