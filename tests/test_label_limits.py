@@ -36,3 +36,31 @@ def test_projects_beyond_the_limit_fold_into_other_and_keep_every_dollar():
     span_projects = {s.attributes.get("kit.project") for s in h.spans_named("invoke_agent kit")}
     assert span_projects == set(projects)
 
+
+
+def test_a_project_with_a_budget_keeps_its_label_beyond_the_limit():
+    """Folded into `other`, a budgeted project's spend could never meet its kit_budget_usd."""
+    import random
+    import time
+    from kit_otel.cli.generator import KitScript
+    from kit_otel.config import Budget, load_settings
+    from kit_otel.export.pipeline import Pipeline
+    settings = load_settings(env={"OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+                                  "KIT_OTEL_MAX_PROJECTS": "3"})
+    settings.budgets = (Budget("day", "project", 1.0, project="payments"),)
+    pipeline = Pipeline(settings)
+    try:
+        now = time.time_ns() - 600 * 10**9
+        for i, project in enumerate(["ci-job-1", "ci-job-2", "ci-job-3", "payments"]):
+            s = KitScript(pid=100 + i, session_path=f"/s/home--a--{project}/{i}.jsonl",
+                          start_ns=now + i * 10**9, provider="anthropic",
+                          model="claude-sonnet-4-5-20250929", rng=random.Random(i))
+            s.session_start()
+            s.turn("hi", [Step(text="ok", usage=Usage(1000, 10, 0, 0))])
+            for event in s.events:
+                pipeline.translator.process(event)
+        projects = {dict(k).get("project")
+                    for k in pipeline.translator.metrics.spend_to_date.totals()}
+        assert "payments" in projects and "other" not in projects
+    finally:
+        pipeline.shutdown()

@@ -293,7 +293,11 @@ class Pipeline:
         return exporter_name, ""
 
     def _set_budgets(self) -> None:
-        for budget in self.settings.all_budgets():
+        metrics = self.translator.metrics
+        budgets = self.settings.all_budgets()
+        metrics.project_value.reserve(b.project for b in budgets)
+        metrics.model_value.reserve(b.model for b in budgets)
+        for budget in budgets:
             labels = {"window": budget.window, "scope": budget.scope}
             if budget.project:
                 labels["project"] = budget.project

@@ -148,14 +148,20 @@ class BoundedValues:
     """Label values beyond `limit` distinct ones fold into `other`, so a misbehaving stream (or
     thousands of MCP tools) cannot blow up the metric backend."""
 
-    __slots__ = ("limit", "_seen")
+    __slots__ = ("limit", "_seen", "_reserved")
 
     def __init__(self, limit: int):
         self.limit = limit
         self._seen: set[str] = set()
+        self._reserved: frozenset[str] = frozenset()
+
+    def reserve(self, values) -> None:
+        """Values that always keep their own label, beyond the limit too: the projects and
+        models a budget names (folded into `other`, a budget's spend could never be compared)."""
+        self._reserved = self._reserved | frozenset(v for v in values if v)
 
     def __call__(self, value: str) -> str:
-        if value in self._seen:
+        if value in self._seen or value in self._reserved:
             return value
         if len(self._seen) >= self.limit:
             return n.OTHER
