@@ -864,3 +864,21 @@ def test_each_caught_failure_is_its_own_error_even_at_a_reused_address(setup, tm
         sys.modules.pop("reuse_agent", None)
     gc.collect()
     assert s.h.total("kit.errors") == 5
+
+
+def test_uninstrument_of_an_inherited_method_leaves_no_copy_behind(setup, tmp_path):
+    (tmp_path / "inherit_agent.py").write_text(
+        "class Base:\n    def run(self, x):\n        return 'base:' + x\n\n"
+        "class Sub(Base):\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("inherit_agent")
+        setup(entry_points=[EntryPoint("inherit_agent:Sub.run", "tool")])
+        assert module.Sub().run("x") == "base:x"
+        KitInstrumentor().uninstrument()
+        assert "run" not in vars(module.Sub)  # as before instrumenting
+        module.Base.run = lambda self, x: "patched"
+        assert module.Sub().run("x") == "patched"
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("inherit_agent", None)

@@ -156,7 +156,7 @@ class EntryPointInstrumentation:
         self.ext_state = ext_state
         self.state_policy = state_policy
         self.open_frames: dict[str, Frame] = {}
-        self.installed: list[tuple[Any, str, Any]] = []  # (parent, attribute, wrapper)
+        self.installed: list[tuple[Any, str, Any, bool]] = []  # (parent, attribute, wrapper, own)
         self.pending: set[str] = set()  # targets waiting for their module's import
         self.errors: list[str] = []
         self.extractor_failures = 0
@@ -188,9 +188,12 @@ class EntryPointInstrumentation:
                     getattr(original, "_self_wrapper", None), WrappedTarget):
                 return  # already ours (idempotent)
             target = WrappedTarget(ep, original, parent, self)
+            # whether the attribute was the parent's own (not inherited): uninstall restores
+            # exactly that, instead of leaving a copy of an inherited method behind
+            own = attribute in getattr(parent, "__dict__", {})
             wrapper = wrapt.wrap_object(parent, attribute, wrapt.FunctionWrapper,
                                         (target, instrumentation_enabled))
-            self.installed.append((parent, attribute, wrapper))
+            self.installed.append((parent, attribute, wrapper, own))
         except Exception as exc:  # noqa: BLE001 - a bad declaration must not break the host
             message = f"entry point {ep.target} ({ep.role}) not instrumented: {exc}"
             self.errors.append(message)
@@ -201,9 +204,11 @@ class EntryPointInstrumentation:
         from opentelemetry.instrumentation.utils import unwrap
         self.active = False
         self.pending.clear()
-        for parent, attribute, wrapper in reversed(self.installed):
+        for parent, attribute, wrapper, own in reversed(self.installed):
             try:
-                if inspect.isclass(parent):
+                if not own and getattr(parent, "__dict__", {}).get(attribute) is wrapper:
+                    delattr(parent, attribute)  # inherited: the base's (current) one shows again
+                elif inspect.isclass(parent):
                     if parent.__dict__.get(attribute) is wrapper:
                         setattr(parent, attribute, wrapper.__wrapped__)
                 else:
