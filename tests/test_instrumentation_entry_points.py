@@ -882,3 +882,36 @@ def test_uninstrument_of_an_inherited_method_leaves_no_copy_behind(setup, tmp_pa
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("inherit_agent", None)
+
+
+def test_a_generator_turn_with_ext_state_runs_in_its_consumers_context(setup, tmp_path):
+    """The session's state is baggage on top of the context current at each step: the body
+    sees the consumer's own baggage, and a suppression around the iteration holds."""
+    import json
+    from opentelemetry import baggage, context
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+    session = tmp_path / "s1.jsonl"
+    (tmp_path / "s1.ext-state.json").write_text(json.dumps({"mode": "fast"}))
+    (tmp_path / "gen_agent.py").write_text(
+        "from opentelemetry import baggage\nSEEN = []\n\ndef tool(x):\n    return x\n\n"
+        "def turn(prompt):\n    SEEN.append(baggage.get_baggage('tenant'))\n    yield 'a'\n"
+        "    tool('inside')\n    SEEN.append(baggage.get_baggage('tenant'))\n    yield 'b'\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("gen_agent")
+        s = setup(entry_points=[EntryPoint("gen_agent:turn", "turn"),
+                                EntryPoint("gen_agent:tool", "tool")],
+                  session_path=str(session))
+        steps = module.turn("p")
+        token = context.attach(baggage.set_baggage("tenant", "acme"))
+        try:
+            with suppress_instrumentation():
+                assert list(steps) == ["a", "b"]
+        finally:
+            context.detach(token)
+        assert module.SEEN == ["acme", "acme"]
+        assert not [sp for sp in s.exporter.get_finished_spans()
+                    if sp.name == "execute_tool tool"]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("gen_agent", None)

@@ -72,7 +72,13 @@ class Invocation:
         if self.frame is None:
             return None
         try:
-            return enter(self.span, self.frame, self._baggage, self.t.role)
+            ctx = None
+            if self._baggage is not None:
+                # the state's baggage on top of the context current now: a generator's step
+                # runs in its consumer's context (its baggage, a suppression), not the call's
+                state, policy = self._baggage
+                ctx = ext_state_context(state, policy)
+            return enter(self.span, self.frame, ctx, self.t.role)
         except Exception:  # noqa: BLE001
             return None
 
@@ -184,7 +190,7 @@ def begin_turn(inv: Invocation, frame: Frame, prompt: str) -> Any:
     instr.open_frames[path] = frame
     inv.span = em.turn_span(path)
     if state:
-        inv._baggage = ext_state_context(state, instr.state_policy)
+        inv._baggage = (state, instr.state_policy)
     return state
 
 
