@@ -351,11 +351,13 @@ class Pipeline:
             if self.prometheus is None or reader is not self.prometheus.reader:
                 reader.force_flush()
 
-    def shutdown(self, close_turns: bool = True) -> None:
+    def shutdown(self, close_turns: bool = True, metrics_timeout_s: float = 30.0) -> None:
+        """`metrics_timeout_s` bounds the final metric export (an unreachable collector's
+        retries would otherwise hold a stopping daemon past its own shutdown timeout)."""
         if close_turns:
             self.translator.close()
         self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        self.meter_provider.shutdown(timeout_millis=max(metrics_timeout_s, 0.0) * 1000)
         if self.logger_provider is not None:
             self.logger_provider.shutdown()
         if self.prometheus is not None:

@@ -485,6 +485,7 @@ class Server(SocketInput, SpoolDirectory):
     def _shutdown(self) -> None:
         log.info("stopping: %d events translated, %d lines rejected", self.processed,
                  self.rejected)
+        deadline = time.monotonic() + self.options.shutdown_timeout_s
         for conn in list(self._connections.values()):
             self._disconnect(conn)
         self._close_listeners()
@@ -507,7 +508,10 @@ class Server(SocketInput, SpoolDirectory):
             log.warning("stopped with %d spans not exported: they are exported from the spool "
                         "after the next start", self.processor.queued_spans)
         self._set_lag(time.time_ns())
-        self.pipeline.shutdown(close_turns=False)  # final metric export
+        # the final metric export, within what is left of the shutdown timeout (a second at
+        # least): the counters are in the checkpoint, so a stop never waits on a collector
+        self.pipeline.shutdown(close_turns=False,
+                               metrics_timeout_s=max(deadline - time.monotonic(), 1.0))
         self.budget_status.maybe_write(force=True)
         try:
             self.store.save()
