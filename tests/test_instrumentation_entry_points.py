@@ -5,6 +5,7 @@ the config-file forms; ext-state baggage. Span trees and metrics are asserted ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib
 import json
@@ -817,18 +818,26 @@ def test_a_process_started_with_traceparent_parents_its_turns(setup, agent_modul
     assert turn.parent is not None and f"{turn.parent.span_id:016x}" == "00f067aa0ba902b7"
 
 
+@contextlib.contextmanager
+def program_module(directory, name: str, source: str):
+    """A module of the instrumented program, importable for the duration of the block."""
+    (directory / f"{name}.py").write_text(source)
+    sys.path.insert(0, str(directory))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(directory))
+        sys.modules.pop(name, None)
+
+
 def test_an_exception_through_a_wrapped_call_keeps_no_frame_alive(setup, tmp_path):
     """The program's objects live as long as without kit-otel: holding the exception on the
     call record made a cycle that kept its traceback's frames (and their locals) until the
     cyclic collector ran, or for good with gc disabled."""
-    import gc
-    (tmp_path / "cycle_agent.py").write_text(
-        "class Big:\n    pass\n\nREF = []\n\n"
-        "def tool(x):\n    big = Big()\n    REF.append(__import__('weakref').ref(big))\n"
-        "    raise ValueError('no')\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = importlib.import_module("cycle_agent")
+    with program_module(tmp_path, "cycle_agent",
+                        "class Big:\n    pass\n\nREF = []\n\n"
+                        "def tool(x):\n    big = Big()\n    REF.append(__import__('weakref').ref(big))\n"
+                        "    raise ValueError('no')\n") as module:
         setup(entry_points=[EntryPoint("cycle_agent:tool", "tool")])
         gc.disable()
         try:
@@ -839,49 +848,33 @@ def test_an_exception_through_a_wrapped_call_keeps_no_frame_alive(setup, tmp_pat
             assert module.REF[-1]() is None, "a local of the failed call outlived the except"
         finally:
             gc.enable()
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("cycle_agent", None)
 
 
 def test_each_caught_failure_is_its_own_error_even_at_a_reused_address(setup, tmp_path):
     """Failures are told apart by id (exceptions take no weak references): a new call resets
     it, so a fresh exception at a freed one's address is still reported."""
-    import gc
-    (tmp_path / "reuse_agent.py").write_text(
-        "def tool(i):\n    raise ValueError(i)\n\n"
-        "def turn(prompt):\n    for i in range(5):\n        try:\n            tool(i)\n"
-        "        except ValueError:\n            pass\n        __import__('gc').collect()\n"
-        "    return 'done'\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = importlib.import_module("reuse_agent")
+    with program_module(tmp_path, "reuse_agent",
+                        "def tool(i):\n    raise ValueError(i)\n\n"
+                        "def turn(prompt):\n    for i in range(5):\n        try:\n            tool(i)\n"
+                        "        except ValueError:\n            pass\n        __import__('gc').collect()\n"
+                        "    return 'done'\n") as module:
         s = setup(entry_points=[EntryPoint("reuse_agent:turn", "turn"),
                                 EntryPoint("reuse_agent:tool", "tool")])
         assert module.turn("go") == "done"
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("reuse_agent", None)
     gc.collect()
     assert s.h.total("kit.errors") == 5
 
 
 def test_uninstrument_of_an_inherited_method_leaves_no_copy_behind(setup, tmp_path):
-    (tmp_path / "inherit_agent.py").write_text(
-        "class Base:\n    def run(self, x):\n        return 'base:' + x\n\n"
-        "class Sub(Base):\n    pass\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = importlib.import_module("inherit_agent")
+    with program_module(tmp_path, "inherit_agent",
+                        "class Base:\n    def run(self, x):\n        return 'base:' + x\n\n"
+                        "class Sub(Base):\n    pass\n") as module:
         setup(entry_points=[EntryPoint("inherit_agent:Sub.run", "tool")])
         assert module.Sub().run("x") == "base:x"
         KitInstrumentor().uninstrument()
         assert "run" not in vars(module.Sub)  # as before instrumenting
         module.Base.run = lambda self, x: "patched"
         assert module.Sub().run("x") == "patched"
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("inherit_agent", None)
 
 
 def test_a_generator_turn_with_ext_state_runs_in_its_consumers_context(setup, tmp_path):
@@ -892,13 +885,10 @@ def test_a_generator_turn_with_ext_state_runs_in_its_consumers_context(setup, tm
     from opentelemetry.instrumentation.utils import suppress_instrumentation
     session = tmp_path / "s1.jsonl"
     (tmp_path / "s1.ext-state.json").write_text(json.dumps({"mode": "fast"}))
-    (tmp_path / "gen_agent.py").write_text(
-        "from opentelemetry import baggage\nSEEN = []\n\ndef tool(x):\n    return x\n\n"
-        "def turn(prompt):\n    SEEN.append(baggage.get_baggage('tenant'))\n    yield 'a'\n"
-        "    tool('inside')\n    SEEN.append(baggage.get_baggage('tenant'))\n    yield 'b'\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        module = importlib.import_module("gen_agent")
+    with program_module(tmp_path, "gen_agent",
+                        "from opentelemetry import baggage\nSEEN = []\n\ndef tool(x):\n    return x\n\n"
+                        "def turn(prompt):\n    SEEN.append(baggage.get_baggage('tenant'))\n    yield 'a'\n"
+                        "    tool('inside')\n    SEEN.append(baggage.get_baggage('tenant'))\n    yield 'b'\n") as module:
         s = setup(entry_points=[EntryPoint("gen_agent:turn", "turn"),
                                 EntryPoint("gen_agent:tool", "tool")],
                   session_path=str(session))
@@ -912,6 +902,3 @@ def test_a_generator_turn_with_ext_state_runs_in_its_consumers_context(setup, tm
         assert module.SEEN == ["acme", "acme"]
         assert not [sp for sp in s.exporter.get_finished_spans()
                     if sp.name == "execute_tool tool"]
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("gen_agent", None)
