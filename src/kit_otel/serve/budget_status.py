@@ -20,13 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from kit_otel.state.atomic_file import write_atomically
 from kit_otel.config import Budget
 from kit_otel.model.names import L_COST_SOURCE, L_PROJECT
-from kit_otel.translate.instruments import L_WINDOW
+from kit_otel.translate.instruments import L_WINDOW, spend_windows
 from kit_otel.translate.records import LlmCallRecord
 
 log = logging.getLogger("kit_otel.budget_status")
@@ -38,8 +37,17 @@ _MAX_PROJECTS = 1000  # beyond this, projects fold into "other" (the file stays 
 
 
 def _windows(ts_ns: int) -> dict[str, str]:
-    day = datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=timezone.utc)  # (/1e9 rounds up)
-    return {"day": day.strftime("%Y-%m-%d"), "month": day.strftime("%Y-%m")}
+    """{"day": "2026-12-01", "month": "2026-12"}: the same UTC windows as the spend gauge."""
+    return dict(spend_windows(ts_ns))
+
+
+def _add(totals: dict[str, float], project: str | None, usd: float) -> None:
+    """`usd` spent in one window: to its project's total and to all projects'."""
+    project = project or "unknown"
+    if project not in totals and len(totals) > _MAX_PROJECTS:
+        project = "other"
+    totals[project] = totals.get(project, 0.0) + usd
+    totals[ALL_PROJECTS] = totals.get(ALL_PROJECTS, 0.0) + usd
 
 
 class BudgetStatus:
@@ -69,9 +77,7 @@ class BudgetStatus:
             totals = self.spend.get(labels.get(L_WINDOW))
             if totals is None:
                 continue
-            project = labels.get(L_PROJECT) or "unknown"
-            totals[project] = totals.get(project, 0.0) + usd
-            totals[ALL_PROJECTS] = totals.get(ALL_PROJECTS, 0.0) + usd
+            _add(totals, labels.get(L_PROJECT), usd)
         self._dirty = True
 
     def _roll(self, windows: dict[str, str]) -> None:
@@ -94,12 +100,7 @@ class BudgetStatus:
         for window in ("day", "month"):
             if windows[window] < self.windows[window]:
                 continue  # a late call of a window already over
-            totals = self.spend[window]
-            project = call.project or "unknown"
-            if project not in totals and len(totals) > _MAX_PROJECTS:
-                project = "other"
-            totals[project] = totals.get(project, 0.0) + usd
-            totals[ALL_PROJECTS] = totals.get(ALL_PROJECTS, 0.0) + usd
+            _add(self.spend[window], call.project, usd)
         self._dirty = True
 
     def snapshot(self) -> dict:

@@ -152,10 +152,6 @@ class SubagentSpans:
                 call.verdict = RAN
                 self._settle_chunk_tools(subagent, call.name)
         else:  # step_finish
-            step = subagent.child.step if subagent.child is not None else None
-            if step is not None:
-                for call_id, (name, _kind, _ts) in step.streamed_calls.items():
-                    self._new_child_call(subagent, call_id, name)
             for call in subagent.pending_calls.values():
                 call.verdict = REFUSED
             subagent.pending_calls.clear()
